@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up: a virtual environment in .venv with trainwise installed (editable).
+# It never pulls a CUDA build of torch and never upgrades an installed torch: an existing torch
+# (system-wide or in .venv) is kept and pinned; otherwise the pinned CPU wheel torch==2.13.0 is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TORCH_PIN="${TRAINWISE_TORCH:-torch==2.13.0}"
+PY="${PYTHON:-python3}"
+
+stamp=.venv/.trainwise-setup
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && .venv/bin/python -c "import trainwise, torch" 2>/dev/null; then
+  exit 0  # already set up
+fi
+
+# --system-site-packages: a torch already installed on the machine is reused, not replaced.
+[ -x .venv/bin/python ] || "$PY" -m venv --system-site-packages .venv
+pip_() { .venv/bin/python -m pip install --disable-pip-version-check -q "$@"; }
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "setup: installing $TORCH_PIN (CPU wheel)" >&2
+  pip_ "$TORCH_PIN"
+fi
+# Pin whatever torch is now present so no dependency can upgrade it or pull a CUDA build.
+.venv/bin/python -c "import torch; print('torch==' + torch.__version__)" > .venv/torch-constraint.txt
+echo "setup: installing trainwise with $(cat .venv/torch-constraint.txt) held fixed" >&2
+pip_ -c .venv/torch-constraint.txt -e ".[test]"
+touch "$stamp"

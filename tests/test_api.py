@@ -1,0 +1,127 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+import trainwise
+from trainwise import MLP, TrainwiseError
+
+
+def test_fit_writes_complete_run_dir(tmp_path):
+    r = trainwise.fit("iris", quiet=True, run_dir=tmp_path / "run", epochs=30)
+    files = {p.name for p in r.run_dir.iterdir()}
+    assert {"config.yaml", "metrics.csv", "summary.json", "model.safetensors", "model.json", "preprocess.json",
+            "curves.png"} <= files
+    assert not any(name.endswith(".tmp") for name in files)
+    s = json.loads((r.run_dir / "summary.json").read_text())
+    assert s["status"] in ("completed", "early_stopped") and s["epochs_run"] == len(r.history)
+    assert set(s["test"]) == {"test/loss", "test/accuracy"} and 0.8 <= s["test"]["test/accuracy"] <= 1
+    assert s["best"]["val/loss"] == min(h["val/loss"] for h in r.history[: s["best_epoch"]])
+    assert s["data"]["sizes"] == {"train": 106, "val": 22, "test": 22}  # round(0.15 * 150) == 22 and s["seed"] == 0
+    assert s["train_samples_per_s"] > 0 and s["wall_time_s"] > 0
+    metrics = pd.read_csv(r.run_dir / "metrics.csv")
+    assert list(metrics.columns) == ["epoch", "lr", "train/loss", "train/accuracy", "val/loss", "val/accuracy", "time/epoch_s"]
+    assert len(metrics) == s["epochs_run"]
+    cfg = yaml.safe_load((r.run_dir / "config.yaml").read_text())
+    assert cfg["loss"] == "cross_entropy" and cfg["task"] == "classification" and cfg["run_dir"] is None
+    assert (r.run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_same_seed_same_metrics_csv(tmp_path):
+    runs = [trainwise.fit("wine", quiet=True, run_dir=tmp_path / f"r{i}", epochs=8) for i in range(2)]
+    a, b = (pd.read_csv(r.run_dir / "metrics.csv").drop(columns="time/epoch_s") for r in runs)
+    assert a.to_csv() == b.to_csv()
+    texts = [(r.run_dir / "metrics.csv").read_text().splitlines() for r in runs]
+    strip = lambda lines: [",".join(l.split(",")[:-1]) for l in lines]  # noqa: E731 - drop the time column
+    assert strip(texts[0]) == strip(texts[1])
+
+
+def test_fit_parity_with_plain_loop_on_arrays(blobs):
+    # the full fit() path with no extras == a plain loop on the same (unstandardized) split, same seed
+    X, y = blobs
+    r = trainwise.fit(X, y, quiet=True, run_dir=None, standardize=False, dropout=0.0, early_stopping=False,
+                      restore_best=False, epochs=3, batch_size=16, lr=1e-2, model="mlp:16", split="0.7,0.3,0")
+    Xtr, ytr = (torch.from_numpy(a) for a in r.data.arrays["train"])
+    torch.manual_seed(0)
+    model = MLP(4, [16], 3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, fused=True)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        perm = torch.randperm(len(ytr), generator=g)
+        for i in range(0, len(ytr), 16):
+            idx = perm[i:i + 16]
+            loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for a, b in zip(model.parameters(), r.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_regression_run(tmp_path):
+    r = trainwise.fit("toy-regression", quiet=True, run_dir=tmp_path / "r", batch_size=4, lr=0.01, model="mlp:16,16")
+    assert set(r.test) == {"test/loss", "test/mae", "test/rmse", "test/r2"}
+    assert r.summary["loss"] == "mse" and r.summary["data"]["sizes"] == {"train": 28, "val": 6, "test": 6}
+
+
+def test_predict_and_evaluate_saved_run(tmp_path, small_csv):
+    r = trainwise.fit(str(small_csv), target="label", quiet=True, run_dir=tmp_path / "r", epochs=40)
+    ev = trainwise.evaluate(r.run_dir)
+    assert ev == pytest.approx(r.test)  # same split rebuilt, same weights, same numbers
+    frame = trainwise.predict(r.run_dir, small_csv, tmp_path / "p.csv")
+    assert list(frame.columns) == ["prediction", "prob_no", "prob_yes"]
+    np.testing.assert_allclose(frame[["prob_no", "prob_yes"]].sum(axis=1), 1.0, rtol=1e-6)
+    truth = pd.read_csv(small_csv)["label"]
+    assert (frame["prediction"] == truth).mean() > 0.8
+    assert pd.read_csv(tmp_path / "p.csv")["prediction"].tolist() == frame["prediction"].tolist()
+    # predictions agree with the model applied to the run's own preprocessed test split
+    pred_test = frame["prediction"].iloc[r.data.indices["test"]]
+    acc = (pred_test.to_numpy() == truth.iloc[r.data.indices["test"]].to_numpy()).mean()
+    assert acc == pytest.approx(r.test["test/accuracy"])
+
+
+def test_predict_regression_in_original_units(tmp_path):
+    r = trainwise.fit("diabetes", quiet=True, run_dir=tmp_path / "r", epochs=5)
+    raw = trainwise.load_source("diabetes")
+    np.savez(tmp_path / "x.npz", X=raw.X[:20])
+    frame = trainwise.predict(r.run_dir, tmp_path / "x.npz")
+    assert 25 < frame["prediction"].mean() < 350  # diabetes progression units, not standardized ones
+
+
+def test_user_model_from_file(tmp_path, blobs):
+    f = tmp_path / "mymodel.py"
+    f.write_text("import torch\ndef build(input_shape, output_size):\n"
+                 "    return torch.nn.Sequential(torch.nn.Linear(input_shape[0], 8), torch.nn.ReLU(), torch.nn.Linear(8, output_size))\n")
+    X, y = blobs
+    r = trainwise.fit(X, y, model=f"{f}:build", quiet=True, run_dir=tmp_path / "r", epochs=5)
+    assert r.summary["model"]["parameters"] == 4 * 8 + 8 + 8 * 3 + 3
+    assert trainwise.load_run(r.run_dir).model[0].in_features == 4
+
+
+def test_python_module_model_and_shape_error(tmp_path, blobs):
+    X, y = blobs
+    r = trainwise.fit(X, y, model=torch.nn.Linear(4, 3), quiet=True, run_dir=tmp_path / "ok", epochs=2)
+    assert r.summary["model"]["spec"] == "Linear"
+    with pytest.raises(TrainwiseError, match=r"cannot take the data: input rows have shape \(4,\).*HINT: make the model accept"):
+        trainwise.fit(X, y, model=torch.nn.Linear(7, 3), quiet=True, run_dir=tmp_path / "bad", epochs=2)
+    with pytest.raises(TrainwiseError, match=r"returns outputs of shape \(2, 5\) for 2 rows; the loss needs \(2, 3\)"):
+        trainwise.fit(X, y, model=torch.nn.Linear(4, 5), quiet=True, run_dir=tmp_path / "bad2", epochs=2)
+
+
+def test_option_errors():
+    with pytest.raises(TrainwiseError, match=r"unknown option key 'learning_rate'.*HINT: did you mean"):
+        trainwise.fit("iris", learning_rate=0.1)
+    with pytest.raises(TrainwiseError, match=r"loss 'mse' is for regression but the task is classification"):
+        trainwise.fit("iris", loss="mse", quiet=True)
+    with pytest.raises(TrainwiseError, match=r"'bce_with_logits' needs exactly 2 classes, the data has 3"):
+        trainwise.fit("iris", loss="bce_with_logits", quiet=True)
+
+
+def test_binary_bce(tmp_path):
+    r = trainwise.fit("breast-cancer", loss="bce_with_logits", quiet=True, run_dir=tmp_path / "r", epochs=10)
+    assert r.test["test/accuracy"] > 0.9
+    assert r.summary["model"]["recipe"]["out_features"] == 1

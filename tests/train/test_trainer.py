@@ -1,0 +1,164 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainwise import MLP, Callback, EarlyStopping, Trainer, TensorBatches
+from trainwise.train.metrics import MetricAccumulator
+
+
+def _data(n=96):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(n, 4, generator=g)
+    return X, (X[:, 0] + X[:, 1] > 0).long() + (X[:, 2] > 1).long()
+
+
+def _plain_loop(make_opt, X, y, epochs=3, B=16):
+    """The ten-line PyTorch loop trainwise must match exactly."""
+    torch.manual_seed(0)
+    model = MLP(4, [16], 3)
+    opt = make_opt(model.parameters())
+    g = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=g)
+        for i in range(0, len(y), B):
+            idx = perm[i:i + B]
+            loss = F.cross_entropy(model(X[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model
+
+
+def test_parity_with_plain_loop_given_optimizer():
+    X, y = _data()
+    ref = _plain_loop(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), X, y)
+    torch.manual_seed(0)
+    model = MLP(4, [16], 3)
+    t = Trainer(model, loss="cross_entropy", optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    t.fit(TensorBatches(X, y, batch_size=16, seed=0), TensorBatches(X, y, batch_size=64, shuffle=False), epochs=3)
+    for a, b in zip(ref.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_parity_with_plain_loop_named_optimizer():
+    # trainwise builds Adam with torch's fused kernel (same algorithm, faster); the plain loop asks for the same
+    X, y = _data()
+    ref = _plain_loop(lambda p: torch.optim.Adam(p, lr=1e-2, fused=True), X, y)
+    torch.manual_seed(0)
+    model = MLP(4, [16], 3)
+    Trainer(model, loss="cross_entropy", optimizer="adam", lr=1e-2).fit(TensorBatches(X, y, batch_size=16, seed=0), epochs=3)
+    for a, b in zip(ref.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_metrics_match_direct_computation():
+    X, y = _data()
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    t = Trainer(model, loss="cross_entropy")
+    logs = t.evaluate(TensorBatches(X, y, batch_size=10, shuffle=False))
+    with torch.no_grad():
+        out = model(X)
+    assert logs["val/loss"] == pytest.approx(F.cross_entropy(out, y).item(), rel=1e-6)
+    assert logs["val/accuracy"] == pytest.approx((out.argmax(1) == y).float().mean().item())
+
+
+def test_regression_metrics_in_original_units():
+    out = torch.tensor([[1.0], [2.0], [4.0]])
+    y = torch.tensor([[1.5], [2.0], [3.0]])
+    acc = MetricAccumulator("regression", torch.device("cpu"), target_std=2.0)
+    acc.update(out, y, F.mse_loss(out, y))
+    m = acc.compute("val")
+    assert m["val/mae"] == pytest.approx(2.0 * 1.5 / 3)
+    assert m["val/rmse"] == pytest.approx(2.0 * math.sqrt(1.25 / 3))
+    assert m["val/r2"] == pytest.approx(1 - 1.25 / (y.var(unbiased=False).item() * 3))
+
+
+class _Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_fit_start(self, trainer):
+        self.calls.append("fit_start")
+
+    def on_epoch_end(self, trainer, *, epoch, logs):
+        self.calls.append(f"epoch_end:{epoch}")
+
+    def on_fit_end(self, trainer):
+        self.calls.append(f"fit_end:{trainer.status}")
+
+
+def test_hooks_run_in_order_and_only_when_overridden():
+    X, y = _data()
+    rec = _Recorder()
+    t = Trainer(nn.Linear(4, 3), callbacks=[rec])
+    t.fit(TensorBatches(X, y, batch_size=32), epochs=2)
+    assert rec.calls == ["fit_start", "epoch_end:1", "epoch_end:2", "fit_end:completed"]
+    assert t._hooks["on_batch_end"] == [] and t.stop_reason == "reached the maximum of 2 epochs"
+
+
+class _FakeTrainer:
+    def __init__(self):
+        self.model = nn.Linear(1, 1)
+        self.stopped = None
+
+    def request_stop(self, reason):
+        self.stopped = reason
+
+
+def _feed(es, values):
+    t = _FakeTrainer()
+    for epoch, v in enumerate(values, 1):
+        with torch.no_grad():
+            t.model.weight.fill_(epoch)  # weights remember the epoch they come from
+        es.on_epoch_end(t, epoch=epoch, logs={"val/loss": v})
+        if t.stopped:
+            return t, epoch
+    return t, None
+
+
+def test_early_stopping_patience():
+    es = EarlyStopping(patience=3, min_delta=0.0)
+    t, stopped_at = _feed(es, [1.0, 0.8, 0.9, 0.85, 0.81, 0.5])
+    assert stopped_at == 5 and es.best_epoch_ == 2 and es.best_ == 0.8
+    assert t.stopped == "val/loss did not improve by more than 0 for 3 epochs (best 0.8 at epoch 2)"
+
+
+def test_early_stopping_min_delta():
+    es = EarlyStopping(patience=2, min_delta=0.1)
+    _, stopped_at = _feed(es, [1.0, 0.95, 0.92, 0.5])  # 0.95 and 0.92 are not better by > 0.1
+    assert stopped_at == 3 and es.best_epoch_ == 1
+
+
+def test_early_stopping_max_mode_and_restore_best():
+    es = EarlyStopping(monitor="val/accuracy", patience=2)
+    assert es.mode == "max"
+    t = _FakeTrainer()
+    for epoch, acc in enumerate([0.5, 0.9, 0.7, 0.6], 1):
+        with torch.no_grad():
+            t.model.weight.fill_(epoch)
+        es.on_epoch_end(t, epoch=epoch, logs={"val/accuracy": acc})
+    es.on_fit_end(t)
+    assert t.stopped and t.model.weight.item() == 2.0  # the best epoch's weights are back
+
+
+def test_no_restore_keeps_last_weights():
+    es = EarlyStopping(patience=2, restore_best=False)
+    t, _ = _feed(es, [0.5, 0.9, 0.9])
+    es.on_fit_end(t)
+    assert t.model.weight.item() == 3.0
+
+
+def test_keyboard_interrupt_is_recorded_not_swallowed_as_stop():
+    class Interrupt(Callback):
+        def on_epoch_end(self, trainer, *, epoch, logs):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    X, y = _data()
+    t = Trainer(nn.Linear(4, 3), callbacks=[Interrupt()])
+    history = t.fit(TensorBatches(X, y, batch_size=32), epochs=5)
+    assert t.status == "interrupted" and len(history) == 2 and "interrupted by the user" in t.stop_reason

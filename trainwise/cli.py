@@ -1,0 +1,135 @@
+"""`trainwise` command line: thin — parse, call the API, print. Input errors exit 2 with the fix."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import Any
+
+from .config import RunConfig, suggest_key
+from .errors import TrainwiseError, did_you_mean
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with 'did you mean' for unknown options and subcommands, exiting 2 in one paragraph."""
+
+    def error(self, message: str) -> None:  # noqa: D102
+        hint = ""
+        unknown = re.search(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+            for opt in unknown.group(1).split():
+                if opt.startswith("-"):
+                    hint = did_you_mean(opt.split("=")[0], known) if self.prog != "trainwise fit" else \
+                        suggest_key(opt.split("=")[0]) or did_you_mean(opt.split("=")[0], known)
+                    break
+            message = f"unknown option(s): {unknown.group(1)}"
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            hint = did_you_mean(choice.group(1), re.findall(r"'?([\w-]+)'?", choice.group(2)))
+        hint = hint or f"see `{self.prog} --help`"
+        self.exit(2, f"{self.prog}: error: {message}. HINT: {hint}\n")
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    for name, field in RunConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = field.default if not isinstance(field.default, tuple) else ",".join(map(str, field.default))
+        help_ = f"{field.description} (default: {default})"
+        if field.annotation is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_)
+        else:
+            p.add_argument(flag, dest=name, metavar=name.upper(), default=argparse.SUPPRESS, help=help_)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
+                     allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict}")
+    fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
+    fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
+    _add_config_options(fit)
+    ev = sub.add_parser("evaluate", help="metrics of a saved run on its test split or on --data FILE", allow_abbrev=False)
+    ev.add_argument("run_dir", metavar="RUN_DIR")
+    ev.add_argument("--data", metavar="FILE", help=".csv/.npz with targets (default: the run's own test split)")
+    pr = sub.add_parser("predict", help="predictions of a saved run for a .csv/.npz file", allow_abbrev=False)
+    pr.add_argument("run_dir", metavar="RUN_DIR")
+    pr.add_argument("input", metavar="INPUT", help=".csv (same columns as training) or .npz (array X)")
+    pr.add_argument("--output", metavar="FILE", help="CSV to write (default: INPUT's name + .predictions.csv)")
+    parser.subcommands = sub.choices
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv or ["--help"])
+    if extra:  # report unknown options from the subcommand's parser, which knows its own options
+        parser.subcommands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "fit":
+            return _fit(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "predict":
+            return _predict(args)
+        parser.print_help()
+        return 2
+    except TrainwiseError as e:
+        print(f"trainwise {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"trainwise {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug, not bad input: short message, traceback on request
+        if os.environ.get("TRAINWISE_DEBUG"):
+            raise
+        print(f"trainwise {args.command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
+              "HINT: rerun with TRAINWISE_DEBUG=1 for the traceback and report it", file=sys.stderr)
+        return 1
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .api import fit
+    from .config import load_config
+
+    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    cfg = load_config(args.config, overrides) if args.config else RunConfig.build(overrides, source="option")
+    console = Console(highlight=False, soft_wrap=True)
+    result = fit(config=cfg, console=console)
+    s = result.summary
+    if not cfg.quiet:
+        console.print(f"{s['data']['name']}: {s['data']['sizes']} rows (train/val/test), model {s['model']['spec']} "
+                      f"({s['model']['parameters']:,} parameters), {s['epochs_run']} epochs, best epoch {s['best_epoch']}")
+    test = ", ".join(f"{k} {v:.4f}" for k, v in (s["test"] or {}).items()) or "not evaluated"
+    console.print(f"[bold]{s['status']}[/bold] — test: {test} — {s['wall_time_s']:.1f}s — run: {result.run_dir}")
+    return 130 if s["status"] == "interrupted" else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .api import evaluate
+
+    for k, v in evaluate(args.run_dir, args.data).items():
+        print(f"{k}: {v:.6g}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .api import predict
+
+    output = args.output or str(Path(args.input).with_suffix("")) + ".predictions.csv"
+    frame = predict(args.run_dir, args.input, output)
+    print(frame.head(10).to_string(index=False))
+    print(f"{len(frame)} predictions written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Run configuration: every default with a comment, YAML load/dump, validation that names the fix."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import TrainwiseError, check_choice, did_you_mean
+
+__all__ = ["RunConfig", "load_config", "LOSSES", "OPTIMIZERS", "ACTIVATIONS", "TASKS"]
+
+LOSSES = ("auto", "cross_entropy", "bce_with_logits", "mse", "l1", "huber")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+TASKS = ("auto", "classification", "regression")
+MISSING = ("error", "drop", "median")
+MODES = ("auto", "min", "max")
+
+
+# names other libraries use for our keys, so "did you mean" also helps users coming from them
+_ALIASES = {"learning_rate": "lr", "max_epochs": "epochs", "num_epochs": "epochs", "n_epochs": "epochs",
+            "batchsize": "batch_size", "bs": "batch_size", "wd": "weight_decay", "optim": "optimizer",
+            "criterion": "loss", "arch": "model", "architecture": "model", "dataset": "data", "label": "target",
+            "restore_best_weights": "restore_best", "es_patience": "patience", "threshold": "min_delta"}
+
+
+def suggest_key(key: str) -> str:
+    """'did you mean ...?' for a config key, knowing other libraries' names for it."""
+    alias = _ALIASES.get(key.lstrip("-").replace("-", "_"))
+    if alias:
+        return f"did you mean '{alias}'?" if not key.startswith("-") else f"did you mean '--{alias.replace('_', '-')}'?"
+    return did_you_mean(key, RunConfig.model_fields if not key.startswith("-")
+                        else ["--" + k.replace("_", "-") for k in RunConfig.model_fields])
+
+
+class RunConfig(BaseModel):
+    """Everything one `trainwise fit` run needs. Saved fully resolved as the run's ``config.yaml``.
+
+    >>> RunConfig(data="iris", lr=0.01).lr
+    0.01
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- data ---
+    data: str = Field("digits", description="built-in data set name or a .csv / .npz file")
+    target: str | None = Field(None, description="CSV only: the column to predict")
+    task: str = Field("auto", description="classification | regression | auto (inferred from the target)")
+    split: tuple[float, float, float] = Field(
+        (0.70, 0.15, 0.15), description="train,val,test fractions (the lecture's 70/15/15)")
+    standardize: bool = Field(True, description="standardize features (and a regression target) with train-split statistics")
+    missing: str = Field("error", description="missing values: error | drop (rows) | median (train-split medians)")
+    # --- model ---
+    model: str = Field("mlp:128,64", description="mlp:H1,H2,... or path/file.py:function or package.module:function")
+    activation: str = Field("relu", description="MLP activation: relu | leaky_relu | tanh | sigmoid | gelu")
+    dropout: float = Field(0.1, ge=0, lt=1, description="MLP dropout probability after each hidden layer")
+    batch_norm: bool = Field(False, description="MLP batch norm after each hidden linear layer")
+    # --- optimization ---
+    loss: str = Field("auto", description="cross_entropy | bce_with_logits | mse | l1 | huber | auto (from the task)")
+    optimizer: str = Field("adam", description="sgd | adam | adamw | rmsprop")
+    lr: float = Field(1e-3, gt=0, description="learning rate (Adam's usual default)")
+    momentum: float = Field(0.9, ge=0, description="SGD/RMSprop momentum (the lecture's 0.9)")
+    nesterov: bool = Field(False, description="SGD Nesterov momentum")
+    weight_decay: float = Field(0.0, ge=0, description="optimizer weight decay (coupled for sgd/adam, decoupled for adamw)")
+    epochs: int = Field(200, gt=0, description="maximum epochs; early stopping usually ends the run first")
+    batch_size: int = Field(16, gt=0, description="mini-batch size (as in the lecture's Fashion-MNIST loop)")
+    seed: int = Field(0, description="seeds model init, splits and shuffling: same seed, same run")
+    device: str = Field("auto", description="auto (cuda if available, else cpu) | cpu | cuda | cuda:N")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers (only for torch Datasets that are not in memory)")
+    # --- early stopping (monitor/mode/patience/min_delta as everywhere in trainwise) ---
+    early_stopping: bool = Field(True, description="stop when the monitored metric stops improving")
+    monitor: str = Field("val/loss", description="metric early stopping and best-epoch selection watch")
+    mode: str = Field("auto", description="min | max | auto (max for accuracy/r2, min otherwise)")
+    patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.001, ge=0, description="smallest change that counts as improvement (the lecture's threshold)")
+    restore_best: bool = Field(True, description="end with the best epoch's weights, not the last epoch's")
+    # --- output ---
+    run_dir: str | None = Field(None, description="where to write the run (default runs/<data>-<time>)")
+    quiet: bool = Field(False, description="no live table")
+
+    @field_validator("data", "run_dir", mode="before")
+    @classmethod
+    def _paths(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, os.PathLike) else v
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _parse_split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v = [float(p) for p in v.split(",")]
+            except ValueError:
+                raise ValueError(f"'{v}' is not three comma-separated numbers like 0.7,0.15,0.15") from None
+        if isinstance(v, (list, tuple)) and len(v) == 2:
+            v = [v[0], v[1], 0.0]
+        return v
+
+    @field_validator("split")
+    @classmethod
+    def _check_split(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f < 0 for f in v) or v[0] <= 0:
+            raise ValueError(f"fractions {','.join(map(str, v))} must be >= 0 with a non-empty train split")
+        if abs(sum(v) - 1.0) > 1e-6:
+            raise ValueError(f"fractions {','.join(map(str, v))} sum to {sum(v):g}, not 1; e.g. 0.7,0.15,0.15")
+        return v
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        return _choice("task", v, TASKS)
+
+    @field_validator("missing")
+    @classmethod
+    def _missing(cls, v: str) -> str:
+        return _choice("missing", v, MISSING)
+
+    @field_validator("activation")
+    @classmethod
+    def _activation(cls, v: str) -> str:
+        return _choice("activation", v, ACTIVATIONS)
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, v: str) -> str:
+        return _choice("loss", v, LOSSES)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, v: str) -> str:
+        return _choice("optimizer", v, OPTIMIZERS)
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        return _choice("mode", v, MODES)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RunConfig:
+        if self.early_stopping and self.split[1] == 0 and self.monitor.startswith("val/"):
+            raise ValueError("split: early stopping monitors a validation metric but the validation fraction is 0; "
+                             "give a validation fraction (e.g. --split 0.7,0.15,0.15) or --no-early-stopping")
+        return self
+
+    @classmethod
+    def build(cls, values: dict[str, Any], *, source: str = "config") -> RunConfig:
+        """Validate ``values`` into a config; every problem becomes one TrainwiseError naming the key."""
+        fields = cls.model_fields
+        for key in values:
+            if key not in fields:
+                hint = suggest_key(key) or "see `trainwise fit --help` for the valid keys"
+                raise TrainwiseError(f"unknown {source} key '{key}'; valid keys: {', '.join(fields)}", hint=hint)
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            err = e.errors()[0]
+            msg = err["msg"].removeprefix("Value error, ")
+            key = ".".join(str(p) for p in err["loc"]) or msg.split(":")[0]
+            value = values.get(key, err.get("input"))
+            msg, _, hint = msg.partition(". HINT: ")
+            raise TrainwiseError(f"invalid {source} value {key}={value!r}: {msg}",
+                                 hint=hint or f"set {key} to a valid value (see `trainwise fit --help`)") from None
+
+    def to_yaml(self) -> str:
+        data = self.model_dump()
+        data["split"] = list(data["split"])
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def _choice(what: str, value: str, choices: tuple[str, ...]) -> str:
+    try:
+        return check_choice(what, value, choices)
+    except TrainwiseError as e:
+        raise ValueError(str(e)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config file and apply ``overrides`` (e.g. from the command line) on top."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainwiseError(f"config file '{path}' does not exist", hint="give the path of a config.yaml, e.g. runs/<run>/config.yaml")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise TrainwiseError(f"config file '{path}' is not valid YAML: {e}", hint="fix the YAML syntax") from None
+    if not isinstance(values, dict):
+        raise TrainwiseError(f"config file '{path}' must hold a mapping of key: value", hint="see a run's config.yaml for the layout")
+    values.update(overrides or {})
+    return RunConfig.build(values, source=f"config file '{path}'")

@@ -1,0 +1,137 @@
+"""Preprocessing fit on the training split only; its state is plain JSON saved with the run."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TrainwiseError
+
+__all__ = ["Preprocessor", "TargetEncoder"]
+
+
+class Preprocessor:
+    """Turns raw features into float32 arrays: median fill, one-hot text columns, standardize.
+
+    Learned state ends in ``_`` and round-trips through ``state_dict()`` (JSON-safe, no pickle).
+
+    >>> p = Preprocessor(standardize=True).fit(np.array([[0.0], [2.0]]))
+    >>> p.transform(np.array([[1.0]])).tolist()
+    [[0.0]]
+    """
+
+    def __init__(self, *, standardize: bool = True, impute: bool = False):
+        self.standardize = standardize
+        self.impute = impute
+        self.columns_: list[str] | None = None       # DataFrame input: the expected columns
+        self.categories_: dict[str, list] = {}        # text column -> its one-hot categories
+        self.fill_: dict[str, Any] = {}               # column -> median (numbers) or most frequent value (text)
+        self.mean_: list[float] | None = None
+        self.std_: list[float] | None = None
+        self.feature_names_: list[str] = []
+
+    # --- fitting -------------------------------------------------------------------------------
+    def fit(self, X: np.ndarray | pd.DataFrame) -> Preprocessor:
+        if isinstance(X, pd.DataFrame):
+            self.columns_ = [str(c) for c in X.columns]
+            X = X.set_axis(self.columns_, axis=1)
+            for col in self.columns_:
+                s = X[col]
+                numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+                if self.impute:  # every column, so new data with gaps elsewhere is filled the same way
+                    self.fill_[col] = float(s.median()) if numeric else s.mode(dropna=True).iloc[0]
+                if not numeric:
+                    self.categories_[col] = sorted(s.dropna().unique().tolist(), key=str)
+        numeric_block = self._numeric(X, fitting=True)
+        if self.standardize and numeric_block.size:
+            flat = numeric_block.reshape(len(numeric_block), -1) if numeric_block.ndim == 2 else numeric_block.reshape(-1, 1)
+            mean, std = flat.mean(axis=0, dtype=np.float64), flat.std(axis=0, dtype=np.float64)
+            self.mean_, self.std_ = mean.tolist(), np.where(std > 1e-12, std, 1.0).tolist()
+        return self
+
+    # --- applying ------------------------------------------------------------------------------
+    def transform(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+        numeric = self._numeric(X, fitting=False)
+        if self.mean_ is not None:
+            mean, std = np.asarray(self.mean_), np.asarray(self.std_)
+            if numeric.ndim > 2:  # images and other tensors: one scalar statistic
+                mean, std = mean[0], std[0]
+            numeric = (numeric - mean) / std
+        blocks = [numeric.astype(np.float32)]
+        if self.columns_ is not None:
+            for col, cats in self.categories_.items():
+                values = X[col].where(X[col].notna(), self.fill_.get(col)) if col in self.fill_ else X[col]
+                blocks.append((values.to_numpy()[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(np.float32))
+        return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+
+    def _numeric(self, X, *, fitting: bool) -> np.ndarray:
+        if self.columns_ is None:
+            if isinstance(X, pd.DataFrame):
+                raise TrainwiseError("expected a numeric array, got a table", hint="use the same kind of input as in training")
+            return np.asarray(X, dtype=np.float64)
+        if not isinstance(X, pd.DataFrame):
+            raise TrainwiseError("expected a table with columns " + ", ".join(self.columns_), hint="pass a .csv file with those columns")
+        X = X.set_axis([str(c) for c in X.columns], axis=1)
+        missing = [c for c in self.columns_ if c not in X.columns]
+        if missing:
+            raise TrainwiseError(f"input is missing feature columns: {', '.join(missing)}",
+                                 hint=f"give all training columns: {', '.join(self.columns_)}")
+        cols = [c for c in self.columns_ if c not in self.categories_]
+        block = X[cols].astype(np.float64)
+        if self.fill_:
+            block = block.fillna({c: v for c, v in self.fill_.items() if c in cols})
+        if fitting:
+            self.feature_names_ = cols + [f"{c}={v}" for c, cats in self.categories_.items() for v in cats]
+        if not fitting and block.isna().any().any():
+            bad = block.isna().sum()
+            raise TrainwiseError("input has missing values in " + ", ".join(f"'{c}' ({n})" for c, n in bad[bad > 0].items()),
+                                 hint="fill them, or train with --missing median so they are filled the same way")
+        return block.to_numpy()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"standardize": self.standardize, "impute": self.impute, "columns": self.columns_,
+                "categories": self.categories_, "fill": self.fill_, "mean": self.mean_, "std": self.std_,
+                "feature_names": self.feature_names_}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Preprocessor:
+        p = cls(standardize=state["standardize"], impute=state["impute"])
+        p.columns_, p.categories_, p.fill_ = state["columns"], state["categories"], state["fill"]
+        p.mean_, p.std_, p.feature_names_ = state["mean"], state["std"], state["feature_names"]
+        return p
+
+
+class TargetEncoder:
+    """Class labels <-> indices for classification; standardization for a regression target."""
+
+    def __init__(self, task: str, classes: list | None = None, mean: float = 0.0, std: float = 1.0):
+        self.task, self.classes, self.mean, self.std = task, classes, mean, std
+
+    @classmethod
+    def fit(cls, task: str, y: np.ndarray, train_idx: np.ndarray, *, standardize: bool) -> TargetEncoder:
+        if task == "classification":
+            return cls(task, classes=sorted(pd.unique(y).tolist(), key=_sort_key))
+        yt = y[train_idx].astype(np.float64)
+        return cls(task, mean=float(yt.mean()), std=float(yt.std()) or 1.0) if standardize else cls(task)
+
+    def encode(self, y: np.ndarray, *, what: str = "target") -> np.ndarray:
+        if self.task == "classification":
+            index = {c: i for i, c in enumerate(self.classes)}
+            unknown = sorted({v for v in y.tolist() if v not in index}, key=str)
+            if unknown:
+                raise TrainwiseError(f"{what} has labels {unknown[:5]} that the model was not trained on; known: {self.classes[:20]}",
+                                     hint="use data with the training labels only")
+            return np.fromiter((index[v] for v in y.tolist()), dtype=np.int64, count=len(y))
+        return ((y.astype(np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "classes": self.classes, "mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_state(cls, s: dict[str, Any]) -> TargetEncoder:
+        return cls(s["task"], s["classes"], s["mean"], s["std"])
+
+
+def _sort_key(v):
+    return (0, v, "") if isinstance(v, (int, float, np.integer, np.floating)) else (1, 0, str(v))

@@ -1,0 +1,60 @@
+"""Honest splits: seeded, stratified for classification, disjoint, sized by fractions."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import TrainwiseError
+
+__all__ = ["split_indices"]
+
+
+def split_indices(n: int, fractions: tuple[float, float, float], *, seed: int = 0,
+                  stratify: np.ndarray | None = None, regression_target: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Row indices for train/val/test, sorted, disjoint, together covering ``range(n)``.
+
+    Sizes are ``round(fraction * n)`` for val and test; train gets the rest. With ``stratify``
+    (class labels) every split keeps the class proportions. With ``regression_target`` the rows are
+    stratified by quantile bins of the target, so each split spans the target's range: on diabetes this
+    cut the spread of the test R2 across seeds about threefold (see README, "Splits").
+
+    >>> s = split_indices(100, (0.7, 0.15, 0.15), seed=0)
+    >>> [len(s[k]) for k in ("train", "val", "test")]
+    [70, 15, 15]
+    """
+    from sklearn.model_selection import train_test_split
+
+    _, val_f, test_f = fractions
+    n_val, n_test = round(val_f * n), round(test_f * n)
+    if n - n_val - n_test < 1:
+        raise TrainwiseError(f"split {fractions} leaves no training rows out of {n}", hint="give train a larger fraction")
+    if stratify is None and regression_target is not None:
+        stratify = quantile_bins(regression_target, min(10, n_val or 10, n_test or 10, n // 10))
+    elif stratify is not None:
+        classes, counts = np.unique(stratify, return_counts=True)
+        rare = [f"{c!r} ({k})" for c, k in zip(classes.tolist(), counts.tolist()) if k < 2]
+        if rare and (n_val or n_test):
+            raise TrainwiseError(f"cannot stratify: classes {', '.join(rare)} have fewer than 2 rows",
+                                 hint="remove or merge those classes, or collect more rows of them")
+    rest, test = _cut(np.arange(n), n_test, seed, stratify)
+    train, val = _cut(rest, n_val, seed, None if stratify is None else stratify[rest])
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def quantile_bins(y: np.ndarray, bins: int) -> np.ndarray | None:
+    """Bin labels 0..bins-1 by quantiles of ``y``; None when fewer than two bins make sense."""
+    if bins < 2:
+        return None
+    edges = np.unique(np.quantile(np.asarray(y, dtype=np.float64).reshape(len(y), -1)[:, 0], np.linspace(0, 1, bins + 1)[1:-1]))
+    return np.digitize(np.asarray(y, dtype=np.float64).reshape(len(y), -1)[:, 0], edges)
+
+
+def _cut(idx: np.ndarray, size: int, seed: int, stratify: np.ndarray | None):
+    from sklearn.model_selection import train_test_split
+
+    if size == 0:
+        return idx, idx[:0]
+    try:
+        return train_test_split(idx, test_size=size, random_state=seed, stratify=stratify)
+    except ValueError as e:  # e.g. a split smaller than the number of classes
+        raise TrainwiseError(f"cannot make a stratified split of {size} rows from {len(idx)}: {e}",
+                             hint="use larger validation/test fractions or more data") from None

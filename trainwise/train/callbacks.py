@@ -1,0 +1,108 @@
+"""Built-in callbacks: early stopping (with best-weight tracking), metrics.csv writer, live table."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..errors import TrainwiseError
+from .trainer import Callback, Trainer
+
+__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "resolve_mode"]
+
+
+def resolve_mode(monitor: str, mode: str = "auto") -> str:
+    if mode != "auto":
+        return mode
+    return "max" if monitor.rsplit("/", 1)[-1] in ("accuracy", "r2") else "min"
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    It also tracks the best epoch; with ``restore_best`` the model ends with that epoch's weights.
+    ``patience=None`` only tracks (never stops). Defaults follow the lecture: threshold 0.001.
+
+    >>> es = EarlyStopping(monitor="val/loss", patience=3)
+    >>> es.mode
+    'min'
+    """
+
+    def __init__(self, monitor: str = "val/loss", mode: str = "auto", patience: int | None = 10,
+                 min_delta: float = 0.001, restore_best: bool = True):
+        self.monitor, self.mode = monitor, resolve_mode(monitor, mode)
+        self.patience, self.min_delta, self.restore_best = patience, abs(min_delta), restore_best
+        self.best_, self.best_epoch_, self.wait_ = math.inf if self.mode == "min" else -math.inf, 0, 0
+        self.best_weights_: dict[str, torch.Tensor] | None = None
+
+    def improved(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        return value < self.best_ - self.min_delta if self.mode == "min" else value > self.best_ + self.min_delta
+
+    def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
+        if self.monitor not in logs:
+            raise TrainwiseError(f"monitor '{self.monitor}' is not among the logged metrics: {', '.join(logs)}",
+                                 hint="set --monitor to one of them, e.g. val/loss")
+        value = logs[self.monitor]
+        if self.improved(value):
+            self.best_, self.best_epoch_, self.wait_ = value, epoch, 0
+            if self.restore_best:
+                self.best_weights_ = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            return
+        self.wait_ += 1
+        if self.patience is not None and self.wait_ >= self.patience:
+            trainer.request_stop(f"{self.monitor} did not improve by more than {self.min_delta:g} for {self.patience} epochs "
+                                 f"(best {self.best_:.4g} at epoch {self.best_epoch_})")
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.restore_best and self.best_weights_ is not None:
+            trainer.model.load_state_dict(self.best_weights_)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best_, "best_epoch": self.best_epoch_, "wait": self.wait_}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_, self.best_epoch_, self.wait_ = state["best"], state["best_epoch"], state["wait"]
+
+
+class MetricsCSV(Callback):
+    """Rewrites ``metrics.csv`` atomically after every epoch, so a crash never loses finished epochs."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
+        from ..runs import write_metrics_csv
+
+        write_metrics_csv(self.path, trainer.history)
+
+
+class ProgressTable(Callback):
+    """A live per-epoch table in the terminal (rich): losses, metrics, lr, time; the best epoch marked."""
+
+    def __init__(self, monitor: str = "val/loss", mode: str = "auto", console=None):
+        from rich.console import Console
+
+        self.console = console or Console(highlight=False)
+        self.monitor, self.mode = monitor, resolve_mode(monitor, mode)
+        self.best_: float | None = None
+        self.columns_: list[str] = []
+
+    def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
+        if not self.columns_:
+            self.columns_ = [k for k in logs if k not in ("epoch", "time/epoch_s")]
+            head = "epoch  " + "  ".join(f"{k:>12}" for k in self.columns_) + "     time"
+            self.console.print(f"[bold]{head}[/bold]")
+        value = logs.get(self.monitor)
+        better = value is not None and (self.best_ is None or (value < self.best_ if self.mode == "min" else value > self.best_))
+        if better:
+            self.best_ = value
+        cells = "  ".join(f"{logs[k]:>12.4g}" if k != "lr" else f"{logs[k]:>12.2e}" for k in self.columns_)
+        row = f"{epoch:>5}  {cells}  {logs['time/epoch_s']:>6.2f}s" + ("  *" if better else "")
+        self.console.print(f"[green]{row}[/green]" if better else row)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if trainer.stop_reason:
+            self.console.print(f"[dim]{trainer.status}: {trainer.stop_reason}[/dim]")
