@@ -66,9 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv or ["--help"])
-    if extra:  # report unknown options from the subcommand's parser, which knows its own options
-        parser.subcommands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(argv or ["--help"])
+        if extra:  # report unknown options from the subcommand's parser, which knows its own options
+            parser.subcommands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:  # argparse's exits (usage errors: 2, --help: 0) as a return value
+        return int(e.code or 0)
     try:
         if args.command == "fit":
             return _fit(args)

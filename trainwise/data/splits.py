@@ -21,7 +21,6 @@ def split_indices(n: int, fractions: tuple[float, float, float], *, seed: int = 
     >>> [len(s[k]) for k in ("train", "val", "test")]
     [70, 15, 15]
     """
-    from sklearn.model_selection import train_test_split
 
     _, val_f, test_f = fractions
     n_val, n_test = round(val_f * n), round(test_f * n)

@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..errors import TrainwiseError, check_choice
@@ -21,6 +20,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "si
 class MLP(nn.Sequential):
     """Flatten -> [Linear -> (BatchNorm) -> activation -> (Dropout)] per hidden size -> Linear.
 
+    >>> import torch
     >>> MLP(4, [8], 3)(torch.zeros(2, 4)).shape
     torch.Size([2, 3])
     """

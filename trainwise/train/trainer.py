@@ -44,7 +44,7 @@ class Trainer:
     ('multiclass', 'binary', 'regression'; inferred from a loss name when not given).
 
     >>> import torch
-    >>> torch.manual_seed(0); X, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    >>> _ = torch.manual_seed(0); X, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
     >>> from trainwise.data import TensorBatches
     >>> t = Trainer(torch.nn.Linear(3, 2), loss="cross_entropy", lr=0.1)
     >>> len(t.fit(TensorBatches(X, y, batch_size=16), TensorBatches(X, y, batch_size=64), epochs=2))

@@ -1,0 +1,141 @@
+"""Seconds per training epoch: trainwise vs a plain PyTorch loop vs the lecture's DataLoader loop vs Lightning.
+
+Run: .venv/bin/python benchmarks/epoch_time.py [--epochs 3] [--batch-sizes 16 64 256]
+Workload (the core issue's): MLP 784-256-128-10, 60,000 synthetic samples (10 classes), Adam lr 1e-3,
+cross-entropy, one shuffled pass per epoch, CPU threads as torch sets them. Every loop trains the same
+initial weights; one warm-up epoch is dropped and the median of the rest is reported. All ratios are
+against `plain` measured in this same run:
+
+  plain          hand-written loop on in-memory tensors: randperm, index, forward, backward, Adam.step
+  plain-fused    the same loop with torch.optim.Adam(fused=True), which trainwise uses by default
+  trainwise      trainwise.Trainer on TensorBatches (device-side metrics, callback hooks, early-stop tracking)
+  dataloader     the lecture's DataLoader(TensorDataset(X, y), batch_size=B, shuffle=True) loop
+  lightning      lightning.Trainer with the same model (only when `lightning` is installed)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from trainwise import EarlyStopping, Trainer, TensorBatches
+
+N, D, C = 60_000, 784, 10
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(D, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, C))
+
+
+def timed_epochs(run_epoch, epochs: int) -> float:
+    times = []
+    for _ in range(epochs + 1):
+        t0 = time.perf_counter()
+        run_epoch()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])  # first epoch is warm-up
+
+
+def plain(X, y, B, epochs, fused=False):
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
+    g = torch.Generator().manual_seed(0)
+
+    def epoch():
+        perm = torch.randperm(N, generator=g)
+        for i in range(0, N, B):
+            idx = perm[i:i + B]
+            loss = F.cross_entropy(model(X[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return timed_epochs(epoch, epochs)
+
+
+def trainwise_(X, y, B, epochs):
+    trainer = Trainer(make_model(), loss="cross_entropy", optimizer="adam", lr=1e-3,
+                      callbacks=[EarlyStopping(monitor="train/loss", patience=None)])
+    batches = TensorBatches(X, y, batch_size=B, seed=0)
+    trainer.fit(batches, epochs=epochs + 1)
+    return statistics.median(h["time/epoch_s"] for h in trainer.history[1:])
+
+
+def dataloader(X, y, B, epochs):
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(TensorDataset(X, y), batch_size=B, shuffle=True)
+
+    def epoch():
+        for xb, yb in loader:
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return timed_epochs(epoch, epochs)
+
+
+def lightning_(X, y, B, epochs):
+    try:
+        import lightning as L
+    except ImportError:
+        return None
+    import logging
+
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = make_model()
+
+        def training_step(self, batch, _):
+            xb, yb = batch
+            return F.cross_entropy(self.net(xb), yb)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    times: list[float] = []
+
+    class Timer(L.Callback):
+        def on_train_epoch_start(self, *_):
+            self.t0 = time.perf_counter()
+
+        def on_train_epoch_end(self, *_):
+            times.append(time.perf_counter() - self.t0)
+
+    loader = DataLoader(TensorDataset(X, y), batch_size=B, shuffle=True)
+    trainer = L.Trainer(max_epochs=epochs + 1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[Timer()])
+    trainer.fit(Module(), loader)
+    return statistics.median(times[1:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs per method (after one warm-up epoch)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256])
+    args = ap.parse_args()
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(N, D, generator=g), torch.randint(0, C, (N,), generator=g)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+          f"MLP {D}-256-128-{C}, {N:,} samples, Adam; median of {args.epochs} epochs after 1 warm-up")
+    methods = {"plain": plain, "plain-fused": lambda *a: plain(*a, fused=True), "trainwise": trainwise_,
+               "dataloader": dataloader, "lightning": lightning_}
+    print(f"{'batch':>5}  " + "  ".join(f"{m:>18}" for m in methods))
+    for B in args.batch_sizes:
+        secs = {m: f(X, y, B, args.epochs) for m, f in methods.items()}
+        cells = ["not installed" if s is None else f"{s:.2f}s ({s / secs['plain']:.2f}x)" for s in secs.values()]
+        print(f"{B:>5}  " + "  ".join(f"{c:>18}" for c in cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def test_fit_end_to_end_on_csv_then_evaluate_and_predict(cli, small_csv, tmp_path):
+    run = tmp_path / "run"
+    code, out, err = cli("fit", "--data", str(small_csv), "--target", "label", "--epochs", "15", "--run-dir", str(run))
+    assert code == 0, err
+    assert "epoch" in out and "val/accuracy" in out and f"run: {run}" in out  # the live table and the final line
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["data"]["class_names"] == ["no", "yes"]
+    assert json.loads((run / "preprocess.json").read_text())["target"]["classes"] == ["no", "yes"]
+
+    code, out, _ = cli("evaluate", str(run))
+    assert code == 0 and f"test/accuracy: {summary['test']['test/accuracy']:.6g}" in out
+
+    code, out, _ = cli("predict", str(run), str(small_csv), "--output", str(tmp_path / "pred.csv"))
+    assert code == 0 and "120 predictions written" in out
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert len(pred) == 120 and set(pred["prediction"]) <= {"no", "yes"}
+
+
+def test_config_reproduces_run_with_overrides(cli, tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert cli("fit", "--data", "iris", "--epochs", "6", "--lr", "0.01", "--quiet", "--run-dir", str(a))[0] == 0
+    assert cli("fit", "--config", str(a / "config.yaml"), "--run-dir", str(b))[0] == 0
+    strip = lambda p: [",".join(l.split(",")[:-1]) for l in (p / "metrics.csv").read_text().splitlines()]  # noqa: E731
+    assert strip(a) == strip(b) and len(strip(a)) == 7
+    assert cli("fit", "--config", str(a / "config.yaml"), "--epochs", "3", "--run-dir", str(c))[0] == 0
+    assert json.loads((c / "summary.json").read_text())["epochs_run"] == 3
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["fit", "--lrr", "0.1"], "unknown option(s): --lrr 0.1. HINT: did you mean '--lr'?"),
+    (["fti"], "invalid choice: 'fti'"),
+    (["fit", "--optimizer", "adma"], "unknown optimizer 'adma'; valid: sgd, adam, adamw, rmsprop. HINT: did you mean 'adam'?"),
+    (["fit", "--loss", "crossentropy"], "HINT: did you mean 'cross_entropy'?"),
+    (["fit", "--data", "digts"], "unknown data set 'digts'; valid: digits, breast-cancer"),
+    (["fit", "--data", "missing.csv", "--target", "y"], "data file 'missing.csv' does not exist"),
+    (["fit", "--split", "0.5,0.2,0.2"], "sum to 0.9, not 1"),
+    (["fit", "--data", "iris", "--batch-size", "500"], "batch_size=500 is larger than the training split (106 rows)"),
+    (["fit", "--model", "mlp:12,x"], "model spec 'mlp:12,x' has a non-integer hidden size"),
+    (["fit", "--model", "resnet"], "unknown model spec 'resnet'"),
+    (["fit", "--config", "nope.yaml"], "config file 'nope.yaml' does not exist"),
+    (["evaluate", "not_a_run"], "'not_a_run' is not a finished trainwise run"),
+])
+def test_bad_input_exits_2_with_message(cli, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(*argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and "HINT:" in err
+
+
+def test_bad_config_key_and_target(cli, tmp_path, small_csv):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: iris\nlearning_rate: 0.1\n")
+    code, _, err = cli("fit", "--config", str(cfg))
+    assert code == 2 and "unknown config file" in err and "key 'learning_rate'" in err and "did you mean 'lr'?" in err
+    code, _, err = cli("fit", "--data", str(small_csv), "--target", "labl")
+    assert code == 2 and "unknown target column" in err and "did you mean 'label'?" in err
+
+
+def test_shape_mismatch_from_user_model_file(cli, tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("import torch\ndef build(input_shape, output_size):\n    return torch.nn.Linear(5, output_size)\n")
+    code, _, err = cli("fit", "--data", "iris", "--model", f"{f}:build", "--run-dir", str(tmp_path / "r"))
+    assert code == 2 and "cannot take the data: input rows have shape (4,)" in err and "mat1 and mat2" in err
+    code, _, err = cli("fit", "--data", "iris", "--model", f"{f}:biuld", "--run-dir", str(tmp_path / "r2"))
+    assert code == 2 and "did you mean 'build'?" in err
+
+
+def test_predict_bad_columns(cli, tmp_path, small_csv):
+    run = tmp_path / "run"
+    assert cli("fit", "--data", str(small_csv), "--target", "label", "--epochs", "2", "--quiet", "--run-dir", str(run))[0] == 0
+    pd.DataFrame({"a": [1.0], "color": ["red"]}).to_csv(tmp_path / "x.csv", index=False)
+    code, _, err = cli("predict", str(run), str(tmp_path / "x.csv"))
+    assert code == 2 and "input is missing feature columns: b" in err
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "trainwise.cli", "fit", "--help"], capture_output=True, text=True, check=True)
+    assert "--batch-size" in out.stdout and "--no-early-stopping" in out.stdout and "--config" in out.stdout
+
+
+def test_run_dir_is_never_overwritten(cli, tmp_path):
+    run = tmp_path / "r"
+    assert cli("fit", "--data", "iris", "--epochs", "2", "--quiet", "--run-dir", str(run))[0] == 0
+    code, _, err = cli("fit", "--data", "iris", "--epochs", "2", "--quiet", "--run-dir", str(run))
+    assert code == 2 and "already holds a run" in err
