@@ -125,3 +125,37 @@ def test_binary_bce(tmp_path):
     r = trainwise.fit("breast-cancer", loss="bce_with_logits", quiet=True, run_dir=tmp_path / "r", epochs=10)
     assert r.test["test/accuracy"] > 0.9
     assert r.summary["model"]["recipe"]["out_features"] == 1
+
+
+class _Squares(torch.utils.data.Dataset):
+    """A Dataset that is not in memory as arrays: items computed on access, labels 0..2."""
+
+    def __init__(self, X, y):
+        self.X, self.y = torch.as_tensor(X), torch.as_tensor(y)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.X[i], self.y[i]
+
+
+def test_fit_on_torch_dataset_uses_dataloader(tmp_path, blobs):
+    X, y = blobs
+    r = trainwise.fit(_Squares(X, y), quiet=True, run_dir=tmp_path / "r", epochs=15, standardize=False)
+    assert type(r.trainer.history) is list and r.summary["data"]["sizes"] == {"train": 210, "val": 45, "test": 45}
+    assert r.summary["data"]["train_class_counts"] == {"0": 70, "1": 70, "2": 70}  # stratified by the labels
+    assert r.test["test/accuracy"] > 0.9
+    from trainwise.data import DeviceLoader, prepare_dataset
+
+    prep = prepare_dataset(_Squares(X, y))
+    batches = prep.batches(kind="multiclass", device="cpu", batch_size=32, seed=0)
+    assert isinstance(batches["train"], DeviceLoader) and batches["train"].num_samples == 210
+    seen = torch.cat([yy for _, yy in batches["train"]])
+    assert sorted(seen.tolist()) == sorted(y[prep.indices["train"]].tolist())
+
+
+def test_dataset_labels_must_be_indices(blobs):
+    X, y = blobs
+    with pytest.raises(TrainwiseError, match=r"labels must be the class indices 0..C-1; found \[1, 2, 3\]"):
+        trainwise.fit(_Squares(X, y + 1), quiet=True)

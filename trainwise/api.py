@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from .config import RunConfig, load_config
-from .data import PreparedData, Preprocessor, TargetEncoder, TensorBatches, from_arrays, load_source, prepare
+from .data import (PreparedData, Preprocessor, TargetEncoder, TensorBatches, from_arrays, load_source, prepare,
+                   prepare_dataset, to_tensors)
 from .errors import TrainwiseError
 from .models import build_model, resolve_model
 from .runs import load_run, new_run_dir, save_artifacts, write_json, write_metrics_csv, atomic_write
@@ -74,10 +75,13 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
         cfg = RunConfig.build({**config.model_dump(), **options}, source="option")
     device = resolve_device(cfg.device)
 
-    raw = from_arrays(data, y) if data is not None and not isinstance(data, str) else load_source(
-        cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed)
-    prep = prepare(raw, task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
-                   impute=cfg.missing == "median")
+    if isinstance(data, torch.utils.data.Dataset):
+        prep = prepare_dataset(data, task=cfg.task, split=cfg.split, seed=cfg.seed)
+    else:
+        raw = from_arrays(data, y) if data is not None and not isinstance(data, str) else load_source(
+            cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed)
+        prep = prepare(raw, task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
+                       impute=cfg.missing == "median")
     loss = resolve_loss(cfg.loss, prep.task, prep.n_classes)
     kind = target_kind(loss)
     cfg = cfg.model_copy(update={"loss": loss, "task": prep.task})
@@ -87,16 +91,17 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     model = user_model if user_model is not None else build_model(recipe)
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
-    tensors = {k: _to_tensors(X, yy, kind, device) for k, (X, yy) in prep.arrays.items()}
-    n_train = len(tensors["train"][1])
+    batches = prep.batches(kind=kind, device=device, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
+    n_train = batches["train"].num_samples
     if cfg.batch_size > n_train:
         raise TrainwiseError(f"batch_size={cfg.batch_size} is larger than the training split ({n_train} rows)",
                              hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
-    _check_model_fits(model.to(device), tensors["train"][0][:2], recipe, cfg.model, output_size(loss, prep.n_classes))
+    x_probe = next(iter(batches["val" if "val" in batches else "train"]))[0][:2]
+    _check_model_fits(model.to(device), x_probe, recipe, cfg.model, output_size(loss, prep.n_classes))
 
     run_dir = new_run_dir(cfg.run_dir, cfg.data)
     atomic_write(run_dir / "config.yaml", cfg.model_copy(update={"run_dir": None}).to_yaml())
-    has_val = "val" in tensors
+    has_val = "val" in batches
     monitor = cfg.monitor if has_val or not cfg.monitor.startswith("val/") else "train/loss"
     stopper = EarlyStopping(monitor, cfg.mode, cfg.patience if cfg.early_stopping else None, cfg.min_delta, cfg.restore_best)
     cbs: list[Callback] = [stopper, MetricsCSV(run_dir / "metrics.csv"), *callbacks]
@@ -105,8 +110,6 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     trainer = Trainer(model, loss=loss, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
                       nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, kind=kind, callbacks=cbs,
                       device=device, target_std=prep.target.std)
-    batches = {k: TensorBatches(X, yy, batch_size=cfg.batch_size if k == "train" else 4096, shuffle=k == "train",
-                                seed=cfg.seed) for k, (X, yy) in tensors.items()}
     preprocessing = {"features": prep.preprocessor.state_dict(), "target": prep.target.state_dict(), "loss": loss,
                      "kind": kind, "class_names": prep.class_names, "target_name": prep.target_name}
     summary: dict[str, Any] = {}
@@ -156,7 +159,7 @@ def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, float]:
         yy, prefix = TargetEncoder.from_state(pp["target"]).encode(raw.y, what=f"target of '{data}'"), "eval"
     trainer = Trainer(run.model, loss=pp["loss"], kind=pp["kind"], optimizer=torch.optim.SGD(run.model.parameters(), lr=0.0),
                       target_std=pp["target"]["std"])
-    Xt, yt = _to_tensors(X, yy, pp["kind"], torch.device("cpu"))
+    Xt, yt = to_tensors(X, yy, pp["kind"], torch.device("cpu"))
     _check_model_fits(run.model, Xt[:2], run.recipe, run.summary.get("model", {}).get("spec", "?"), None)
     return trainer.evaluate(TensorBatches(Xt, yt, batch_size=4096, shuffle=False), prefix=prefix)
 
@@ -198,14 +201,6 @@ def predict(run_dir: str | Path, inputs: str | Path, output: str | Path | None =
     if output is not None:
         atomic_write(output, frame.to_csv(index=False))
     return frame
-
-
-def _to_tensors(X: np.ndarray, y: np.ndarray, kind: str, device: torch.device):
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
-    yt = torch.from_numpy(y).to(device)
-    if kind == "multiclass":
-        return Xt, yt.long()
-    return Xt, yt.float().reshape(-1, 1)  # one output column: (B, 1) against (B, 1)
 
 
 def _check_model_fits(model: nn.Module, x: torch.Tensor, recipe: dict, spec: str, expected: int | None) -> None:

@@ -5,7 +5,19 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["TensorBatches", "DeviceLoader"]
+import numpy as np
+
+__all__ = ["TensorBatches", "DeviceLoader", "to_tensors", "shape_targets"]
+
+
+def shape_targets(y: torch.Tensor, kind: str) -> torch.Tensor:
+    """Class indices (long, (N,)) for 'multiclass'; one float column (N, 1) for 'binary' and 'regression'."""
+    return y.long() if kind == "multiclass" else y.float().reshape(-1, 1)
+
+
+def to_tensors(X: np.ndarray, y: np.ndarray, kind: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
+    return Xt, shape_targets(torch.from_numpy(np.asarray(y)).to(device), kind)
 
 
 class TensorBatches:
@@ -55,8 +67,8 @@ class DeviceLoader:
     """
 
     def __init__(self, dataset, *, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 num_workers: int = 0, device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
+                 num_workers: int = 0, device: str | torch.device = "cpu", kind: str = "multiclass"):
+        self.device, self.kind = torch.device(device), kind
         self.generator = torch.Generator().manual_seed(seed)
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle, generator=self.generator, num_workers=num_workers,
@@ -72,4 +84,4 @@ class DeviceLoader:
     def __iter__(self):
         non_blocking = self.device.type == "cuda"
         for x, y in self.loader:
-            yield x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
+            yield x.to(self.device, non_blocking=non_blocking), shape_targets(y.to(self.device, non_blocking=non_blocking), self.kind)

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TrainwiseError
+from .batching import DeviceLoader, TensorBatches, to_tensors
 from .preprocess import Preprocessor, TargetEncoder
 from .sources import RawData
 from .splits import split_indices
 
-__all__ = ["PreparedData", "prepare", "infer_task"]
+__all__ = ["PreparedData", "PreparedDataset", "prepare", "prepare_dataset", "infer_task"]
 
 
 @dataclass
@@ -37,14 +38,22 @@ class PreparedData:
     def n_classes(self) -> int | None:
         return len(self.target.classes) if self.task == "classification" else None
 
+    def batches(self, *, kind: str, device, batch_size: int, seed: int, num_workers: int = 0) -> dict[str, TensorBatches]:
+        """Per split: in-memory device tensors; train shuffled (seeded), val/test in large ordered batches."""
+        return {k: TensorBatches(*to_tensors(X, y, kind, device), batch_size=batch_size if k == "train" else 4096,
+                                 shuffle=k == "train", seed=seed) for k, (X, y) in self.arrays.items()}
+
+    def _train_labels(self) -> np.ndarray:
+        return self.arrays["train"][1]
+
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "task": self.task, "target": self.target_name,
                              "input_shape": list(self.input_shape),
-                             "sizes": {k: int(len(v[1])) for k, v in self.arrays.items()}}
+                             "sizes": {k: int(len(v)) for k, v in self.indices.items() if len(v)}}
         if self.task == "classification":
             d["n_classes"] = self.n_classes
             d["class_names"] = self.class_names
-            counts = np.bincount(self.arrays["train"][1], minlength=self.n_classes)
+            counts = np.bincount(self._train_labels(), minlength=self.n_classes)
             d["train_class_counts"] = dict(zip(self.class_names, counts.tolist()))
         if self.notes:
             d["notes"] = self.notes
@@ -99,3 +108,55 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
                                  hint="put examples of every class in the training data")
     names = raw.class_names or ([str(c) for c in target.classes] if task == "classification" else None)
     return PreparedData(arrays, task, pre, target, raw.name, raw.target_name, names, idx, list(raw.notes))
+
+
+class PreparedDataset(PreparedData):
+    """A torch ``Dataset`` split by index: batches come from a DataLoader (workers, pinned memory).
+
+    Items must be ``(x, y)`` pairs of tensors ready for the model (no preprocessing is fit); class labels
+    must already be ``0..C-1``.
+    """
+
+    def __init__(self, dataset, indices: dict[str, np.ndarray], task: str, n_classes: int | None,
+                 input_shape: tuple[int, ...], labels: np.ndarray | None):
+        names = [str(i) for i in range(n_classes)] if n_classes else None
+        target = TargetEncoder(task, classes=list(range(n_classes)) if n_classes else None)
+        super().__init__({}, task, Preprocessor(standardize=False), target, type(dataset).__name__,
+                         class_names=names, indices=indices)
+        self.dataset, self._input_shape, self._labels = dataset, input_shape, labels
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self._input_shape
+
+    def _train_labels(self) -> np.ndarray:
+        return self._labels[self.indices["train"]]
+
+    def batches(self, *, kind: str, device, batch_size: int, seed: int, num_workers: int = 0) -> dict[str, DeviceLoader]:
+        from torch.utils.data import Subset
+
+        return {k: DeviceLoader(Subset(self.dataset, idx.tolist()), batch_size=batch_size if k == "train" else 1024,
+                                shuffle=k == "train", seed=seed, num_workers=num_workers, device=device, kind=kind)
+                for k, idx in self.indices.items() if len(idx)}
+
+
+def prepare_dataset(dataset, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: int = 0) -> PreparedDataset:
+    """Split a torch Dataset of ``(x, y)`` items by index (stratified when it is classification)."""
+    import torch
+
+    n = len(dataset)
+    x0, y0 = dataset[0]
+    y0 = torch.as_tensor(y0)
+    if task == "auto":
+        task = "regression" if y0.is_floating_point() else "classification"
+    labels = None
+    if task == "classification":
+        targets = getattr(dataset, "targets", None)  # torchvision-style datasets carry their labels
+        labels = np.asarray(targets if targets is not None else [int(dataset[i][1]) for i in range(n)], dtype=np.int64)
+        present = np.unique(labels)
+        if present.min() < 0 or not np.array_equal(present, np.arange(present.max() + 1)):
+            raise TrainwiseError(f"Dataset labels must be the class indices 0..C-1; found {present[:10].tolist()}",
+                                 hint="map the labels to 0..C-1 in the Dataset's __getitem__")
+    indices = split_indices(n, split, seed=seed, stratify=labels)
+    return PreparedDataset(dataset, indices, task, int(labels.max()) + 1 if labels is not None else None,
+                           tuple(torch.as_tensor(x0).shape), labels)
