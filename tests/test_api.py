@@ -159,3 +159,57 @@ def test_dataset_labels_must_be_indices(blobs):
     X, y = blobs
     with pytest.raises(TrainwiseError, match=r"labels must be the class indices 0..C-1; found \[1, 2, 3\]"):
         trainwise.fit(_Squares(X, y + 1), quiet=True)
+
+
+@pytest.mark.parametrize("options", [
+    {"optimizer": "sgd", "lr": 0.05, "nesterov": True}, {"optimizer": "adamw", "weight_decay": 0.01},
+    {"optimizer": "rmsprop", "lr": 1e-3, "momentum": 0.0}, {"activation": "tanh"}, {"activation": "sigmoid"},
+    {"activation": "gelu"}, {"activation": "leaky_relu", "batch_norm": True, "dropout": 0.3}])
+def test_each_optimizer_and_activation_learns(options, tmp_path):
+    r = trainwise.fit("wine", quiet=True, run_dir=tmp_path / "r", epochs=12, early_stopping=False, **options)
+    assert r.history[-1]["train/loss"] < 0.6 * r.history[0]["train/loss"]
+    assert r.summary["optimizer"] == options.get("optimizer", "adam")
+    layers = [type(m).__name__ for m in r.model]
+    assert ("BatchNorm1d" in layers) == options.get("batch_norm", False)
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "huber"])
+def test_each_regression_loss_learns(loss, tmp_path):
+    r = trainwise.fit("diabetes", loss=loss, quiet=True, run_dir=tmp_path / "r", epochs=10, early_stopping=False)
+    assert r.summary["loss"] == loss and r.history[-1]["train/loss"] < r.history[0]["train/loss"]
+    assert r.test["test/r2"] > 0.2
+
+
+def test_model_from_package_module(tmp_path, monkeypatch, blobs):
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "zoo" / "__init__.py").write_text("")
+    (tmp_path / "zoo" / "nets.py").write_text(
+        "import torch\ndef tiny(input_shape, output_size):\n    return torch.nn.Linear(input_shape[0], output_size)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    X, y = blobs
+    r = trainwise.fit(X, y, model="zoo.nets:tiny", quiet=True, run_dir=tmp_path / "r", epochs=3)
+    assert r.summary["model"]["parameters"] == 4 * 3 + 3
+    assert trainwise.load_run(r.run_dir).recipe == {"builder": "import", "target": "zoo.nets:tiny", "input_shape": [4],
+                                                    "output_size": 3}
+
+
+def test_failed_and_interrupted_runs_leave_a_summary(tmp_path):
+    class Boom(trainwise.Callback):
+        def on_epoch_end(self, trainer, *, epoch, logs):
+            if epoch == 2:
+                raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        trainwise.fit("iris", quiet=True, run_dir=tmp_path / "f", epochs=5, callbacks=[Boom()])
+    s = json.loads((tmp_path / "f" / "summary.json").read_text())
+    assert s["status"] == "failed" and s["stop_reason"] == "RuntimeError: disk on fire" and s["test"] is None
+    assert len(pd.read_csv(tmp_path / "f" / "metrics.csv")) == 2  # finished epochs are kept
+
+    class CtrlC(trainwise.Callback):
+        def on_epoch_end(self, trainer, *, epoch, logs):
+            if epoch == 3:
+                raise KeyboardInterrupt
+
+    r = trainwise.fit("iris", quiet=True, run_dir=tmp_path / "i", epochs=5, callbacks=[CtrlC()])
+    assert r.summary["status"] == "interrupted" and r.summary["epochs_run"] == 3 and r.summary["test"] is None
+    assert (tmp_path / "i" / "model.safetensors").is_file()
