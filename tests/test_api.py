@@ -40,11 +40,12 @@ def test_same_seed_same_metrics_csv(tmp_path):
     assert strip(texts[0]) == strip(texts[1])
 
 
-def test_fit_parity_with_plain_loop_on_arrays(blobs):
+@pytest.mark.parametrize("split", ["0.7,0.3,0", "1,0,0"])
+def test_fit_parity_with_plain_loop_on_arrays(blobs, split, tmp_path):
     # the full fit() path with no extras == a plain loop on the same (unstandardized) split, same seed
     X, y = blobs
-    r = trainwise.fit(X, y, quiet=True, run_dir=None, standardize=False, dropout=0.0, early_stopping=False,
-                      restore_best=False, epochs=3, batch_size=16, lr=1e-2, model="mlp:16", split="0.7,0.3,0")
+    r = trainwise.fit(X, y, quiet=True, run_dir=tmp_path / "r", standardize=False, dropout=0.0, early_stopping=False,
+                      restore_best=False, epochs=3, batch_size=16, lr=1e-2, model="mlp:16", split=split)
     Xtr, ytr = (torch.from_numpy(a) for a in r.data.arrays["train"])
     torch.manual_seed(0)
     model = MLP(4, [16], 3)

@@ -96,7 +96,9 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     if cfg.batch_size > n_train:
         raise TrainwiseError(f"batch_size={cfg.batch_size} is larger than the training split ({n_train} rows)",
                              hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
-    x_probe = next(iter(batches["val" if "val" in batches else "train"]))[0][:2]
+    rng_state = batches["train"].generator.get_state()  # probing must not shift the shuffle order
+    x_probe = next(iter(batches["train"]))[0][:2]
+    batches["train"].generator.set_state(rng_state)
     _check_model_fits(model.to(device), x_probe, recipe, cfg.model, output_size(loss, prep.n_classes))
 
     run_dir = new_run_dir(cfg.run_dir, cfg.data)
