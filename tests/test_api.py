@@ -144,7 +144,7 @@ class _Squares(torch.utils.data.Dataset):
 def test_fit_on_torch_dataset_uses_dataloader(tmp_path, blobs):
     X, y = blobs
     r = trainwise.fit(_Squares(X, y), quiet=True, run_dir=tmp_path / "r", epochs=15, standardize=False)
-    assert type(r.trainer.history) is list and r.summary["data"]["sizes"] == {"train": 210, "val": 45, "test": 45}
+    assert r.summary["data"]["sizes"] == {"train": 210, "val": 45, "test": 45}
     assert r.summary["data"]["train_class_counts"] == {"0": 70, "1": 70, "2": 70}  # stratified by the labels
     assert r.test["test/accuracy"] > 0.9
     from trainwise.data import DeviceLoader, prepare_dataset
@@ -152,6 +152,7 @@ def test_fit_on_torch_dataset_uses_dataloader(tmp_path, blobs):
     prep = prepare_dataset(_Squares(X, y))
     batches = prep.batches(kind="multiclass", device="cpu", batch_size=32, seed=0)
     assert isinstance(batches["train"], DeviceLoader) and batches["train"].num_samples == 210
+    assert torch.equal(batches["train"].head(2), torch.as_tensor(X[prep.indices["train"][:2]]))
     seen = torch.cat([yy for _, yy in batches["train"]])
     assert sorted(seen.tolist()) == sorted(y[prep.indices["train"]].tolist())
 

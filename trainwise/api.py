@@ -13,12 +13,35 @@ import torch
 from torch import nn
 
 from .config import RunConfig, load_config
-from .data import (PreparedData, Preprocessor, TargetEncoder, TensorBatches, from_arrays, load_source, prepare,
-                   prepare_dataset, to_tensors)
+from .data import (
+    PreparedData,
+    Preprocessor,
+    TargetEncoder,
+    TensorBatches,
+    from_arrays,
+    load_source,
+    prepare,
+    prepare_dataset,
+    to_tensors,
+)
 from .errors import TrainwiseError
 from .models import build_model, resolve_model
-from .runs import load_run, new_run_dir, save_artifacts, write_json, write_metrics_csv, atomic_write
-from .train import Callback, EarlyStopping, MetricsCSV, ProgressTable, Trainer, resolve_loss
+from .runs import (
+    atomic_write,
+    load_run,
+    new_run_dir,
+    save_artifacts,
+    write_json,
+    write_metrics_csv,
+)
+from .train import (
+    Callback,
+    EarlyStopping,
+    MetricsCSV,
+    ProgressTable,
+    Trainer,
+    resolve_loss,
+)
 from .train.components import output_size, target_kind
 from .train.metrics import main_metric
 
@@ -96,10 +119,7 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     if cfg.batch_size > n_train:
         raise TrainwiseError(f"batch_size={cfg.batch_size} is larger than the training split ({n_train} rows)",
                              hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
-    rng_state = batches["train"].generator.get_state()  # probing must not shift the shuffle order
-    x_probe = next(iter(batches["train"]))[0][:2]
-    batches["train"].generator.set_state(rng_state)
-    _check_model_fits(model.to(device), x_probe, recipe, cfg.model, output_size(loss, prep.n_classes))
+    _check_model_fits(model.to(device), batches["train"].head(2), recipe, cfg.model, output_size(loss, prep.n_classes))
 
     run_dir = new_run_dir(cfg.run_dir, cfg.data)
     atomic_write(run_dir / "config.yaml", cfg.model_copy(update={"run_dir": None}).to_yaml())

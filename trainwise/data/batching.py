@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import torch
-
 import numpy as np
+import torch
 
 __all__ = ["TensorBatches", "DeviceLoader", "to_tensors", "shape_targets"]
 
@@ -53,6 +52,10 @@ class TensorBatches:
             idx = perm[i:i + B]
             yield X[idx], y[idx]
 
+    def head(self, n: int = 2) -> torch.Tensor:
+        """The first ``n`` input rows, without drawing from the shuffle generator."""
+        return self.X[:n]
+
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
 
@@ -80,6 +83,11 @@ class DeviceLoader:
     @property
     def num_samples(self) -> int:
         return len(self.loader.dataset)
+
+    def head(self, n: int = 2) -> torch.Tensor:
+        """The first ``n`` input rows, without drawing from the shuffle generator."""
+        data = self.loader.dataset
+        return torch.stack([torch.as_tensor(data[i][0]) for i in range(min(n, len(data)))]).to(self.device)
 
     def __iter__(self):
         non_blocking = self.device.type == "cuda"
