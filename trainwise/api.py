@@ -25,9 +25,10 @@ from .data import (
     to_tensors,
 )
 from .errors import TrainwiseError
-from .models import build_model, resolve_model
+from .models import build_model, init_weights, resolve_model
 from .runs import (
     atomic_write,
+    load_checkpoint,
     load_run,
     new_run_dir,
     save_artifacts,
@@ -36,8 +37,11 @@ from .runs import (
 )
 from .train import (
     Callback,
+    Checkpoint,
     EarlyStopping,
+    LRSchedule,
     MetricsCSV,
+    Penalty,
     ProgressTable,
     Trainer,
     resolve_loss,
@@ -76,17 +80,34 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+@dataclass
+class _Setup:
+    """Everything a training run derives from its config before the first epoch."""
+
+    cfg: RunConfig
+    prep: PreparedData
+    loss: str
+    kind: str
+    recipe: dict
+    device: torch.device
+    user_model: nn.Module | None
+    t_start: float
+
+
 def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | None = None,
-        callbacks: list[Callback] = (), console=None, **options: Any) -> FitResult:
+        callbacks: list[Callback] = (), console=None, resume: str | Path | None = None, **options: Any) -> FitResult:
     """Train a model the careful way and write a run directory.
 
     ``data`` is a built-in name, a .csv/.npz path, or a feature array/tensor (with ``y``). ``options`` are
     any `RunConfig` keys (``model`` may also be an ``nn.Module``); ``config`` is a RunConfig or a YAML file.
+    ``resume`` continues a stopped run from its last checkpoint (only ``epochs`` and ``quiet`` may change).
 
     >>> result = fit("iris", epochs=3, quiet=True, run_dir="/tmp/tw-doctest-iris-" + str(time.time_ns()))
     >>> sorted(result.summary["test"])
     ['test/accuracy', 'test/loss']
     """
+    if resume is not None:
+        return _resume(Path(resume), data, y, callbacks, console, options)
     t_start = time.perf_counter()
     user_model = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
     if isinstance(data, (str, os.PathLike)):
@@ -96,8 +117,20 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     cfg = config if isinstance(config, RunConfig) else load_config(config, options) if config else RunConfig.build(options, source="option")
     if isinstance(config, RunConfig) and options:
         cfg = RunConfig.build({**config.model_dump(), **options}, source="option")
-    device = resolve_device(cfg.device)
+    if user_model is not None and cfg.restarts > 1:
+        raise TrainwiseError("restarts need a fresh model per seed, but `model` is one nn.Module instance",
+                             hint="pass model as a spec string (mlp:..., file.py:function) so each restart builds its own")
+    s = _setup(cfg, data, y, user_model, t_start)
+    run_dir = new_run_dir(cfg.run_dir, cfg.data)
+    atomic_write(run_dir / "config.yaml", s.cfg.model_copy(update={"run_dir": None}).to_yaml())
+    if cfg.restarts > 1:
+        return _fit_restarts(s, run_dir, callbacks, console)
+    trainer, stopper, batches = _train(s, run_dir, cfg.seed, callbacks, console)
+    return _finish(s, run_dir, trainer, stopper, batches)
 
+
+def _setup(cfg: RunConfig, data: Any, y: Any, user_model: nn.Module | None, t_start: float) -> _Setup:
+    device = resolve_device(cfg.device)
     if isinstance(data, torch.utils.data.Dataset):
         prep = prepare_dataset(data, task=cfg.task, split=cfg.split, seed=cfg.seed)
     else:
@@ -106,63 +139,166 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
         prep = prepare(raw, task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
                        impute=cfg.missing == "median")
     loss = resolve_loss(cfg.loss, prep.task, prep.n_classes)
-    kind = target_kind(loss)
     cfg = cfg.model_copy(update={"loss": loss, "task": prep.task})
     recipe = resolve_model(cfg.model, prep.input_shape, output_size(loss, prep.n_classes),
                            activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
-    torch.manual_seed(cfg.seed)  # model init; the batcher has its own generator seeded the same way
-    model = user_model if user_model is not None else build_model(recipe)
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
-    batches = prep.batches(kind=kind, device=device, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
+    return _Setup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start)
+
+
+def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state: dict | None = None,
+           checkpoint: bool | None = None) -> tuple[Trainer, EarlyStopping, dict]:
+    """Build model, batches and callbacks for one seed, train, and write the model, metrics.csv and curves."""
+    cfg = s.cfg
+    torch.manual_seed(seed)  # model init; the batcher has its own generator seeded the same way
+    model = s.user_model if s.user_model is not None else init_weights(build_model(s.recipe), cfg.init)
+    batches = s.prep.batches(kind=s.kind, device=s.device, batch_size=cfg.batch_size, seed=seed, num_workers=cfg.num_workers)
     n_train = batches["train"].num_samples
     if cfg.batch_size > n_train:
         raise TrainwiseError(f"batch_size={cfg.batch_size} is larger than the training split ({n_train} rows)",
                              hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
-    _check_model_fits(model.to(device), batches["train"].head(2), recipe, cfg.model, output_size(loss, prep.n_classes))
-
-    run_dir = new_run_dir(cfg.run_dir, cfg.data)
-    atomic_write(run_dir / "config.yaml", cfg.model_copy(update={"run_dir": None}).to_yaml())
-    has_val = "val" in batches
-    monitor = cfg.monitor if has_val or not cfg.monitor.startswith("val/") else "train/loss"
+    _check_model_fits(model.to(s.device), batches["train"].head(2), s.recipe, cfg.model, output_size(s.loss, s.prep.n_classes))
+    monitor = _monitor(cfg, "val" in batches)
     stopper = EarlyStopping(monitor, cfg.mode, cfg.patience if cfg.early_stopping else None, cfg.min_delta, cfg.restore_best)
-    cbs: list[Callback] = [stopper, MetricsCSV(run_dir / "metrics.csv"), *callbacks]
+    cbs: list[Callback] = [stopper]
+    if cfg.schedule != "none":
+        cbs.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma, warmup_epochs=cfg.warmup_epochs,
+                              monitor=monitor, mode=cfg.mode, patience=cfg.schedule_patience))
+    cbs += [MetricsCSV(run_dir / "metrics.csv"), *callbacks]
     if not cfg.quiet:
         cbs.append(ProgressTable(monitor, cfg.mode, console=console))
-    trainer = Trainer(model, loss=loss, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
-                      nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, kind=kind, callbacks=cbs,
-                      device=device, target_std=prep.target.std)
-    preprocessing = {"features": prep.preprocessor.state_dict(), "target": prep.target.state_dict(), "loss": loss,
-                     "kind": kind, "class_names": prep.class_names, "target_name": prep.target_name}
-    summary: dict[str, Any] = {}
+    if cfg.checkpoint if checkpoint is None else checkpoint:
+        cbs.append(Checkpoint(run_dir / "checkpoints", tracker=stopper))  # last: it saves every other callback's state
+    penalty = Penalty(model, l1=cfg.l1, l2=cfg.l2, penalize=cfg.penalize) if cfg.l1 or cfg.l2 else None
+    trainer = Trainer(model, loss=s.loss, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
+                      nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, kind=s.kind, callbacks=cbs,
+                      device=s.device, target_std=s.prep.target.std, penalty=penalty, accumulate=cfg.accumulate,
+                      clip_norm=cfg.clip_norm, clip_value=cfg.clip_value, precision=cfg.precision, compile=cfg.compile)
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
     try:
         trainer.fit(batches["train"], batches.get("val"), epochs=cfg.epochs)
     finally:
-        best_epoch = stopper.best_epoch_ or (trainer.epoch or None)
-        best_row = trainer.history[best_epoch - 1] if best_epoch else {}
-        test = None
-        if trainer.status in ("completed", "early_stopped") and "test" in batches:
-            test = trainer.evaluate(batches["test"], prefix="test")  # once, on the final (best) weights
-        summary = {
-            "status": trainer.status, "stop_reason": trainer.stop_reason, "epochs_run": trainer.epoch,
-            "best_epoch": best_epoch, "monitor": monitor,
-            "best": {k: v for k, v in best_row.items() if k.startswith("val/") or (not has_val and k.startswith("train/"))},
-            "test": test, "seed": cfg.seed, "wall_time_s": round(time.perf_counter() - t_start, 3),
-            "train_samples_per_s": round(trainer.train_samples / trainer.train_time_s, 1) if trainer.train_time_s else None,
-            "data": prep.describe(),
-            "model": {"spec": cfg.model if user_model is None else recipe["class"], "recipe": recipe,
-                      "parameters": sum(p.numel() for p in model.parameters())},
-            "loss": loss, "optimizer": cfg.optimizer, "device": str(device),
-            "versions": {"trainwise": _version(), "torch": torch.__version__, "python": platform.python_version()},
-        }
         if trainer.history:
-            save_artifacts(run_dir, trainer.model, recipe, preprocessing)
+            save_artifacts(run_dir, trainer.model, s.recipe, _preprocessing(s))
             write_metrics_csv(run_dir / "metrics.csv", trainer.history)
             from .report import plot_curves
 
-            plot_curves(trainer.history, run_dir / "curves.png", metric=main_metric(kind), best_epoch=best_epoch)
-        write_json(run_dir / "summary.json", summary)
-    return FitResult(trainer.history, summary, trainer.model, run_dir, trainer, prep)
+            plot_curves(trainer.history, run_dir / "curves.png", metric=main_metric(s.kind),
+                        best_epoch=stopper.best_epoch_ or trainer.epoch)
+        if trainer.status == "failed":
+            _finish(s, run_dir, trainer, stopper, batches)  # the summary says what went wrong
+    return trainer, stopper, batches
+
+
+def _monitor(cfg: RunConfig, has_val: bool) -> str:
+    return cfg.monitor if has_val or not cfg.monitor.startswith("val/") else "train/loss"
+
+
+def _preprocessing(s: _Setup) -> dict[str, Any]:
+    p = s.prep
+    return {"features": p.preprocessor.state_dict(), "target": p.target.state_dict(), "loss": s.loss,
+            "kind": s.kind, "class_names": p.class_names, "target_name": p.target_name}
+
+
+def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, batches: dict,
+            extra: dict[str, Any] | None = None) -> FitResult:
+    """Evaluate the test split once (on the final, best weights) and write summary.json."""
+    cfg, has_val = s.cfg, "val" in batches
+    best_epoch = stopper.best_epoch_ or (trainer.epoch or None)
+    best_row = trainer.history[best_epoch - 1] if best_epoch else {}
+    test = None
+    if trainer.status in ("completed", "early_stopped") and "test" in batches:
+        test = trainer.evaluate(batches["test"], prefix="test")
+    summary = {
+        "status": trainer.status, "stop_reason": trainer.stop_reason, "epochs_run": trainer.epoch,
+        "best_epoch": best_epoch, "monitor": stopper.monitor,
+        "best": {k: v for k, v in best_row.items() if k.startswith("val/") or (not has_val and k.startswith("train/"))},
+        "test": test, "seed": cfg.seed, "wall_time_s": round(time.perf_counter() - s.t_start, 3),
+        "train_samples_per_s": round(trainer.train_samples / trainer.train_time_s, 1) if trainer.train_time_s else None,
+        "data": s.prep.describe(),
+        "model": {"spec": cfg.model if s.user_model is None else s.recipe["class"], "recipe": s.recipe,
+                  "parameters": sum(p.numel() for p in trainer.model.parameters())},
+        "loss": s.loss, "optimizer": cfg.optimizer, "device": str(s.device), **(extra or {}),
+        "versions": {"trainwise": _version(), "torch": torch.__version__, "python": platform.python_version()},
+    }
+    write_json(run_dir / "summary.json", summary)
+    return FitResult(trainer.history, summary, trainer.model, run_dir, trainer, s.prep)
+
+
+def _fit_restarts(s: _Setup, run_dir: Path, callbacks, console) -> FitResult:
+    """Train seeds seed..seed+N-1 on the same split, keep the best by the monitored metric, test it once.
+
+    Each restart keeps its own metrics.csv and curves under restarts/seed-<k>/; the chosen one's files are
+    also the run's own. The result looks like one run plus a ``restarts`` summary section.
+    """
+    cfg = s.cfg
+    seeds = [cfg.seed + i for i in range(cfg.restarts)]
+    runs = []
+    chosen = None
+    for seed in seeds:
+        if console is not None and not cfg.quiet:
+            console.print(f"[bold]restart {len(runs) + 1}/{len(seeds)}: seed {seed}[/bold]")
+        sub = run_dir / "restarts" / f"seed-{seed}"
+        sub.mkdir(parents=True, exist_ok=True)
+        trainer, stopper, batches = _train(s, sub, seed, callbacks, console, checkpoint=False)
+        if trainer.status not in ("completed", "early_stopped"):
+            raise TrainwiseError(f"restart with seed {seed} ended as '{trainer.status}': {trainer.stop_reason}",
+                                 hint="fix the cause and run again; finished restarts are in " + str(run_dir / "restarts"))
+        best_row = trainer.history[(stopper.best_epoch_ or trainer.epoch) - 1]
+        runs.append({"seed": seed, "best_epoch": stopper.best_epoch_, "epochs_run": trainer.epoch, "best": stopper.best_,
+                     "metrics": {k: v for k, v in best_row.items() if k.startswith(("val/", "train/"))}})
+        if chosen is None or _better(stopper.best_, chosen[1].best_, stopper.mode):
+            chosen = (trainer, stopper, batches, seed)
+    trainer, stopper, batches, seed = chosen
+    for name in ("model.safetensors", "model.json", "preprocess.json", "metrics.csv", "curves.png"):
+        src = run_dir / "restarts" / f"seed-{seed}" / name
+        if src.is_file():
+            atomic_write(run_dir / name, src.read_bytes())
+    keys = [k for k in runs[0]["metrics"] if k.startswith("val/") or not any(m.startswith("val/") for m in runs[0]["metrics"])]
+    spread = {k: {"mean": float(np.mean([r["metrics"][k] for r in runs])), "std": float(np.std([r["metrics"][k] for r in runs])),
+                  "values": [r["metrics"][k] for r in runs]} for k in keys}
+    extra = {"restarts": {"seeds": seeds, "chosen_seed": seed, "monitor": stopper.monitor, "runs": runs, "spread": spread}}
+    result = _finish(s, run_dir, trainer, stopper, batches, extra)
+    result.summary["seed"] = seed
+    write_json(run_dir / "summary.json", result.summary)
+    return result
+
+
+def _better(value: float, best: float, mode: str) -> bool:
+    return value < best if mode == "min" else value > best
+
+
+def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[str, Any]) -> FitResult:
+    """Continue a stopped run from checkpoints/last.safetensors with the run's own config."""
+    allowed = {"epochs", "quiet"}
+    if set(options) - allowed:
+        raise TrainwiseError(f"--resume continues a run with its own config; cannot change {', '.join(sorted(set(options) - allowed))}",
+                             hint="only --epochs and --quiet may be given with --resume; start a new run to change anything else")
+    if not (run_dir / "config.yaml").is_file():
+        raise TrainwiseError(f"'{run_dir}' is not a trainwise run directory (no config.yaml)",
+                             hint="give the run directory that `trainwise fit` printed")
+    cfg = load_config(run_dir / "config.yaml", options)
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        import json
+
+        done = json.loads(summary_path.read_text())
+        if done.get("status") == "early_stopped" or (done.get("status") == "completed" and cfg.epochs <= done["epochs_run"]):
+            raise TrainwiseError(f"run '{run_dir}' already finished ({done['status']}: {done['stop_reason']})",
+                                 hint="resume continues interrupted or killed runs; to train longer give --epochs "
+                                      f"above {done['epochs_run']}, or start a new run")
+    if cfg.restarts > 1:
+        raise TrainwiseError(f"run '{run_dir}' used --restarts {cfg.restarts}, which cannot be resumed",
+                             hint="start it again; each restart is short compared with one long run")
+    if cfg.data == "arrays" and data is None:
+        raise TrainwiseError(f"run '{run_dir}' was trained on in-memory arrays", hint="pass the same X, y to fit(X, y, resume=...)")
+    state = load_checkpoint(run_dir / "checkpoints" / "last.safetensors", map_location=resolve_device(cfg.device))
+    s = _setup(cfg, data, y, None, time.perf_counter())
+    trainer, stopper, batches = _train(s, run_dir, cfg.seed, callbacks, console, resume_state=state)
+    atomic_write(run_dir / "config.yaml", s.cfg.model_copy(update={"run_dir": None}).to_yaml())
+    return _finish(s, run_dir, trainer, stopper, batches, {"resumed_from_epoch": state["epoch"]})
 
 
 def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, float]:

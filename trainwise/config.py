@@ -18,13 +18,21 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
 TASKS = ("auto", "classification", "regression")
 MISSING = ("error", "drop", "median")
 MODES = ("auto", "min", "max")
+SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
+PRECISIONS = ("32", "bf16", "fp16")
+INITS = ("default", "xavier", "kaiming", "normal")
+PENALIZE = ("weights", "all")
 
 
 # names other libraries use for our keys, so "did you mean" also helps users coming from them
 _ALIASES = {"learning_rate": "lr", "max_epochs": "epochs", "num_epochs": "epochs", "n_epochs": "epochs",
             "batchsize": "batch_size", "bs": "batch_size", "wd": "weight_decay", "optim": "optimizer",
             "criterion": "loss", "arch": "model", "architecture": "model", "dataset": "data", "label": "target",
-            "restore_best_weights": "restore_best", "es_patience": "patience", "threshold": "min_delta"}
+            "restore_best_weights": "restore_best", "es_patience": "patience", "threshold": "min_delta",
+            "max_norm": "clip_norm", "gradient_clip_val": "clip_norm", "clip_grad_norm": "clip_norm",
+            "accumulate_grad_batches": "accumulate", "gradient_accumulation_steps": "accumulate",
+            "lr_scheduler": "schedule", "scheduler": "schedule", "n_restarts": "restarts", "l1_ratio": "l1",
+            "lambda1": "l1", "lambda2": "l2", "amp": "precision", "mixed_precision": "precision"}
 
 
 def suggest_key(key: str) -> str:
@@ -65,6 +73,23 @@ class RunConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, description="SGD/RMSprop momentum (the lecture's 0.9)")
     nesterov: bool = Field(False, description="SGD Nesterov momentum")
     weight_decay: float = Field(0.0, ge=0, description="optimizer weight decay (coupled for sgd/adam, decoupled for adamw)")
+    init: str = Field("default", description="weight init: default (PyTorch's) | xavier | kaiming | normal (N(0, 0.01²))")
+    # --- explicit penalties added to the loss (elastic net = both) ---
+    l1: float = Field(0.0, ge=0, description="L1 penalty strength: loss + l1·Σ|w|")
+    l2: float = Field(0.0, ge=0, description="L2 penalty strength: loss + l2·Σw² (weight_decay=2·l2 is the same for SGD)")
+    penalize: str = Field("weights", description="what l1/l2 act on: weights (not biases or norm layers) | all")
+    # --- learning-rate schedule ---
+    schedule: str = Field("none", description="LR schedule: none | step | exponential | cosine | onecycle | plateau")
+    step_size: int = Field(10, ge=1, description="step schedule: epochs between LR drops (the lecture's StepLR 10)")
+    gamma: float | None = Field(None, gt=0, le=1, description="LR factor: step 0.5 (the lecture's), exponential 0.95, plateau 0.5")
+    warmup_epochs: float = Field(0.0, ge=0, description="cosine schedule: epochs of linear warmup")
+    schedule_patience: int = Field(5, ge=0, description="plateau schedule: epochs without improvement of monitor before the LR drops")
+    # --- the optimization step ---
+    clip_norm: float | None = Field(None, gt=0, description="clip the gradient norm to this (the lecture's max_norm=1.0)")
+    clip_value: float | None = Field(None, gt=0, description="clip each gradient element to [-v, v]")
+    accumulate: int = Field(1, ge=1, description="micro-batches per optimizer step (effective batch = batch_size·accumulate)")
+    precision: str = Field("32", description="32 | bf16 (autocast) | fp16 (autocast + grad scaler, CUDA only)")
+    compile: bool = Field(False, description="torch.compile the model (pays off for long runs on GPU)")
     epochs: int = Field(200, gt=0, description="maximum epochs; early stopping usually ends the run first")
     batch_size: int = Field(16, gt=0, description="mini-batch size (as in the lecture's Fashion-MNIST loop)")
     seed: int = Field(0, description="seeds model init, splits and shuffling: same seed, same run")
@@ -77,6 +102,8 @@ class RunConfig(BaseModel):
     patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
     min_delta: float = Field(0.001, ge=0, description="smallest change that counts as improvement (the lecture's threshold)")
     restore_best: bool = Field(True, description="end with the best epoch's weights, not the last epoch's")
+    restarts: int = Field(1, ge=1, description="train this many seeds (seed, seed+1, ...) and keep the best by monitor")
+    checkpoint: bool = Field(True, description="write checkpoints/last and best every epoch (for --resume)")
     # --- output ---
     run_dir: str | None = Field(None, description="where to write the run (default runs/<data>-<time>)")
     quiet: bool = Field(False, description="no live table")
@@ -136,6 +163,31 @@ class RunConfig(BaseModel):
     @classmethod
     def _mode(cls, v: str) -> str:
         return _choice("mode", v, MODES)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        return _choice("schedule", v, SCHEDULES)
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision(cls, v: Any) -> str:
+        return _choice("precision", str(v), PRECISIONS)
+
+    @field_validator("init")
+    @classmethod
+    def _init(cls, v: str) -> str:
+        return _choice("init", v, INITS)
+
+    @field_validator("penalize")
+    @classmethod
+    def _penalize(cls, v: str) -> str:
+        return _choice("penalize", v, PENALIZE)
+
+    @field_validator("clip_norm", "clip_value", "gamma", mode="before")
+    @classmethod
+    def _none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.lower() in ("none", "null", "") else v
 
     @model_validator(mode="after")
     def _ranges(self) -> RunConfig:

@@ -14,7 +14,8 @@ import torch
 
 from .errors import TrainwiseError
 
-__all__ = ["atomic_write", "write_json", "write_metrics_csv", "new_run_dir", "save_artifacts", "load_run", "LoadedRun"]
+__all__ = ["atomic_write", "write_json", "write_metrics_csv", "new_run_dir", "save_artifacts", "load_run", "LoadedRun",
+           "encode_state", "decode_state", "save_checkpoint", "load_checkpoint"]
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -114,3 +115,79 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
     return LoadedRun(path, load_config(path / "config.yaml"), model, recipe,
                      json.loads((path / "preprocess.json").read_text()), summary)
+
+
+# --- checkpoints: any nest of dicts/lists/tuples/numbers/strings/tensors, as one safetensors file whose
+# header metadata holds the JSON skeleton. Loading never unpickles: only JSON and raw tensor bytes are read.
+
+def encode_state(state: Any) -> bytes:
+    """Serialize a state dict (as returned by `Trainer.state_dict`) to safetensors bytes."""
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+
+    def enc(o: Any) -> Any:
+        if isinstance(o, torch.Tensor):
+            key = f"t{len(tensors)}"
+            tensors[key] = o.detach().to("cpu", copy=True).contiguous()  # copies: shared storage is not allowed
+            return {"__tensor__": key, "device": str(o.device)}
+        if isinstance(o, dict):
+            if all(isinstance(k, str) for k in o):
+                return {"__dict__": {k: enc(v) for k, v in o.items()}}
+            return {"__items__": [[enc(k), enc(v)] for k, v in o.items()]}
+        if isinstance(o, tuple):
+            return {"__tuple__": [enc(v) for v in o]}
+        if isinstance(o, list):
+            return [enc(v) for v in o]
+        if o is None or isinstance(o, (bool, int, float, str)):
+            return o
+        raise TypeError(f"cannot checkpoint a {type(o).__name__} (only tensors, numbers, strings, lists and dicts)")
+
+    skeleton = json.dumps(enc(state))
+    return save(tensors, metadata={"trainwise": skeleton})
+
+
+def decode_state(data: bytes, *, map_location: str | torch.device | None = None) -> Any:
+    """The inverse of `encode_state`; tensors go back to their device (or ``map_location``)."""
+    from safetensors.torch import load
+
+    tensors = load(data)
+    header_len = int.from_bytes(data[:8], "little")
+    metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {})
+
+    def dec(o: Any) -> Any:
+        if isinstance(o, list):
+            return [dec(v) for v in o]
+        if not isinstance(o, dict):
+            return o
+        if "__tensor__" in o:
+            t = tensors[o["__tensor__"]]
+            return t.to(map_location or o["device"]) if (map_location or o["device"]) != "cpu" else t
+        if "__dict__" in o:
+            return {k: dec(v) for k, v in o["__dict__"].items()}
+        if "__items__" in o:
+            return {dec(k): dec(v) for k, v in o["__items__"]}
+        return tuple(dec(v) for v in o["__tuple__"])
+
+    return dec(json.loads(metadata["trainwise"]))
+
+
+def save_checkpoint(path: str | Path, state: Any) -> bytes:
+    """Write a checkpoint atomically; returns the bytes (so the same state can be written elsewhere)."""
+    data = encode_state(state)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, data)
+    return data
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device | None = None) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise TrainwiseError(f"checkpoint '{path}' does not exist",
+                             hint="resume a run that was started with checkpoints on (the default)")
+    try:
+        return decode_state(path.read_bytes(), map_location=map_location)
+    except Exception as e:  # noqa: BLE001 - any decoding problem means the file is not a trainwise checkpoint
+        raise TrainwiseError(f"checkpoint '{path}' cannot be read ({type(e).__name__}: {e})",
+                             hint="the file is damaged or not a trainwise checkpoint; use checkpoints/best.safetensors "
+                                  "or start the run again") from None

@@ -1,8 +1,11 @@
-"""Training: the loop, callbacks, losses, optimizers, metrics."""
-from .callbacks import EarlyStopping, MetricsCSV, ProgressTable
+"""Training: the loop, callbacks, schedules, penalties, losses, optimizers, metrics."""
+from .callbacks import Checkpoint, EarlyStopping, MetricsCSV, ProgressTable
 from .components import make_loss, make_optimizer, resolve_loss
 from .metrics import MetricAccumulator
-from .trainer import HOOKS, Callback, Trainer
+from .penalties import Penalty, elastic_net_penalty, l1_penalty, l2_penalty, penalized_parameters
+from .schedules import SCHEDULES, LRSchedule
+from .trainer import HOOKS, PRECISIONS, Callback, Trainer
 
-__all__ = ["HOOKS", "Callback", "EarlyStopping", "MetricAccumulator", "MetricsCSV", "ProgressTable", "Trainer",
-           "make_loss", "make_optimizer", "resolve_loss"]
+__all__ = ["HOOKS", "PRECISIONS", "SCHEDULES", "Callback", "Checkpoint", "EarlyStopping", "LRSchedule",
+           "MetricAccumulator", "MetricsCSV", "Penalty", "ProgressTable", "Trainer", "elastic_net_penalty",
+           "l1_penalty", "l2_penalty", "make_loss", "make_optimizer", "penalized_parameters", "resolve_loss"]

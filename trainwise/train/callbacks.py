@@ -9,7 +9,7 @@ import torch
 from ..errors import TrainwiseError
 from .trainer import Callback, Trainer
 
-__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "resolve_mode"]
+__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "Checkpoint", "resolve_mode"]
 
 
 def resolve_mode(monitor: str, mode: str = "auto") -> str:
@@ -61,10 +61,11 @@ class EarlyStopping(Callback):
             trainer.model.load_state_dict(self.best_weights_)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best_, "best_epoch": self.best_epoch_, "wait": self.wait_}
+        return {"best": self.best_, "best_epoch": self.best_epoch_, "wait": self.wait_, "best_weights": self.best_weights_}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_, self.best_epoch_, self.wait_ = state["best"], state["best_epoch"], state["wait"]
+        self.best_weights_ = state.get("best_weights")
 
 
 class MetricsCSV(Callback):
@@ -106,3 +107,22 @@ class ProgressTable(Callback):
     def on_fit_end(self, trainer: Trainer) -> None:
         if trainer.stop_reason:
             self.console.print(f"[dim]{trainer.status}: {trainer.stop_reason}[/dim]")
+
+
+class Checkpoint(Callback):
+    """After every epoch, write the full training state to ``<dir>/last.safetensors`` and, when ``tracker``
+    (an `EarlyStopping`) saw a new best epoch, to ``<dir>/best.safetensors`` too. Writes are atomic, so a
+    crash or kill at any moment leaves the previous complete checkpoint; `Trainer.load_state_dict` resumes it.
+    """
+
+    def __init__(self, directory, tracker: EarlyStopping | None = None):
+        from pathlib import Path
+
+        self.directory, self.tracker = Path(directory), tracker
+
+    def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
+        from ..runs import atomic_write, save_checkpoint
+
+        data = save_checkpoint(self.directory / "last.safetensors", trainer.state_dict())
+        if self.tracker is not None and self.tracker.best_epoch_ == epoch:
+            atomic_write(self.directory / "best.safetensors", data)

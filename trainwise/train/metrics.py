@@ -23,6 +23,8 @@ class MetricAccumulator:
 
     def __init__(self, kind: str, device: torch.device, *, target_std: float = 1.0):
         self.kind, self.target_std, self.count = kind, target_std, 0
+        self.extra: dict[str, list] = {}  # name -> [device sum, number of values]: per-step means (penalty, grad norm)
+        self.device = device
         z = torch.zeros((), dtype=torch.float64, device=device)
         self.loss_sum, self.correct = z.clone(), z.clone()
         if kind == "regression":
@@ -44,7 +46,23 @@ class MetricAccumulator:
             self.y_sum.add_(y.sum())
             self.y_sq.add_(y.square().sum())
 
+    @torch.no_grad()
+    def add(self, name: str, value: torch.Tensor) -> None:
+        """Add one value of an extra per-step quantity; `compute` reports its mean as ``<prefix>/<name>``."""
+        slot = self.extra.get(name)
+        if slot is None:
+            slot = self.extra[name] = [torch.zeros((), dtype=torch.float64, device=self.device), 0]
+        slot[0].add_(value)
+        slot[1] += 1
+
     def compute(self, prefix: str) -> dict[str, float]:
+        logs = self._compute(prefix)
+        if self.extra:
+            sums = torch.stack([s for s, _ in self.extra.values()]).tolist()
+            logs |= {f"{prefix}/{k}": v / max(c, 1) for (k, (_, c)), v in zip(self.extra.items(), sums)}
+        return logs
+
+    def _compute(self, prefix: str) -> dict[str, float]:
         n = max(self.count, 1)
         if self.kind == "regression":
             loss, mae, sse, ys, ys2 = torch.stack([self.loss_sum, self.abs_err, self.sq_err, self.y_sum, self.y_sq]).tolist()

@@ -1,8 +1,9 @@
 """The training loop: batch -> forward -> loss -> backward -> step -> hooks. Everything optional is a callback."""
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 from .components import make_loss, make_optimizer, target_kind
 from .metrics import MetricAccumulator
 
-__all__ = ["Trainer", "Callback", "HOOKS"]
+__all__ = ["Trainer", "Callback", "HOOKS", "PRECISIONS"]
 
 HOOKS = ("on_fit_start", "on_epoch_start", "on_after_backward", "on_batch_end", "on_epoch_end", "on_fit_end")
 
@@ -27,7 +28,7 @@ class Callback:
     def on_fit_start(self, trainer: Trainer) -> None: ...
     def on_epoch_start(self, trainer: Trainer, *, epoch: int) -> None: ...
     def on_after_backward(self, trainer: Trainer, *, loss: torch.Tensor) -> None: ...
-    def on_batch_end(self, trainer: Trainer, *, step: int, loss: torch.Tensor) -> None: ...
+    def on_batch_end(self, trainer: Trainer, *, step: int, loss: torch.Tensor) -> None: ...  # after each optimizer step
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None: ...
     def on_fit_end(self, trainer: Trainer) -> None: ...
 
@@ -37,11 +38,17 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+PRECISIONS = ("32", "bf16", "fp16")
+
+
 class Trainer:
     """Trains ``model`` with validation every epoch.
 
     ``loss`` and ``optimizer`` are names or ready objects; ``kind`` says how outputs are scored
-    ('multiclass', 'binary', 'regression'; inferred from a loss name when not given).
+    ('multiclass', 'binary', 'regression'; inferred from a loss name when not given). Options, all off by
+    default: ``penalty`` (a callable returning a term added to each batch's loss, e.g. `Penalty`),
+    ``accumulate`` (micro-batches per optimizer step), ``clip_norm`` / ``clip_value``, ``precision``
+    ('32', 'bf16' autocast, 'fp16' autocast + grad scaler on CUDA) and ``compile`` (torch.compile the forward).
 
     >>> import torch
     >>> _ = torch.manual_seed(0); X, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
@@ -54,7 +61,10 @@ class Trainer:
     def __init__(self, model: nn.Module, *, loss: str | nn.Module = "cross_entropy",
                  optimizer: str | torch.optim.Optimizer = "adam", lr: float = 1e-3, momentum: float = 0.9,
                  nesterov: bool = False, weight_decay: float = 0.0, kind: str | None = None,
-                 callbacks: Sequence[Callback] = (), device: str | torch.device = "cpu", target_std: float = 1.0):
+                 callbacks: Sequence[Callback] = (), device: str | torch.device = "cpu", target_std: float = 1.0,
+                 penalty: Callable[[], torch.Tensor] | None = None, accumulate: int = 1,
+                 clip_norm: float | None = None, clip_value: float | None = None, precision: str = "32",
+                 compile: bool = False):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.loss_fn = make_loss(loss) if isinstance(loss, str) else loss
@@ -64,12 +74,17 @@ class Trainer:
             weight_decay=weight_decay, device=self.device)
         self.callbacks = list(callbacks)
         self.target_std = target_std
+        self.penalty, self.accumulate, self.clip_norm, self.clip_value = penalty, accumulate, clip_norm, clip_value
+        self.precision = _check_precision(precision, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.forward = torch.compile(self.model) if compile else self.model  # same parameters, compiled graph
         self.epoch = 0          # epochs completed
         self.step = 0           # optimizer steps taken
+        self.steps_per_epoch = 0
         self.history: list[dict[str, float]] = []
         self.status, self.stop_reason = "not_started", None
         self.train_time_s, self.train_samples = 0.0, 0
-        self._stop = False
+        self._stop, self._resume, self.max_epochs, self.train_data = False, None, 0, None
         # only callbacks that override a hook are called for it: an unused hook costs nothing per step
         self._hooks = {h: [getattr(c, h) for c in self.callbacks if getattr(type(c), h) is not getattr(Callback, h)]
                        for h in HOOKS}
@@ -84,8 +99,10 @@ class Trainer:
 
     def fit(self, train: Iterable, val: Iterable | None = None, *, epochs: int) -> list[dict[str, float]]:
         """Train until ``epochs`` epochs are done or a callback requests a stop. Returns the history."""
-        self.status, self._stop = "running", False
+        self.status, self._stop, self.max_epochs, self.train_data = "running", False, epochs, train
+        self.steps_per_epoch = -(-len(train) // self.accumulate) if hasattr(train, "__len__") else 0
         self._emit("on_fit_start")
+        self._apply_resume(train)
         try:
             while self.epoch < epochs and not self._stop:
                 self._emit("on_epoch_start", epoch=self.epoch + 1)
@@ -112,19 +129,51 @@ class Trainer:
     def train_epoch(self, batches: Iterable) -> dict[str, float]:
         """One pass over ``batches``; metrics are summed on the device and read once at the end."""
         self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
         acc = MetricAccumulator(self.kind, self.device, target_std=self.target_std)
-        for x, y in batches:
-            out = self.model(x)
-            loss = self.loss_fn(out, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self._emit("on_after_backward", loss=loss)
-            self.optimizer.step()
-            self.step += 1
+        last = len(batches) if hasattr(batches, "__len__") else -1
+        for i, (x, y) in enumerate(batches, 1):
+            with self._autocast():
+                out = self.forward(x)
+                loss = self.loss_fn(out, y)
+            total = loss
+            if self.penalty is not None:
+                penalty = self.penalty()
+                acc.add("penalty", penalty.detach())
+                total = loss + penalty
+            if self.accumulate > 1:
+                total = total / self.accumulate  # mean over the micro-batches, as one big batch would give
+            (self.scaler.scale(total) if self.scaler else total).backward()
+            if i % self.accumulate == 0 or i == last:
+                self._emit("on_after_backward", loss=loss)
+                self._optimizer_step(acc)
+                self._emit("on_batch_end", step=self.step, loss=loss)
             acc.update(out.detach(), y, loss.detach())
-            self._emit("on_batch_end", step=self.step, loss=loss)
         self.train_samples += acc.count
         return acc.compute("train")
+
+    def _optimizer_step(self, acc: MetricAccumulator) -> None:
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.clip_norm is not None or self.clip_value is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            acc.add("grad_norm", nn.utils.get_total_norm([p.grad for p in params]))  # before clipping
+            if self.clip_value is not None:
+                nn.utils.clip_grad_value_(params, self.clip_value)
+            if self.clip_norm is not None:
+                nn.utils.clip_grad_norm_(params, self.clip_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+
+    def _autocast(self):
+        if self.precision == "32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
 
     @torch.inference_mode()
     def evaluate(self, batches: Iterable, *, prefix: str = "val") -> dict[str, float]:
@@ -133,8 +182,9 @@ class Trainer:
         self.model.eval()
         acc = MetricAccumulator(self.kind, self.device, target_std=self.target_std)
         for x, y in batches:
-            out = self.model(x)
-            acc.update(out, y, self.loss_fn(out, y))
+            with self._autocast():
+                out = self.forward(x)
+            acc.update(out, y, self.loss_fn(out.float(), y))
         self.model.train(was_training)
         return acc.compute(prefix)
 
@@ -143,3 +193,57 @@ class Trainer:
         """Raw model outputs for ``X`` in eval mode."""
         self.model.eval()
         return torch.cat([self.model(X[i:i + batch_size].to(self.device)) for i in range(0, len(X), batch_size)])
+
+    # --- exact resume: everything that decides the rest of the run ---
+    def state_dict(self) -> dict[str, Any]:
+        """Model, optimizer, scaler, callbacks, counters, history, RNG states and the training batches' shuffle state."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict() if self.scaler else None,
+                 "callbacks": {_cb_key(i, c): c.state_dict() for i, c in enumerate(self.callbacks)},
+                 "epoch": self.epoch, "step": self.step, "history": self.history,
+                 "train_time_s": self.train_time_s, "train_samples": self.train_samples,
+                 "rng": {"torch": torch.get_rng_state(),
+                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
+        if hasattr(self.train_data, "state_dict"):
+            state["data"] = self.train_data.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict`: the model and counters now, the rest when `fit` starts (after the callbacks'
+        ``on_fit_start`` has built what they need, e.g. a LR scheduler), so the run goes on exactly."""
+        self.model.load_state_dict(state["model"])
+        self.epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
+        self.train_time_s, self.train_samples = state["train_time_s"], state["train_samples"]
+        self._resume = state
+
+    def _apply_resume(self, train: Any) -> None:
+        state, self._resume = self._resume, None
+        if state is None:
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        saved = state["callbacks"]
+        for i, c in enumerate(self.callbacks):
+            if _cb_key(i, c) in saved:
+                c.load_state_dict(saved[_cb_key(i, c)])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if "data" in state and hasattr(train, "load_state_dict"):
+            train.load_state_dict(state["data"])
+
+
+def _cb_key(i: int, c: Callback) -> str:
+    return f"{i}:{type(c).__name__}"
+
+
+def _check_precision(precision: str, device: torch.device) -> str:
+    from ..errors import TrainwiseError, check_choice
+
+    check_choice("precision", precision, PRECISIONS)
+    if precision == "fp16" and device.type != "cuda":
+        raise TrainwiseError(f"precision 'fp16' needs a CUDA device (this run is on {device.type}): float16 "
+                             "training needs a grad scaler, which trainwise uses on CUDA only",
+                             hint="use --precision bf16 on CPU, or --device cuda")
+    return precision
