@@ -48,9 +48,10 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
                      allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
+    fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
     _add_config_options(fit)
     ev = sub.add_parser("evaluate", help="metrics of a saved run on its test split or on --data FILE", allow_abbrev=False)
     ev.add_argument("run_dir", metavar="RUN_DIR")
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run_dir", metavar="RUN_DIR")
     pr.add_argument("input", metavar="INPUT", help=".csv (same columns as training) or .npz (array X)")
     pr.add_argument("--output", metavar="FILE", help="CSV to write (default: INPUT's name + .predictions.csv)")
+    sa = sub.add_parser("sanity", help="can the model overfit a tiny subset? (run this before tuning anything)",
+                        allow_abbrev=False)
+    sa.add_argument("--batches", type=int, default=2, metavar="N", help="training batches in the subset (default: 2)")
+    sa.add_argument("--steps", type=int, default=200, metavar="N", help="most optimizer steps (default: 200)")
+    sa.add_argument("--tol", type=float, default=0.05, metavar="LOSS", help="training loss that counts as learned (default: 0.05)")
+    _add_config_options(sa)
     parser.subcommands = sub.choices
     return parser
 
@@ -79,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "sanity":
+            return _sanity(args)
         parser.print_help()
         return 2
     except TrainwiseError as e:
@@ -101,17 +110,35 @@ def _fit(args: argparse.Namespace) -> int:
     from .api import fit
     from .config import load_config
 
-    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
-    cfg = load_config(args.config, overrides) if args.config else RunConfig.build(overrides, source="option")
+    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
     console = Console(highlight=False, soft_wrap=True)
-    result = fit(config=cfg, console=console)
+    if args.resume:
+        if args.config:
+            raise TrainwiseError("--resume and --config cannot be combined", hint="--resume uses the run's own config.yaml")
+        result = fit(resume=args.resume, console=console, **overrides)
+    else:
+        cfg = load_config(args.config, overrides) if args.config else RunConfig.build(overrides, source="option")
+        result = fit(config=cfg, console=console)
     s = result.summary
-    if not cfg.quiet:
+    if "restarts" in s:
+        r = s["restarts"]
+        spread = ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in r["spread"].items())
+        console.print(f"{len(r['seeds'])} restarts: {spread}; kept seed {r['chosen_seed']} (best {r['monitor']})")
+    if not overrides.get("quiet"):
         console.print(f"{s['data']['name']}: {s['data']['sizes']} rows (train/val/test), model {s['model']['spec']} "
                       f"({s['model']['parameters']:,} parameters), {s['epochs_run']} epochs, best epoch {s['best_epoch']}")
     test = ", ".join(f"{k} {v:.4f}" for k, v in (s["test"] or {}).items()) or "not evaluated"
     console.print(f"[bold]{s['status']}[/bold] — test: {test} — {s['wall_time_s']:.1f}s — run: {result.run_dir}")
     return 130 if s["status"] == "interrupted" else 0
+
+
+def _sanity(args: argparse.Namespace) -> int:
+    from .diagnose import sanity
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "batches", "steps", "tol")}
+    result = sanity(batches=args.batches, steps=args.steps, tol=args.tol, config=RunConfig.build(options, source="option"))
+    print(result.verdict)
+    return 0 if result.can_learn else 1
 
 
 def _evaluate(args: argparse.Namespace) -> int:
