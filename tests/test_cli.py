@@ -92,3 +92,35 @@ def test_run_dir_is_never_overwritten(cli, tmp_path):
     assert cli("fit", "--data", "iris", "--epochs", "2", "--quiet", "--run-dir", str(run))[0] == 0
     code, _, err = cli("fit", "--data", "iris", "--epochs", "2", "--quiet", "--run-dir", str(run))
     assert code == 2 and "already holds a run" in err
+
+
+def test_regularization_and_optimization_flags_reach_the_run(tmp_path, cli):
+    import pandas as pd
+    import yaml
+
+    run = tmp_path / "flags"
+    code, out, err = cli("fit", "--data", "iris", "--epochs", "4", "--quiet", "--run-dir", str(run), "--l1", "1e-3",
+                         "--l2", "1e-3", "--penalize", "all", "--schedule", "step", "--step-size", "2", "--gamma", "0.1",
+                         "--clip-norm", "2", "--accumulate", "2", "--precision", "bf16", "--init", "xavier",
+                         "--no-checkpoint", "--no-early-stopping")
+    assert code == 0, err
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert (cfg["l1"], cfg["l2"], cfg["penalize"], cfg["schedule"], cfg["step_size"], cfg["gamma"]) == (1e-3, 1e-3, "all", "step", 2, 0.1)
+    assert (cfg["clip_norm"], cfg["accumulate"], cfg["precision"], cfg["init"], cfg["checkpoint"]) == (2.0, 2, "bf16", "xavier", False)
+    frame = pd.read_csv(run / "metrics.csv")
+    assert frame["lr"].tolist() == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    assert {"train/penalty", "train/grad_norm"} <= set(frame.columns) and not (run / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--schedule", "cosin"], "schedule 'cosin'.*did you mean 'cosine'"),
+    (["--precision", "16"], "precision '16'.*32, bf16, fp16"),
+    (["--clip-norm", "-1"], "clip_norm='-1'"),
+    (["--accumulate", "0"], "accumulate='0'"),
+    (["--gradient-clip-val", "1"], "did you mean '--clip-norm'"),
+])
+def test_bad_optimization_flags(cli, argv, message):
+    import re
+
+    code, _, err = cli("fit", "--data", "iris", *argv)
+    assert code == 2 and re.search(message, err), err

@@ -96,7 +96,7 @@ class Penalty:
     """The penalty term the trainer adds to each batch's loss; the parameter list is fixed at construction.
 
     >>> m = nn.Linear(4, 1, bias=False); _ = nn.init.constant_(m.weight, 2.0)
-    >>> float(Penalty(m, l1=1.0)())
+    >>> Penalty(m, l1=1.0)().item()
     8.0
     """
 

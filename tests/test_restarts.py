@@ -1,0 +1,58 @@
+"""--restarts N: N seeds on one split, the best kept by the monitored metric, test evaluated once."""
+import json
+
+import numpy as np
+import pytest
+
+import trainwise
+from trainwise import TrainwiseError
+
+
+def test_restarts_keep_the_best_seed_and_report_the_spread(tmp_path, monkeypatch):
+    calls = []
+    original = trainwise.Trainer.evaluate
+
+    def counting(self, batches, *, prefix="val"):
+        calls.append(prefix)
+        return original(self, batches, prefix=prefix)
+
+    monkeypatch.setattr(trainwise.Trainer, "evaluate", counting)
+    r = trainwise.fit("wine", run_dir=tmp_path / "r", restarts=3, seed=5, epochs=15, quiet=True)
+    assert calls.count("test") == 1  # the test split is touched once, for the chosen model
+    rs = r.summary["restarts"]
+    assert rs["seeds"] == [5, 6, 7] and rs["monitor"] == "val/loss"
+    bests = [run["best"] for run in rs["runs"]]
+    assert rs["chosen_seed"] == rs["seeds"][int(np.argmin(bests))] == r.summary["seed"]
+    values = [run["metrics"]["val/loss"] for run in rs["runs"]]
+    assert values == bests and len(set(values)) == 3  # different seeds, different runs
+    assert rs["spread"]["val/loss"]["mean"] == pytest.approx(np.mean(values))
+    assert rs["spread"]["val/loss"]["std"] == pytest.approx(np.std(values))
+    assert set(rs["spread"]) == {"val/loss", "val/accuracy"}
+    for seed in (5, 6, 7):  # each restart keeps its own curves
+        assert (tmp_path / "r" / "restarts" / f"seed-{seed}" / "metrics.csv").is_file()
+        assert (tmp_path / "r" / "restarts" / f"seed-{seed}" / "curves.png").is_file()
+    chosen = tmp_path / "r" / "restarts" / f"seed-{rs['chosen_seed']}"
+    assert (tmp_path / "r" / "metrics.csv").read_bytes() == (chosen / "metrics.csv").read_bytes()
+    assert (tmp_path / "r" / "model.safetensors").read_bytes() == (chosen / "model.safetensors").read_bytes()
+    assert r.test is not None and json.loads((tmp_path / "r" / "summary.json").read_text())["restarts"] == rs
+    # the chosen model is the saved one: evaluating the run reproduces the summary's test metrics
+    assert trainwise.evaluate(tmp_path / "r") == pytest.approx(r.test)
+
+
+def test_restarts_with_accuracy_monitor_pick_the_max(tmp_path):
+    r = trainwise.fit("iris", run_dir=tmp_path / "r", restarts=2, epochs=5, quiet=True, monitor="val/accuracy")
+    rs = r.summary["restarts"]
+    assert rs["chosen_seed"] == rs["seeds"][int(np.argmax([x["best"] for x in rs["runs"]]))]
+
+
+def test_restarts_refuse_a_model_instance():
+    import torch
+
+    with pytest.raises(TrainwiseError, match="restarts need a fresh model per seed.*HINT: pass model as a spec"):
+        trainwise.fit("iris", model=torch.nn.Linear(4, 3), restarts=2, quiet=True)
+
+
+def test_cli_restarts_print_mean_and_std(tmp_path, cli):
+    code, out, err = cli("fit", "--data", "iris", "--restarts", "2", "--epochs", "3", "--quiet", "--run-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    assert "2 restarts: val/loss" in out and " ± " in out and "kept seed" in out
