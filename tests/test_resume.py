@@ -118,3 +118,25 @@ def test_cli_resume_rejects_config_and_changes(tmp_path, cli):
     os.makedirs(tmp_path / "r")
     code, _, err = cli("fit", "--resume", str(tmp_path / "r"), "--batch-size", "8")
     assert code == 2 and "cannot change batch_size" in err
+
+
+def test_resume_cannot_stretch_a_schedule_that_spans_the_run(tmp_path):
+    class CtrlC(trainwise.Callback):
+        def on_epoch_start(self, trainer, *, epoch):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    trainwise.fit("iris", run_dir=tmp_path / "r", epochs=5, quiet=True, schedule="onecycle", callbacks=[CtrlC()])
+    with pytest.raises(TrainwiseError, match="onecycle schedule, which spans its 5 epochs"):
+        trainwise.fit(resume=tmp_path / "r", epochs=9)
+    assert trainwise.fit(resume=tmp_path / "r", quiet=True).summary["epochs_run"] == 5
+
+
+def test_resume_before_the_first_checkpoint_says_to_start_again(tmp_path):
+    class CtrlC(trainwise.Callback):
+        def on_epoch_end(self, trainer, *, epoch, logs):
+            raise KeyboardInterrupt  # before the checkpoint of epoch 1 is written
+
+    trainwise.fit("iris", run_dir=tmp_path / "r", epochs=5, quiet=True, callbacks=[CtrlC()])
+    with pytest.raises(TrainwiseError, match="has no checkpoint yet.*HINT: start it again: trainwise fit --config"):
+        trainwise.fit(resume=tmp_path / "r")

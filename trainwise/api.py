@@ -289,12 +289,20 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
             raise TrainwiseError(f"run '{run_dir}' already finished ({done['status']}: {done['stop_reason']})",
                                  hint="resume continues interrupted or killed runs; to train longer give --epochs "
                                       f"above {done['epochs_run']}, or start a new run")
+    previous = load_config(run_dir / "config.yaml")
+    if cfg.epochs != previous.epochs and cfg.schedule in ("cosine", "onecycle"):
+        raise TrainwiseError(f"run '{run_dir}' uses the {cfg.schedule} schedule, which spans its {previous.epochs} epochs",
+                             hint="resume it without --epochs; to train longer, start a new run")
     if cfg.restarts > 1:
         raise TrainwiseError(f"run '{run_dir}' used --restarts {cfg.restarts}, which cannot be resumed",
                              hint="start it again; each restart is short compared with one long run")
     if cfg.data == "arrays" and data is None:
         raise TrainwiseError(f"run '{run_dir}' was trained on in-memory arrays", hint="pass the same X, y to fit(X, y, resume=...)")
-    state = load_checkpoint(run_dir / "checkpoints" / "last.safetensors", map_location=resolve_device(cfg.device))
+    last = run_dir / "checkpoints" / "last.safetensors"
+    if cfg.checkpoint and not last.is_file():
+        raise TrainwiseError(f"run '{run_dir}' has no checkpoint yet: it stopped before its first epoch was saved",
+                             hint=f"start it again: trainwise fit --config {run_dir / 'config.yaml'} --run-dir NEW_DIR")
+    state = load_checkpoint(last, map_location=resolve_device(cfg.device))
     s = _setup(cfg, data, y, None, time.perf_counter())
     trainer, stopper, batches = _train(s, run_dir, cfg.seed, callbacks, console, resume_state=state)
     atomic_write(run_dir / "config.yaml", s.cfg.model_copy(update={"run_dir": None}).to_yaml())

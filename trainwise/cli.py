@@ -116,15 +116,17 @@ def _fit(args: argparse.Namespace) -> int:
         if args.config:
             raise TrainwiseError("--resume and --config cannot be combined", hint="--resume uses the run's own config.yaml")
         result = fit(resume=args.resume, console=console, **overrides)
+        quiet = overrides.get("quiet", False)
     else:
         cfg = load_config(args.config, overrides) if args.config else RunConfig.build(overrides, source="option")
         result = fit(config=cfg, console=console)
+        quiet = cfg.quiet
     s = result.summary
     if "restarts" in s:
         r = s["restarts"]
         spread = ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in r["spread"].items())
         console.print(f"{len(r['seeds'])} restarts: {spread}; kept seed {r['chosen_seed']} (best {r['monitor']})")
-    if not overrides.get("quiet"):
+    if not quiet:
         console.print(f"{s['data']['name']}: {s['data']['sizes']} rows (train/val/test), model {s['model']['spec']} "
                       f"({s['model']['parameters']:,} parameters), {s['epochs_run']} epochs, best epoch {s['best_epoch']}")
     test = ", ".join(f"{k} {v:.4f}" for k, v in (s["test"] or {}).items()) or "not evaluated"

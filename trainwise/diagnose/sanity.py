@@ -43,8 +43,8 @@ class _StopWhenLearned(Callback):
 
 def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 200, tol: float = 0.05,
            config: RunConfig | None = None, **options: Any) -> SanityResult:
-    """Train the configured model on the first ``batches`` training batches for at most ``steps`` optimizer
-    steps, with dropout, penalties and weight decay off, and say whether the loss got below ``tol``.
+    """Train the configured model on the first ``batches`` training batches for up to ``steps`` optimizer
+    steps (rounded up to whole passes over the subset), with dropout, penalties and weight decay off, and say whether the loss got below ``tol``.
 
     >>> r = sanity("iris", batches=1, steps=300, batch_size=8, lr=0.01)
     >>> r.can_learn, r.verdict.split(":")[0]
@@ -63,8 +63,6 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
     # regularization off: the question is whether the model *can* fit, not whether it generalizes
     cfg = cfg.model_copy(update={"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "l2": 0.0, "quiet": True})
     s = _setup(cfg, data, y, None, time.perf_counter())
-    if s.recipe.get("builder") == "mlp":
-        s.recipe["dropout"] = 0.0
     X, yy = s.prep.arrays["train"]
     n = min(batches * cfg.batch_size, len(yy))
     Xt, yt = to_tensors(X[:n], yy[:n], s.kind, s.device)
@@ -75,8 +73,9 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
                       clip_value=cfg.clip_value, accumulate=cfg.accumulate, precision=cfg.precision)
     subset_eval = TensorBatches(Xt, yt, batch_size=4096, shuffle=False)
     initial = trainer.evaluate(subset_eval)["val/loss"]
-    trainer.fit(TensorBatches(Xt, yt, batch_size=cfg.batch_size, seed=cfg.seed), subset_eval,
-                epochs=-(-steps // max(len(TensorBatches(Xt, yt, batch_size=cfg.batch_size)) // cfg.accumulate, 1)))
+    train = TensorBatches(Xt, yt, batch_size=cfg.batch_size, seed=cfg.seed)
+    steps_per_epoch = -(-len(train) // cfg.accumulate)
+    trainer.fit(train, subset_eval, epochs=-(-steps // steps_per_epoch))  # the callback usually stops it sooner
     final = trainer.history[-1]["val/loss"]
     per_epoch = trainer.step / max(trainer.epoch, 1)
     curve = [(0, initial)] + [(round((i + 1) * per_epoch), row["val/loss"]) for i, row in enumerate(trainer.history)]

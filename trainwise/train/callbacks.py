@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -115,9 +116,7 @@ class Checkpoint(Callback):
     crash or kill at any moment leaves the previous complete checkpoint; `Trainer.load_state_dict` resumes it.
     """
 
-    def __init__(self, directory, tracker: EarlyStopping | None = None):
-        from pathlib import Path
-
+    def __init__(self, directory: str | Path, tracker: EarlyStopping | None = None):
         self.directory, self.tracker = Path(directory), tracker
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
