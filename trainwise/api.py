@@ -159,6 +159,13 @@ def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state
         raise TrainwiseError(f"batch_size={cfg.batch_size} is larger than the training split ({n_train} rows)",
                              hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
     _check_model_fits(model.to(s.device), batches["train"].head(2), s.recipe, cfg.model, output_size(s.loss, s.prep.n_classes))
+    if not cfg.quiet and seed == cfg.seed and resume_state is None:
+        from rich.console import Console
+
+        from .models.summary import summarize
+
+        console = console or Console(highlight=False)
+        console.print(str(summarize(model, s.prep.input_shape, batch_size=cfg.batch_size, device=s.device)), markup=False)
     monitor = _monitor(cfg, "val" in batches)
     stopper = EarlyStopping(monitor, cfg.mode, cfg.patience if cfg.early_stopping else None, cfg.min_delta, cfg.restore_best)
     cbs: list[Callback] = [stopper]
@@ -190,6 +197,13 @@ def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state
         if trainer.status == "failed":
             _finish(s, run_dir, trainer, stopper, batches)  # the summary says what went wrong
     return trainer, stopper, batches
+
+
+def model_for(cfg: RunConfig) -> tuple[nn.Module, _Setup]:
+    """The model a config would train (initialized with its seed), and the data set-up it was sized for."""
+    s = _setup(cfg, None, None, None, time.perf_counter())
+    torch.manual_seed(cfg.seed)
+    return init_weights(build_model(s.recipe), cfg.init).to(s.device), s
 
 
 def _monitor(cfg: RunConfig, has_val: bool) -> str:

@@ -48,7 +48,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
                      allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,summary,gradcheck,backprop}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
@@ -66,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--steps", type=int, default=200, metavar="N", help="most optimizer steps (default: 200)")
     sa.add_argument("--tol", type=float, default=0.05, metavar="LOSS", help="training loss that counts as learned (default: 0.05)")
     _add_config_options(sa)
+    su = sub.add_parser("summary", help="per-layer output shapes, parameters and memory of --model on --data",
+                        allow_abbrev=False)
+    su.add_argument("--json", action="store_true", help="print JSON")
+    _add_config_options(su)
+    gc = sub.add_parser("gradcheck", help="autograd vs finite differences (float64) for --model on a batch of --data",
+                        allow_abbrev=False)
+    gc.add_argument("--rows", type=int, default=4, metavar="N", help="rows in the batch (default: 4)")
+    gc.add_argument("--elements", type=int, default=20, metavar="N", help="entries checked per parameter tensor (default: 20)")
+    gc.add_argument("--tol", type=float, default=1e-5, metavar="E", help="largest relative error that passes (default: 1e-5)")
+    _add_config_options(gc)
+    bp = sub.add_parser("backprop", help="the lecture's 1-2-1 sigmoid network: forward values and chain-rule gradients",
+                        allow_abbrev=False)
+    bp.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    for name, default in (("x", 1.0), ("y", 3.0), ("w1", 1.0), ("w2", -1.0), ("b1", 1.0), ("b2", 2.0), ("w3", 1.0),
+                          ("w4", 2.0), ("b3", -1.0)):
+        bp.add_argument(f"--{name}", type=float, default=default, help=f"(default: {default:g})")
     parser.subcommands = sub.choices
     return parser
 
@@ -88,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args)
         if args.command == "sanity":
             return _sanity(args)
+        if args.command in ("summary", "gradcheck"):
+            return _inspect(args)
+        if args.command == "backprop":
+            return _backprop(args)
         parser.print_help()
         return 2
     except TrainwiseError as e:
@@ -141,6 +161,44 @@ def _sanity(args: argparse.Namespace) -> int:
     result = sanity(batches=args.batches, steps=args.steps, tol=args.tol, config=RunConfig.build(options, source="option"))
     print(result.verdict)
     return 0 if result.can_learn else 1
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from .api import model_for
+
+    own = ("command", "json", "rows", "elements", "tol")
+    cfg = RunConfig.build({k: v for k, v in vars(args).items() if k not in own}, source="option")
+    model, setup = model_for(cfg)
+    if args.command == "summary":
+        from .models.summary import summarize
+
+        s = summarize(model, setup.prep.input_shape, batch_size=cfg.batch_size, device=setup.device)
+        print(json.dumps(s.to_dict(), indent=2) if args.json else f"{cfg.model} on {cfg.data}\n{s}")
+        return 0
+    import torch
+
+    from .data import to_tensors
+    from .diagnose import gradcheck
+    from .train import make_loss
+
+    X, y = setup.prep.arrays["train"]
+    xt, yt = to_tensors(X[:args.rows], y[:args.rows], setup.kind, torch.device("cpu"))
+    result = gradcheck(model.cpu(), make_loss(setup.loss), xt, yt, max_elements=args.elements, tol=args.tol, seed=cfg.seed)
+    print(f"{cfg.model} on {args.rows} rows of {cfg.data}, loss {setup.loss}, float64, central differences\n{result}")
+    return 0 if result.passed else 1
+
+
+def _backprop(args: argparse.Namespace) -> int:
+    import json
+
+    from .diagnose import explain_backprop, format_backprop
+
+    params = {k: getattr(args, k) for k in ("w1", "w2", "b1", "b2", "w3", "w4", "b3")}
+    r = explain_backprop(args.x, args.y, **params)
+    print(json.dumps(r, indent=2) if args.json else format_backprop(r))
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
