@@ -173,6 +173,10 @@ def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state
         cbs.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma, warmup_epochs=cfg.warmup_epochs,
                               monitor=monitor, mode=cfg.mode, patience=cfg.schedule_patience))
     cbs += [MetricsCSV(run_dir / "metrics.csv"), *callbacks]
+    if cfg.tensorboard:
+        from .report.tensorboard import TensorBoard
+
+        cbs.append(TensorBoard(run_dir / "tensorboard", histogram_every=cfg.histogram_every))
     if not cfg.quiet:
         cbs.append(ProgressTable(monitor, cfg.mode, console=console))
     if cfg.checkpoint if checkpoint is None else checkpoint:

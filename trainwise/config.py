@@ -105,6 +105,8 @@ class RunConfig(BaseModel):
     restarts: int = Field(1, ge=1, description="train this many seeds (seed, seed+1, ...) and keep the best by monitor")
     checkpoint: bool = Field(True, description="write checkpoints/last and best every epoch (for --resume)")
     # --- output ---
+    tensorboard: bool = Field(False, description="write TensorBoard logs to RUN_DIR/tensorboard (scalars, histograms, graph)")
+    histogram_every: int = Field(5, ge=1, description="TensorBoard: weight/gradient histograms every N epochs")
     run_dir: str | None = Field(None, description="where to write the run (default runs/<data>-<time>)")
     quiet: bool = Field(False, description="no live table")
 
