@@ -24,6 +24,7 @@ from .data import (
     prepare_dataset,
     to_tensors,
 )
+from .diagnose.doctor import HealthTracker, data_checks, diagnose
 from .errors import TrainwiseError
 from .models import build_model, init_weights, resolve_model
 from .runs import (
@@ -168,7 +169,7 @@ def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state
         console.print(str(summarize(model, s.prep.input_shape, batch_size=cfg.batch_size, device=s.device)), markup=False)
     monitor = _monitor(cfg, "val" in batches)
     stopper = EarlyStopping(monitor, cfg.mode, cfg.patience if cfg.early_stopping else None, cfg.min_delta, cfg.restore_best)
-    cbs: list[Callback] = [stopper]
+    cbs: list[Callback] = [stopper, HealthTracker()]
     if cfg.schedule != "none":
         cbs.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma, warmup_epochs=cfg.warmup_epochs,
                               monitor=monitor, mode=cfg.mode, patience=cfg.schedule_patience))
@@ -229,6 +230,12 @@ def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, 
     test = None
     if trainer.status in ("completed", "early_stopped") and "test" in batches:
         test = trainer.evaluate(batches["test"], prefix="test")
+    tracker = next((c for c in trainer.callbacks if isinstance(c, HealthTracker)), None)
+    diagnostics = diagnose(trainer.history, tracker.stats() if tracker else None, kind=s.kind, baseline=_baseline(s),
+                           early_stopped_at=stopper.best_epoch_ if trainer.status == "early_stopped" else None,
+                           restore_best=cfg.restore_best)
+    if isinstance(s.prep, PreparedData):
+        diagnostics += data_checks(s.prep.arrays, s.prep.task, s.prep.class_names)
     summary = {
         "status": trainer.status, "stop_reason": trainer.stop_reason, "epochs_run": trainer.epoch,
         "best_epoch": best_epoch, "monitor": stopper.monitor,
@@ -238,11 +245,23 @@ def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, 
         "data": s.prep.describe(),
         "model": {"spec": cfg.model if s.user_model is None else s.recipe["class"], "recipe": s.recipe,
                   "parameters": sum(p.numel() for p in trainer.model.parameters())},
-        "loss": s.loss, "optimizer": cfg.optimizer, "device": str(s.device), **(extra or {}),
+        "loss": s.loss, "optimizer": cfg.optimizer, "device": str(s.device), "diagnostics": diagnostics, **(extra or {}),
         "versions": {"trainwise": _version(), "torch": torch.__version__, "python": platform.python_version()},
     }
     write_json(run_dir / "summary.json", summary)
     return FitResult(trainer.history, summary, trainer.model, run_dir, trainer, s.prep)
+
+
+def _baseline(s: _Setup) -> dict[str, float] | None:
+    """The trivial model's train metric and loss: majority class / class priors, or the mean (R² 0)."""
+    y = s.prep.arrays["train"][1] if isinstance(s.prep, PreparedData) else None
+    if y is None:
+        return None
+    if s.kind == "regression":
+        return {"metric": 0.0, "loss": 1.0 if s.loss == "mse" and s.cfg.standardize else None}
+    p = np.bincount(y.astype(int)) / len(y)
+    p = p[p > 0]
+    return {"metric": float(p.max()), "loss": float(-(p * np.log(p)).sum())}
 
 
 def _fit_restarts(s: _Setup, run_dir: Path, callbacks, console) -> FitResult:

@@ -151,7 +151,18 @@ def _fit(args: argparse.Namespace) -> int:
                       f"({s['model']['parameters']:,} parameters), {s['epochs_run']} epochs, best epoch {s['best_epoch']}")
     test = ", ".join(f"{k} {v:.4f}" for k, v in (s["test"] or {}).items()) or "not evaluated"
     console.print(f"[bold]{s['status']}[/bold] — test: {test} — {s['wall_time_s']:.1f}s — run: {result.run_dir}")
+    print_diagnostics(console, s.get("diagnostics") or [])
     return 130 if s["status"] == "interrupted" else 0
+
+
+def print_diagnostics(console, diagnostics: list[dict]) -> None:
+    """The doctor's findings in words: severity, code, what was seen, what to do."""
+    colors = {"info": "cyan", "warning": "yellow", "error": "red"}
+    if not diagnostics:
+        console.print("diagnostics: none — no sign of over- or underfitting, LR or gradient trouble")
+    for d in diagnostics:
+        console.print(f"[{colors[d['severity']]}]{d['severity']}[/] [bold]{d['code']}[/bold]: {d['evidence']}. "
+                      f"[dim]Try: {d['advice']}.[/dim]")
 
 
 def _sanity(args: argparse.Namespace) -> int:
