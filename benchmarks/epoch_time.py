@@ -9,6 +9,7 @@ against `plain` measured in this same run:
   plain          hand-written loop on in-memory tensors: randperm, index, forward, backward, Adam.step
   plain-fused    the same loop with torch.optim.Adam(fused=True), which trainwise uses by default
   trainwise      trainwise.Trainer on TensorBatches (device-side metrics, callback hooks, early-stop tracking)
+  +doctor        the same with the training doctor's HealthTracker (as `trainwise fit` runs it)
   dataloader     the lecture's DataLoader(TensorDataset(X, y), batch_size=B, shuffle=True) loop
   lightning      lightning.Trainer with the same model (only when `lightning` is installed)
 """
@@ -25,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from trainwise import EarlyStopping, Trainer, TensorBatches
+from trainwise.diagnose.doctor import HealthTracker
 
 N, D, C = 60_000, 784, 10
 
@@ -59,9 +61,9 @@ def plain(X, y, B, epochs, fused=False):
     return timed_epochs(epoch, epochs)
 
 
-def trainwise_(X, y, B, epochs):
-    trainer = Trainer(make_model(), loss="cross_entropy", optimizer="adam", lr=1e-3,
-                      callbacks=[EarlyStopping(monitor="train/loss", patience=None)])
+def trainwise_(X, y, B, epochs, doctor=False):
+    callbacks = [EarlyStopping(monitor="train/loss", patience=None)] + ([HealthTracker()] if doctor else [])
+    trainer = Trainer(make_model(), loss="cross_entropy", optimizer="adam", lr=1e-3, callbacks=callbacks)
     batches = TensorBatches(X, y, batch_size=B, seed=0)
     trainer.fit(batches, epochs=epochs + 1)
     return statistics.median(h["time/epoch_s"] for h in trainer.history[1:])
@@ -129,6 +131,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"MLP {D}-256-128-{C}, {N:,} samples, Adam; median of {args.epochs} epochs after 1 warm-up")
     methods = {"plain": plain, "plain-fused": lambda *a: plain(*a, fused=True), "trainwise": trainwise_,
+               "+doctor": lambda *a: trainwise_(*a, doctor=True),
                "dataloader": dataloader, "lightning": lightning_}
     print(f"{'batch':>5}  " + "  ".join(f"{m:>18}" for m in methods))
     for B in args.batch_sizes:

@@ -228,14 +228,21 @@ def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, 
     best_epoch = stopper.best_epoch_ or (trainer.epoch or None)
     best_row = trainer.history[best_epoch - 1] if best_epoch else {}
     test = None
+    confusion = None
     if trainer.status in ("completed", "early_stopped") and "test" in batches:
         test = trainer.evaluate(batches["test"], prefix="test")
+        if s.kind != "regression" and isinstance(batches["test"], TensorBatches):
+            confusion = _confusion(trainer, batches["test"], s, run_dir)
     tracker = next((c for c in trainer.callbacks if isinstance(c, HealthTracker)), None)
     diagnostics = diagnose(trainer.history, tracker.stats() if tracker else None, kind=s.kind, baseline=_baseline(s),
                            early_stopped_at=stopper.best_epoch_ if trainer.status == "early_stopped" else None,
                            restore_best=cfg.restore_best)
-    if isinstance(s.prep, PreparedData):
+    if "train" in s.prep.arrays:
         diagnostics += data_checks(s.prep.arrays, s.prep.task, s.prep.class_names)
+    if tracker is not None and tracker.grad_norms_ and tracker.weight_names_:
+        from .report import plot_gradient_flow
+
+        plot_gradient_flow(tracker.weight_names_, tracker.grad_norms_, run_dir / "gradient_flow.png")
     summary = {
         "status": trainer.status, "stop_reason": trainer.stop_reason, "epochs_run": trainer.epoch,
         "best_epoch": best_epoch, "monitor": stopper.monitor,
@@ -245,16 +252,29 @@ def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, 
         "data": s.prep.describe(),
         "model": {"spec": cfg.model if s.user_model is None else s.recipe["class"], "recipe": s.recipe,
                   "parameters": sum(p.numel() for p in trainer.model.parameters())},
-        "loss": s.loss, "optimizer": cfg.optimizer, "device": str(s.device), "diagnostics": diagnostics, **(extra or {}),
+        "loss": s.loss, "optimizer": cfg.optimizer, "device": str(s.device), "diagnostics": diagnostics,
+        "test_confusion": confusion, **(extra or {}),
         "versions": {"trainwise": _version(), "torch": torch.__version__, "python": platform.python_version()},
     }
     write_json(run_dir / "summary.json", summary)
     return FitResult(trainer.history, summary, trainer.model, run_dir, trainer, s.prep)
 
 
+def _confusion(trainer: Trainer, test: Any, s: _Setup, run_dir: Path) -> list[list[int]]:
+    """Test-split confusion matrix (rows true, columns predicted), also drawn to confusion.png."""
+    from .report import confusion_matrix, plot_confusion
+
+    out = trainer.predict(test.X)
+    pred = out.argmax(-1) if s.kind == "multiclass" else (out[:, 0] > 0).long()
+    names = s.prep.class_names or [str(i) for i in range(s.prep.n_classes or 2)]
+    matrix = confusion_matrix(test.y.reshape(-1).long().cpu().numpy(), pred.cpu().numpy(), len(names))
+    plot_confusion(matrix, names, run_dir / "confusion.png")
+    return matrix
+
+
 def _baseline(s: _Setup) -> dict[str, float] | None:
     """The trivial model's train metric and loss: majority class / class priors, or the mean (R² 0)."""
-    y = s.prep.arrays["train"][1] if isinstance(s.prep, PreparedData) else None
+    y = s.prep.arrays["train"][1] if "train" in s.prep.arrays else None  # a torch Dataset has no arrays
     if y is None:
         return None
     if s.kind == "regression":

@@ -1,4 +1,4 @@
-"""Reports: plots (more in later issues)."""
-from .plots import plot_curves
+"""Reports: plots (curves, confusion matrix, gradient flow) and TensorBoard (imported lazily)."""
+from .plots import confusion_matrix, plot_confusion, plot_curves, plot_gradient_flow
 
-__all__ = ["plot_curves"]
+__all__ = ["confusion_matrix", "plot_confusion", "plot_curves", "plot_gradient_flow"]

@@ -192,7 +192,8 @@ class Trainer:
     def predict(self, X: torch.Tensor, *, batch_size: int = 4096) -> torch.Tensor:
         """Raw model outputs for ``X`` in eval mode."""
         self.model.eval()
-        return torch.cat([self.model(X[i:i + batch_size].to(self.device)) for i in range(0, len(X), batch_size)])
+        with self._autocast():
+            return torch.cat([self.forward(X[i:i + batch_size].to(self.device)).float() for i in range(0, len(X), batch_size)])
 
     # --- exact resume: everything that decides the rest of the run ---
     def state_dict(self) -> dict[str, Any]:
