@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 TORCH_PIN="${TRAINWISE_TORCH:-torch==2.13.0}"
 PY="${PYTHON:-python3}"
 
+# Headless Chromium renders report.html in the tests (Debian's package); skipped where it cannot be installed.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing chromium (for the HTML report test)" >&2
+  (apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 ||
+   { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }) ||
+    echo "setup: chromium could not be installed; the HTML rendering test will be skipped" >&2
+fi
+
 stamp=.venv/.trainwise-setup
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && .venv/bin/python -c "import trainwise, torch" 2>/dev/null; then
   exit 0  # already set up

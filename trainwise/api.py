@@ -257,6 +257,10 @@ def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, 
         "versions": {"trainwise": _version(), "torch": torch.__version__, "python": platform.python_version()},
     }
     write_json(run_dir / "summary.json", summary)
+    if trainer.history and (run_dir / "model.safetensors").is_file():
+        from .report.html import write_report
+
+        write_report(run_dir)
     return FitResult(trainer.history, summary, trainer.model, run_dir, trainer, s.prep)
 
 

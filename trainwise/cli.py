@@ -48,7 +48,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
                      allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,summary,gradcheck,backprop}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,summary,gradcheck,backprop,report}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, default in (("x", 1.0), ("y", 3.0), ("w1", 1.0), ("w2", -1.0), ("b1", 1.0), ("b2", 2.0), ("w3", 1.0),
                           ("w4", 2.0), ("b3", -1.0)):
         bp.add_argument(f"--{name}", type=float, default=default, help=f"(default: {default:g})")
+    rp = sub.add_parser("report", help="rebuild RUN_DIR/report.html (one self-contained page)", allow_abbrev=False)
+    rp.add_argument("run_dir", metavar="RUN_DIR")
     parser.subcommands = sub.choices
     return parser
 
@@ -108,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             return _inspect(args)
         if args.command == "backprop":
             return _backprop(args)
+        if args.command == "report":
+            from .report.html import write_report
+
+            print(f"report written to {write_report(args.run_dir)}")
+            return 0
         parser.print_help()
         return 2
     except TrainwiseError as e:

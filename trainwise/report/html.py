@@ -1,0 +1,94 @@
+"""report.html: one self-contained page per run (images inline) — config, data, model, curves, diagnostics,
+test metrics and confusion matrix. Rebuilt from the run directory alone by `trainwise report RUN_DIR`."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_report"]
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
+th{background:#f4f4f4}pre{background:#f7f7f7;padding:.8em;overflow:auto}img{max-width:100%}
+.info{color:#0b6a8a}.warning{color:#9a6200}.error{color:#b00020}.sev{font-weight:bold;text-transform:uppercase}"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _table(rows: list[list[Any]], head: list[str] | None = None) -> str:
+    h = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in head) + "</tr>" if head else ""
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table>{h}{body}</table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return f"<p><em>{_e(alt)}: not available</em></p>"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` from the run's files and return its path."""
+    from ..models.summary import summarize
+    from ..runs import atomic_write, load_run
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    s = run.summary
+    data = s.get("data", {})
+    parts = [f"<h1>trainwise run: {_e(data.get('name', run_dir.name))}</h1>",
+             f"<p>{_e(s.get('status'))} — {_e(s.get('stop_reason'))}; {s.get('epochs_run')} epochs, best epoch "
+             f"{s.get('best_epoch')} by {_e(s.get('monitor'))}; {s.get('wall_time_s')} s on {_e(s.get('device'))}</p>"]
+
+    parts.append('<h2 id="test">Test metrics</h2>')
+    test = s.get("test")
+    parts.append(_table([[k, f"{v:.4f}"] for k, v in test.items()], ["metric", "value"]) if test else
+                 "<p>The test split was not evaluated (the run did not finish, or there is no test split).</p>")
+    if s.get("test_confusion"):
+        names = data.get("class_names") or [str(i) for i in range(len(s["test_confusion"]))]
+        parts.append("<h3>Confusion matrix (rows: true class, columns: predicted)</h3>")
+        parts.append(_table([[n, *row] for n, row in zip(names, s["test_confusion"])], ["true \\ predicted", *names]))
+        parts.append(_img(run_dir / "confusion.png", "confusion matrix"))
+
+    parts.append('<h2 id="diagnostics">Diagnostics</h2>')
+    diags = s.get("diagnostics") or []
+    if not diags:
+        parts.append("<p>None: no sign of over- or underfitting, learning-rate or gradient trouble.</p>")
+    for d in diags:
+        parts.append(f'<p class="{_e(d["severity"])}"><span class="sev">{_e(d["severity"])}</span> '
+                     f'<b>{_e(d["code"])}</b>: {_e(d["evidence"])}.<br>Advice: {_e(d["advice"])}.</p>')
+
+    parts.append('<h2 id="curves">Learning curves</h2>')
+    parts.append(_img(run_dir / "curves.png", "learning curves"))
+    parts.append(_img(run_dir / "gradient_flow.png", "gradient flow"))
+
+    parts.append('<h2 id="data">Data</h2>')
+    rows = [["name", data.get("name")], ["task", data.get("task")], ["target", data.get("target")],
+            ["input shape", data.get("input_shape")]] + [[f"{k} rows", v] for k, v in (data.get("sizes") or {}).items()]
+    parts.append(_table(rows))
+    if data.get("train_class_counts"):
+        counts = data["train_class_counts"]
+        total = sum(counts.values())
+        parts.append("<h3>Class balance (training split)</h3>")
+        parts.append(_table([[k, v, f"{100 * v / total:.1f}%"] for k, v in counts.items()], ["class", "rows", "share"]))
+
+    parts.append('<h2 id="model">Model</h2>')
+    summary = summarize(run.model, tuple(data.get("input_shape") or ()), batch_size=run.config.batch_size)
+    parts.append(f"<pre>{_e(s.get('model', {}).get('spec', ''))}\n{_e(summary)}</pre>")
+
+    parts.append('<h2 id="config">Configuration</h2>')
+    parts.append(f"<pre>{_e((run_dir / 'config.yaml').read_text())}</pre>")
+    parts.append(f"<p><small>{_e(json.dumps(s.get('versions', {})))}</small></p>")
+
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>trainwise: {_e(data.get('name', ''))}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    out = run_dir / "report.html"
+    atomic_write(out, page)
+    return out
