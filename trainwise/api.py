@@ -260,7 +260,7 @@ def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, 
     if trainer.history and (run_dir / "model.safetensors").is_file():
         from .report.html import write_report
 
-        write_report(run_dir)
+        write_report(run_dir, model=trainer.model if s.user_model is not None else None)
     return FitResult(trainer.history, summary, trainer.model, run_dir, trainer, s.prep)
 
 

@@ -34,14 +34,19 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.html`` from the run's files and return its path."""
+def write_report(run_dir: str | Path, model=None) -> Path:
+    """Write ``run_dir/report.html`` from the run's files and return its path. ``model``: the trained module,
+    for runs whose model cannot be rebuilt from model.json (an nn.Module passed to `fit`)."""
+    from ..config import load_config
     from ..models.summary import summarize
     from ..runs import atomic_write, load_run
 
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
-    s = run.summary
+    if model is None:
+        run = load_run(run_dir)
+        model, s, cfg = run.model, run.summary, run.config
+    else:
+        s, cfg = json.loads((run_dir / "summary.json").read_text()), load_config(run_dir / "config.yaml")
     data = s.get("data", {})
     parts = [f"<h1>trainwise run: {_e(data.get('name', run_dir.name))}</h1>",
              f"<p>{_e(s.get('status'))} — {_e(s.get('stop_reason'))}; {s.get('epochs_run')} epochs, best epoch "
@@ -80,7 +85,8 @@ def write_report(run_dir: str | Path) -> Path:
         parts.append(_table([[k, v, f"{100 * v / total:.1f}%"] for k, v in counts.items()], ["class", "rows", "share"]))
 
     parts.append('<h2 id="model">Model</h2>')
-    summary = summarize(run.model, tuple(data.get("input_shape") or ()), batch_size=run.config.batch_size)
+    summary = summarize(model, tuple(data.get("input_shape") or ()), batch_size=cfg.batch_size,
+                        device=next(model.parameters()).device if any(True for _ in model.parameters()) else "cpu")
     parts.append(f"<pre>{_e(s.get('model', {}).get('spec', ''))}\n{_e(summary)}</pre>")
 
     parts.append('<h2 id="config">Configuration</h2>')
