@@ -183,12 +183,14 @@ def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state
     if cfg.checkpoint if checkpoint is None else checkpoint:
         cbs.append(Checkpoint(run_dir / "checkpoints", tracker=stopper))  # last: it saves every other callback's state
     penalty = Penalty(model, l1=cfg.l1, l2=cfg.l2, penalize=cfg.penalize) if cfg.l1 or cfg.l2 else None
-    trainer = Trainer(model, loss=s.loss, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
+    trainer = Trainer(model, loss=s.loss, optimizer=cfg.optimizer, lr=1e-3 if cfg.lr == "auto" else cfg.lr, momentum=cfg.momentum,
                       nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, kind=s.kind, callbacks=cbs,
                       device=s.device, target_std=s.prep.target.std, penalty=penalty, accumulate=cfg.accumulate,
                       clip_norm=cfg.clip_norm, clip_value=cfg.clip_value, precision=cfg.precision, compile=cfg.compile)
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
+    elif cfg.lr == "auto":
+        auto_lr(trainer, batches["train"], run_dir, console=None if cfg.quiet else console)
     try:
         trainer.fit(batches["train"], batches.get("val"), epochs=cfg.epochs)
     finally:
@@ -209,6 +211,25 @@ def model_for(cfg: RunConfig) -> tuple[nn.Module, _Setup]:
     s = _setup(cfg, None, None, None, time.perf_counter())
     torch.manual_seed(cfg.seed)
     return init_weights(build_model(s.recipe), cfg.init).to(s.device), s
+
+
+def auto_lr(trainer: Trainer, batches: Any, out_dir: Path | None = None, console=None) -> float:
+    """Run the LR finder (model and optimizer restored afterwards), set its suggestion as the optimizer's LR,
+    save the curve and points to ``out_dir``; the result is kept as ``trainer.lr_finder``."""
+    from .tune import lr_find
+
+    result = lr_find(trainer, batches)
+    if result.suggestion is None:
+        raise TrainwiseError(f"the LR finder could not suggest a learning rate ({result.stop_reason})",
+                             hint="give --lr explicitly, e.g. --lr 1e-3, and check the data with `trainwise sanity`")
+    for g in trainer.optimizer.param_groups:
+        g["lr"] = result.suggestion
+    trainer.lr_finder = result
+    if out_dir is not None:
+        result.save(out_dir)
+    if console is not None:
+        console.print(f"lr auto: the LR finder suggests {result.suggestion:.2e} ({result.stop_reason})")
+    return result.suggestion
 
 
 def _monitor(cfg: RunConfig, has_val: bool) -> str:
@@ -252,7 +273,9 @@ def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, 
         "data": s.prep.describe(),
         "model": {"spec": cfg.model if s.user_model is None else s.recipe["class"], "recipe": s.recipe,
                   "parameters": sum(p.numel() for p in trainer.model.parameters())},
-        "loss": s.loss, "optimizer": cfg.optimizer, "device": str(s.device), "diagnostics": diagnostics,
+        "loss": s.loss, "optimizer": cfg.optimizer, "lr": trainer.history[0]["lr"] if trainer.history else None,
+        "lr_finder": trainer.lr_finder.to_dict() if trainer.lr_finder else None,
+        "device": str(s.device), "diagnostics": diagnostics,
         "test_confusion": confusion, **(extra or {}),
         "versions": {"trainwise": _version(), "torch": torch.__version__, "python": platform.python_version()},
     }

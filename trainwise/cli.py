@@ -48,7 +48,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
                      allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,summary,gradcheck,backprop,report}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,lr-find,summary,gradcheck,backprop,report}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, default in (("x", 1.0), ("y", 3.0), ("w1", 1.0), ("w2", -1.0), ("b1", 1.0), ("b2", 2.0), ("w3", 1.0),
                           ("w4", 2.0), ("b3", -1.0)):
         bp.add_argument(f"--{name}", type=float, default=default, help=f"(default: {default:g})")
+    lf = sub.add_parser("lr-find", help="learning-rate range test for --model on --data: curve, points, suggestion",
+                        allow_abbrev=False)
+    lf.add_argument("--start-lr", type=float, default=1e-7, metavar="LR", help="(default: 1e-7)")
+    lf.add_argument("--end-lr", type=float, default=10.0, metavar="LR", help="(default: 10)")
+    lf.add_argument("--steps", type=int, default=100, metavar="N", help="optimizer steps in the sweep (default: 100)")
+    lf.add_argument("--out", metavar="DIR", help="where lr_find.csv/.png go (default: runs/<data>-lr-find-<time>)")
+    _add_config_options(lf)
     rp = sub.add_parser("report", help="rebuild RUN_DIR/report.html (one self-contained page)", allow_abbrev=False)
     rp.add_argument("run_dir", metavar="RUN_DIR")
     parser.subcommands = sub.choices
@@ -110,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             return _inspect(args)
         if args.command == "backprop":
             return _backprop(args)
+        if args.command == "lr-find":
+            return _lr_find(args)
         if args.command == "report":
             from .report.html import write_report
 
@@ -206,6 +215,38 @@ def _inspect(args: argparse.Namespace) -> int:
     result = gradcheck(model.cpu(), make_loss(setup.loss), xt, yt, max_elements=args.elements, tol=args.tol, seed=cfg.seed)
     print(f"{cfg.model} on {args.rows} rows of {cfg.data}, loss {setup.loss}, float64, central differences\n{result}")
     return 0 if result.passed else 1
+
+
+def _lr_find(args: argparse.Namespace) -> int:
+    from .api import model_for
+    from .runs import new_run_dir
+    from .train import Trainer
+    from .tune import lr_find
+
+    own = ("command", "start_lr", "end_lr", "steps", "out")
+    cfg = RunConfig.build({k: v for k, v in vars(args).items() if k not in own}, source="option")
+    model, s = model_for(cfg)
+    batches = s.prep.batches(kind=s.kind, device=s.device, batch_size=cfg.batch_size, seed=cfg.seed)["train"]
+    trainer = Trainer(model, loss=s.loss, optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                      weight_decay=cfg.weight_decay, kind=s.kind, device=s.device)
+    result = lr_find(trainer, batches, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
+    out = new_run_dir(args.out, f"{cfg.data}-lr-find") if args.out is None else _mkdir(args.out)
+    result.save(out)
+    if result.suggestion is None:
+        print(f"no suggestion: {result.stop_reason}; see {out / 'lr_find.png'}")
+        return 1
+    print(f"suggested lr {result.suggestion:.2e} (steepest descent of the smoothed loss, at most the minimum's "
+          f"LR/10 = {result.min_over_10:.2e}); {len(result.lrs)} steps, {result.stop_reason}")
+    print(f"curve: {out / 'lr_find.png'}, points: {out / 'lr_find.csv'}")
+    return 0
+
+
+def _mkdir(path: str):
+    from pathlib import Path
+
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
 
 
 def _backprop(args: argparse.Namespace) -> int:

@@ -69,7 +69,7 @@ class RunConfig(BaseModel):
     # --- optimization ---
     loss: str = Field("auto", description="cross_entropy | bce_with_logits | mse | l1 | huber | auto (from the task)")
     optimizer: str = Field("adam", description="sgd | adam | adamw | rmsprop")
-    lr: float = Field(1e-3, gt=0, description="learning rate (Adam's usual default)")
+    lr: float | str = Field(1e-3, description="learning rate (Adam's usual default), or auto: the LR finder's suggestion")
     momentum: float = Field(0.9, ge=0, description="SGD/RMSprop momentum (the lecture's 0.9)")
     nesterov: bool = Field(False, description="SGD Nesterov momentum")
     weight_decay: float = Field(0.0, ge=0, description="optimizer weight decay (coupled for sgd/adam, decoupled for adamw)")
@@ -165,6 +165,19 @@ class RunConfig(BaseModel):
     @classmethod
     def _mode(cls, v: str) -> str:
         return _choice("mode", v, MODES)
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _lr(cls, v: Any) -> float | str:
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        try:
+            value = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"'{v}' is neither a number nor 'auto'; e.g. 0.001, 3e-4 or auto") from None
+        if not value > 0:
+            raise ValueError(f"the learning rate must be > 0, got {value:g}")
+        return value
 
     @field_validator("schedule")
     @classmethod

@@ -152,7 +152,8 @@ def diagnose(history: list[dict[str, float]], stats: dict[str, Any] | None = Non
                           "lower the learning rate 3-10x, or run the LR finder; add --clip-norm 1.0"))
     elif len(finite) >= 3:
         scale = np.percentile(finite, 75) - finite.min()  # robust: one huge first epoch does not hide the rest
-        ups = np.diff(finite) > 0.1 * scale
+        # jumps count only when the curve has a real range (a flat, noisy loss is lr_too_low's business)
+        ups = np.diff(finite) > 0.1 * scale if scale > 0.05 * np.median(finite) else np.zeros(len(finite) - 1, bool)
         worse = base_loss is not None and finite.min() > base_loss
         if worse or (len(finite) >= 6 and ups.mean() >= 0.3):
             evidence = (f"the training loss never got below {base_loss:.3g}, what a constant prediction scores "

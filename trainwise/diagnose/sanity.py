@@ -68,12 +68,17 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
     Xt, yt = to_tensors(X[:n], yy[:n], s.kind, s.device)
     torch.manual_seed(cfg.seed)
     model = init_weights(build_model(s.recipe), cfg.init)
-    trainer = Trainer(model, loss=s.loss, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+    trainer = Trainer(model, loss=s.loss, optimizer=cfg.optimizer, lr=1e-3 if cfg.lr == "auto" else cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                       kind=s.kind, device=s.device, callbacks=[_StopWhenLearned(tol, steps)], clip_norm=cfg.clip_norm,
                       clip_value=cfg.clip_value, accumulate=cfg.accumulate, precision=cfg.precision)
     subset_eval = TensorBatches(Xt, yt, batch_size=4096, shuffle=False)
-    initial = trainer.evaluate(subset_eval)["val/loss"]
     train = TensorBatches(Xt, yt, batch_size=cfg.batch_size, seed=cfg.seed)
+    if cfg.lr == "auto":
+        from ..api import auto_lr
+
+        auto_lr(trainer, train)
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    initial = trainer.evaluate(subset_eval)["val/loss"]
     steps_per_epoch = -(-len(train) // cfg.accumulate)
     trainer.fit(train, subset_eval, epochs=-(-steps // steps_per_epoch))  # the callback usually stops it sooner
     final = trainer.history[-1]["val/loss"]
@@ -83,6 +88,6 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
     where = f"{trainer.step} steps on {n} training samples (from {initial:.3g})"
     verdict = (f"the model can learn: training loss {final:.3g} after {where}" if ok else
                f"it cannot: training loss {final:.3g} after {where}, above the target {tol:g}. A model that cannot "
-               f"overfit {n} samples will not fit the full data; check the learning rate (--lr {cfg.lr:g} may be too "
+               f"overfit {n} samples will not fit the full data; check the learning rate (--lr {lr:g} may be too "
                "low or too high), the labels (do they match the rows?), the loss, and the model's size")
     return SanityResult(ok, verdict, initial, final, trainer.step, n, curve)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from io import BytesIO
 from pathlib import Path
 
-__all__ = ["plot_curves", "plot_confusion", "plot_gradient_flow", "confusion_matrix"]
+__all__ = ["plot_curves", "plot_confusion", "plot_gradient_flow", "plot_lr_find", "confusion_matrix"]
 
 
 def _pyplot():
@@ -96,6 +96,27 @@ def plot_gradient_flow(weight_names: list[str], grad_norms: list[list[float]], p
     ax.set_xticks(x, weight_names, rotation=45, ha="right")
     ax.set_ylabel("gradient norm")
     ax.set_title("gradient flow (first step of each epoch)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], suggestion: float | None,
+                 path: str | Path) -> None:
+    """Loss against learning rate (log x axis), raw and smoothed, the suggested LR marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(lrs, losses, color="tab:blue", alpha=0.3, label="loss")
+    ax.plot(lrs, smoothed, color="tab:blue", label="smoothed")
+    if suggestion:
+        ax.axvline(suggestion, color="tab:red", linestyle=":", label=f"suggested {suggestion:.1e}")
+    finite = [v for v in smoothed if v == v]
+    if finite:
+        ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.1)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title("learning-rate range test")
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)

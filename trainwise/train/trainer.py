@@ -78,6 +78,7 @@ class Trainer:
         self.precision = _check_precision(precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.forward = torch.compile(self.model) if compile else self.model  # same parameters, compiled graph
+        self.lr_finder = None   # set when the LR was chosen by the LR finder
         self.epoch = 0          # epochs completed
         self.step = 0           # optimizer steps taken
         self.steps_per_epoch = 0
