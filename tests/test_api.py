@@ -71,7 +71,8 @@ def test_regression_run(tmp_path):
 
 def test_predict_and_evaluate_saved_run(tmp_path, small_csv):
     r = trainwise.fit(str(small_csv), target="label", quiet=True, run_dir=tmp_path / "r", epochs=40)
-    ev = trainwise.evaluate(r.run_dir)
+    assert r.summary["test_evaluations"] == 1
+    ev = trainwise.evaluate(r.run_dir, force_test=True)
     assert ev == pytest.approx(r.test)  # same split rebuilt, same weights, same numbers
     frame = trainwise.predict(r.run_dir, small_csv, tmp_path / "p.csv")
     assert list(frame.columns) == ["prediction", "prob_no", "prob_yes"]

@@ -15,8 +15,11 @@ def test_fit_end_to_end_on_csv_then_evaluate_and_predict(cli, small_csv, tmp_pat
     assert summary["data"]["class_names"] == ["no", "yes"]
     assert json.loads((run / "preprocess.json").read_text())["target"]["classes"] == ["no", "yes"]
 
-    code, out, _ = cli("evaluate", str(run))
+    code, out, err = cli("evaluate", str(run))  # the test split is sealed: fit already looked once
+    assert code == 2 and "already evaluated 1 time(s)" in err and "--force-test" in err
+    code, out, _ = cli("evaluate", str(run), "--force-test")
     assert code == 0 and f"test/accuracy: {summary['test']['test/accuracy']:.6g}" in out
+    assert json.loads((run / "summary.json").read_text())["test_evaluations"] == 2
 
     code, out, _ = cli("predict", str(run), str(small_csv), "--output", str(tmp_path / "pred.csv"))
     assert code == 0 and "120 predictions written" in out

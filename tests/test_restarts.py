@@ -36,7 +36,8 @@ def test_restarts_keep_the_best_seed_and_report_the_spread(tmp_path, monkeypatch
     assert (tmp_path / "r" / "model.safetensors").read_bytes() == (chosen / "model.safetensors").read_bytes()
     assert r.test is not None and json.loads((tmp_path / "r" / "summary.json").read_text())["restarts"] == rs
     # the chosen model is the saved one: evaluating the run reproduces the summary's test metrics
-    assert trainwise.evaluate(tmp_path / "r") == pytest.approx(r.test)
+    assert r.summary["test_evaluations"] == 1
+    assert trainwise.evaluate(tmp_path / "r", force_test=True) == pytest.approx(r.test)
 
 
 def test_restarts_with_accuracy_monitor_pick_the_max(tmp_path):

@@ -1,6 +1,7 @@
 """The one-call API: ``fit`` (data -> splits -> model -> Trainer -> run directory), ``evaluate``, ``predict``."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -243,8 +244,9 @@ def _preprocessing(s: _Setup) -> dict[str, Any]:
 
 
 def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, batches: dict,
-            extra: dict[str, Any] | None = None) -> FitResult:
-    """Evaluate the test split once (on the final, best weights) and write summary.json."""
+            extra: dict[str, Any] | None = None, previous_tests: int = 0) -> FitResult:
+    """Evaluate the test split once (on the final, best weights) and write summary.json; ``previous_tests``
+    counts earlier looks at the same test split (a resumed run that had finished before)."""
     cfg, has_val = s.cfg, "val" in batches
     best_epoch = stopper.best_epoch_ or (trainer.epoch or None)
     best_row = trainer.history[best_epoch - 1] if best_epoch else {}
@@ -268,7 +270,8 @@ def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, 
         "status": trainer.status, "stop_reason": trainer.stop_reason, "epochs_run": trainer.epoch,
         "best_epoch": best_epoch, "monitor": stopper.monitor,
         "best": {k: v for k, v in best_row.items() if k.startswith("val/") or (not has_val and k.startswith("train/"))},
-        "test": test, "seed": cfg.seed, "wall_time_s": round(time.perf_counter() - s.t_start, 3),
+        "test": test, "test_evaluations": previous_tests + (test is not None),
+        "seed": cfg.seed, "wall_time_s": round(time.perf_counter() - s.t_start, 3),
         "train_samples_per_s": round(trainer.train_samples / trainer.train_time_s, 1) if trainer.train_time_s else None,
         "data": s.prep.describe(),
         "model": {"spec": cfg.model if s.user_model is None else s.recipe["class"], "recipe": s.recipe,
@@ -366,8 +369,6 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
     cfg = load_config(run_dir / "config.yaml", options)
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
-        import json
-
         done = json.loads(summary_path.read_text())
         if done.get("status") == "early_stopped" or (done.get("status") == "completed" and cfg.epochs <= done["epochs_run"]):
             raise TrainwiseError(f"run '{run_dir}' already finished ({done['status']}: {done['stop_reason']})",
@@ -390,14 +391,28 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
     s = _setup(cfg, data, y, None, time.perf_counter())
     trainer, stopper, batches = _train(s, run_dir, cfg.seed, callbacks, console, resume_state=state)
     atomic_write(run_dir / "config.yaml", s.cfg.model_copy(update={"run_dir": None}).to_yaml())
-    return _finish(s, run_dir, trainer, stopper, batches, {"resumed_from_epoch": state["epoch"]})
+    previous = json.loads(summary_path.read_text()).get("test_evaluations", 0) if summary_path.is_file() else 0
+    return _finish(s, run_dir, trainer, stopper, batches,
+                   {"resumed_from_epoch": state["epoch"]}, previous_tests=previous)
 
 
-def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, float]:
-    """Loss and metrics of a saved run on its own test split (rebuilt from its config) or on ``data``."""
+def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool = False) -> dict[str, float]:
+    """Loss and metrics of a saved run on ``data``, or on its own test split (rebuilt from its config).
+
+    The test split is sealed: `fit` evaluates it once, and a second look is refused unless ``force_test``;
+    every look is counted in summary.json's ``test_evaluations``.
+    """
     run = load_run(run_dir)
     cfg, pp = run.config, run.preprocessing
     if data is None:
+        seen = run.summary.get("test_evaluations", 0)
+        if seen and not force_test:
+            previous = ", ".join(f"{k} {v:.4f}" for k, v in (run.summary.get("test") or {}).items())
+            raise TrainwiseError(
+                f"the test split of run '{run_dir}' was already evaluated {seen} time(s) ({previous}); looking again "
+                "invites choosing models by their test score, which makes it an optimistic estimate",
+                hint="report the number in summary.json; compare models on validation metrics; pass --force-test to "
+                     "evaluate it again anyway (it will be counted)")
         prep = prepare(load_source(cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed), task=cfg.task,
                        split=cfg.split, seed=cfg.seed, standardize=cfg.standardize, impute=cfg.missing == "median")
         if "test" not in prep.arrays:
@@ -411,7 +426,10 @@ def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, float]:
                       target_std=pp["target"]["std"])
     Xt, yt = to_tensors(X, yy, pp["kind"], torch.device("cpu"))
     _check_model_fits(run.model, Xt[:2], run.recipe, run.summary.get("model", {}).get("spec", "?"), None)
-    return trainer.evaluate(TensorBatches(Xt, yt, batch_size=4096, shuffle=False), prefix=prefix)
+    metrics = trainer.evaluate(TensorBatches(Xt, yt, batch_size=4096, shuffle=False), prefix=prefix)
+    if prefix == "test":
+        write_json(run.path / "summary.json", {**run.summary, "test_evaluations": run.summary.get("test_evaluations", 0) + 1})
+    return metrics
 
 
 def predict(run_dir: str | Path, inputs: str | Path, output: str | Path | None = None):

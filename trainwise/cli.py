@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="metrics of a saved run on its test split or on --data FILE", allow_abbrev=False)
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--data", metavar="FILE", help=".csv/.npz with targets (default: the run's own test split)")
+    ev.add_argument("--force-test", action="store_true", help="evaluate the run's test split again (counted in summary.json)")
     pr = sub.add_parser("predict", help="predictions of a saved run for a .csv/.npz file", allow_abbrev=False)
     pr.add_argument("run_dir", metavar="RUN_DIR")
     pr.add_argument("input", metavar="INPUT", help=".csv (same columns as training) or .npz (array X)")
@@ -263,7 +264,7 @@ def _backprop(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
 
-    for k, v in evaluate(args.run_dir, args.data).items():
+    for k, v in evaluate(args.run_dir, args.data, force_test=args.force_test).items():
         print(f"{k}: {v:.6g}")
     return 0
 
