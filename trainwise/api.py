@@ -17,6 +17,7 @@ from .config import RunConfig, load_config
 from .data import (
     PreparedData,
     Preprocessor,
+    RawData,
     TargetEncoder,
     TensorBatches,
     from_arrays,
@@ -131,13 +132,15 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     return _finish(s, run_dir, trainer, stopper, batches)
 
 
-def _setup(cfg: RunConfig, data: Any, y: Any, user_model: nn.Module | None, t_start: float) -> _Setup:
+def _setup(cfg: RunConfig, data: Any, y: Any, user_model: nn.Module | None, t_start: float,
+           raw: RawData | None = None) -> _Setup:
+    """Data prepared (split, preprocessing fit on train), loss, model recipe and device for ``cfg``.
+    ``raw``: already loaded data (cross-validation passes each fold's rows as its given splits)."""
     device = resolve_device(cfg.device)
     if isinstance(data, torch.utils.data.Dataset):
         prep = prepare_dataset(data, task=cfg.task, split=cfg.split, seed=cfg.seed)
     else:
-        raw = from_arrays(data, y) if data is not None and not isinstance(data, str) else load_source(
-            cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed)
+        raw = raw or load_raw(cfg, data, y)
         prep = prepare(raw, task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
                        impute=cfg.missing == "median")
     loss = resolve_loss(cfg.loss, prep.task, prep.n_classes)
@@ -147,6 +150,13 @@ def _setup(cfg: RunConfig, data: Any, y: Any, user_model: nn.Module | None, t_st
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
     return _Setup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start)
+
+
+def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
+    """The unsplit data a config names (or ``data``/``y`` arrays)."""
+    if data is not None and not isinstance(data, str):
+        return from_arrays(data, y)
+    return load_source(cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed)
 
 
 def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state: dict | None = None,
@@ -244,15 +254,14 @@ def _preprocessing(s: _Setup) -> dict[str, Any]:
 
 
 def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, batches: dict,
-            extra: dict[str, Any] | None = None, previous_tests: int = 0) -> FitResult:
+            extra: dict[str, Any] | None = None, previous_tests: int = 0, test: bool = True) -> FitResult:
     """Evaluate the test split once (on the final, best weights) and write summary.json; ``previous_tests``
     counts earlier looks at the same test split (a resumed run that had finished before)."""
     cfg, has_val = s.cfg, "val" in batches
     best_epoch = stopper.best_epoch_ or (trainer.epoch or None)
     best_row = trainer.history[best_epoch - 1] if best_epoch else {}
-    test = None
-    confusion = None
-    if trainer.status in ("completed", "early_stopped") and "test" in batches:
+    confusion, evaluate_test, test = None, test, None
+    if evaluate_test and trainer.status in ("completed", "early_stopped") and "test" in batches:
         test = trainer.evaluate(batches["test"], prefix="test")
         if s.kind != "regression" and isinstance(batches["test"], TensorBatches):
             confusion = _confusion(trainer, batches["test"], s, run_dir)

@@ -48,7 +48,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
                      allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,lr-find,summary,gradcheck,backprop,report}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,lr-find,cv,summary,gradcheck,backprop,report}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--steps", type=int, default=100, metavar="N", help="optimizer steps in the sweep (default: 100)")
     lf.add_argument("--out", metavar="DIR", help="where lr_find.csv/.png go (default: runs/<data>-lr-find-<time>)")
     _add_config_options(lf)
+    cv = sub.add_parser("cv", help="k-fold cross-validation: per-fold runs, mean ± std", allow_abbrev=False)
+    cv.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default: 5)")
+    cv.add_argument("--rotate", action="store_true",
+                    help="the lecture's variant: one fold validates, one tests, the rest train; rotated so every fold "
+                         "is the test fold once (default: hold out --split's test fraction, folds over the rest)")
+    _add_config_options(cv)
     rp = sub.add_parser("report", help="rebuild RUN_DIR/report.html (one self-contained page)", allow_abbrev=False)
     rp.add_argument("run_dir", metavar="RUN_DIR")
     parser.subcommands = sub.choices
@@ -120,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             return _backprop(args)
         if args.command == "lr-find":
             return _lr_find(args)
+        if args.command == "cv":
+            return _cv(args)
         if args.command == "report":
             from .report.html import write_report
 
@@ -239,6 +247,24 @@ def _lr_find(args: argparse.Namespace) -> int:
     print(f"suggested lr {result.suggestion:.2e} (steepest descent of the smoothed loss, at most the minimum's "
           f"LR/10 = {result.min_over_10:.2e}); {len(result.lrs)} steps, {result.stop_reason}")
     print(f"curve: {out / 'lr_find.png'}, points: {out / 'lr_find.csv'}")
+    return 0
+
+
+def _cv(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .tune import cross_validate
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "folds", "rotate")}
+    console = Console(highlight=False, soft_wrap=True)
+    r = cross_validate(folds=args.folds, rotate=args.rotate, console=console, **options)
+    for row in r.folds:
+        console.print(f"fold {row['fold']}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if "/" in k))
+    console.print("[bold]mean ± std[/bold]: " + ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in r.spread.items()))
+    if r.test:
+        console.print(f"held-out test (fold {r.summary['chosen_fold']}'s model, once): "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in r.test.items()))
+    console.print(f"run: {r.run_dir}")
     return 0
 
 

@@ -3,7 +3,7 @@ from .batching import DeviceLoader, TensorBatches, to_tensors
 from .prepare import PreparedData, PreparedDataset, infer_task, prepare, prepare_dataset
 from .preprocess import Preprocessor, TargetEncoder
 from .sources import BUILTINS, RawData, from_arrays, load_source
-from .splits import split_indices
+from .splits import fold_indices, split_indices
 
 __all__ = ["BUILTINS", "DeviceLoader", "PreparedData", "PreparedDataset", "Preprocessor", "RawData", "TargetEncoder", "TensorBatches",
-           "from_arrays", "infer_task", "load_source", "prepare", "prepare_dataset", "split_indices", "to_tensors"]
+           "fold_indices", "from_arrays", "infer_task", "load_source", "prepare", "prepare_dataset", "split_indices", "to_tensors"]

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..errors import TrainwiseError
 
-__all__ = ["split_indices"]
+__all__ = ["split_indices", "fold_indices"]
 
 
 def split_indices(n: int, fractions: tuple[float, float, float], *, seed: int = 0,
@@ -37,6 +37,53 @@ def split_indices(n: int, fractions: tuple[float, float, float], *, seed: int = 
     rest, test = _cut(np.arange(n), n_test, seed, stratify)
     train, val = _cut(rest, n_val, seed, None if stratify is None else stratify[rest])
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def fold_indices(n: int, k: int, *, seed: int = 0, test_fraction: float = 0.15, rotate: bool = False,
+                 stratify: np.ndarray | None = None, regression_target: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
+    """Train/val/test row indices for each of ``k`` cross-validation folds (stratified like `split_indices`).
+
+    Default: a test split of ``test_fraction`` is held out once; the rest is cut into ``k`` folds and fold i is
+    the validation split of run i. ``rotate`` (the lecture's variant): all rows are cut into ``k`` folds; run i
+    tests on fold i, validates on fold i+1 (mod k) and trains on the others, so every fold is the test fold once.
+
+    >>> runs = fold_indices(10, 5, rotate=True)
+    >>> sorted(int(i) for r in runs for i in r["test"]) == list(range(10))
+    True
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if k < 2 + rotate:
+        raise TrainwiseError(f"cross-validation needs at least {2 + rotate} folds{' to rotate' if rotate else ''}, got {k}",
+                             hint="use --folds 5 (or 10)")
+    labels = stratify if stratify is not None else (
+        quantile_bins(regression_target, min(10, n // (2 * k))) if regression_target is not None else None)
+    if rotate:
+        pool, test = np.arange(n), np.arange(0)
+    else:
+        held = split_indices(n, (1 - test_fraction, 0.0, test_fraction), seed=seed, stratify=stratify,
+                             regression_target=regression_target)
+        pool, test = held["train"], held["test"]
+    if len(pool) < k:
+        raise TrainwiseError(f"{k} folds need at least {k} rows, there are {len(pool)}", hint="use fewer folds")
+    strat = labels[pool] if labels is not None else None
+    if strat is not None and np.unique(strat, return_counts=True)[1].min() < k:
+        if stratify is not None:
+            raise TrainwiseError(f"cannot make {k} stratified folds: a class has fewer than {k} rows",
+                                 hint="use fewer folds, or merge the rare classes")
+        strat = None  # too few rows per target bin: plain folds
+    splitter = StratifiedKFold(k, shuffle=True, random_state=seed) if strat is not None else KFold(k, shuffle=True, random_state=seed)
+    folds = [np.sort(pool[part]) for _, part in splitter.split(pool, strat if strat is not None else None)]
+    runs = []
+    for i in range(k):
+        if rotate:
+            test_i, val_i = folds[i], folds[(i + 1) % k]
+            train_i = np.sort(np.concatenate([f for j, f in enumerate(folds) if j not in (i, (i + 1) % k)]))
+        else:
+            test_i, val_i = test, folds[i]
+            train_i = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))
+        runs.append({"train": train_i, "val": val_i, "test": test_i})
+    return runs
 
 
 def quantile_bins(y: np.ndarray, bins: int) -> np.ndarray | None:

@@ -1,4 +1,5 @@
-"""Tuning: the learning-rate range test (more in later issues: search, cross-validation, the recipe)."""
+"""Tuning and model selection: the learning-rate range test, k-fold cross-validation."""
+from .cv import CVResult, cross_validate
 from .lr_finder import LRFinderResult, lr_find
 
-__all__ = ["LRFinderResult", "lr_find"]
+__all__ = ["CVResult", "LRFinderResult", "cross_validate", "lr_find"]
