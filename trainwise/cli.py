@@ -48,7 +48,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
                      allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,lr-find,cv,summary,gradcheck,backprop,report}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,lr-find,tune,cv,summary,gradcheck,backprop,report}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
@@ -96,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the lecture's variant: one fold validates, one tests, the rest train; rotated so every fold "
                          "is the test fold once (default: hold out --split's test fraction, folds over the rest)")
     _add_config_options(cv)
+    tu = sub.add_parser("tune", help="hyperparameter search (grid, random, optuna) over a search-space YAML",
+                        allow_abbrev=False)
+    tu.add_argument("--space", required=True, metavar="FILE", help="YAML: option: {type: loguniform|uniform|int|categorical, ...}")
+    tu.add_argument("--method", default="random", choices=["grid", "random", "optuna"], help="(default: random)")
+    tu.add_argument("--trials", type=int, default=10, metavar="N", help="trials to run (grid: at most N points; default 10)")
+    tu.add_argument("--storage", metavar="URL", help="Optuna storage shared by several workers, e.g. sqlite:///study.db")
+    tu.add_argument("--study-name", metavar="NAME", help="the shared study's name (with --storage)")
+    tu.add_argument("--out", metavar="DIR", help="where trials, results.csv and best_config.yaml go (default: runs/<data>-tune-<time>)")
+    tu.add_argument("--no-retrain", action="store_true", help="do not retrain the best configuration and test it")
+    _add_config_options(tu)
     rp = sub.add_parser("report", help="rebuild RUN_DIR/report.html (one self-contained page)", allow_abbrev=False)
     rp.add_argument("run_dir", metavar="RUN_DIR")
     parser.subcommands = sub.choices
@@ -128,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return _lr_find(args)
         if args.command == "cv":
             return _cv(args)
+        if args.command == "tune":
+            return _tune(args)
         if args.command == "report":
             from .report.html import write_report
 
@@ -265,6 +277,26 @@ def _cv(args: argparse.Namespace) -> int:
         console.print(f"held-out test (fold {r.summary['chosen_fold']}'s model, once): "
                       + ", ".join(f"{k} {v:.4f}" for k, v in r.test.items()))
     console.print(f"run: {r.run_dir}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .tune import tune
+
+    if args.storage and not args.study_name:
+        raise TrainwiseError("--storage needs --study-name", hint="name the shared study, e.g. --study-name digits-search")
+    own = ("command", "space", "method", "trials", "storage", "study_name", "out", "no_retrain")
+    options = {k: v for k, v in vars(args).items() if k not in own}
+    console = Console(highlight=False, soft_wrap=True)
+    r = tune(args.space, method=args.method, trials=args.trials, out=args.out, storage=args.storage,
+             study_name=args.study_name, retrain=not args.no_retrain, console=console, **options)
+    console.print(r["results"].to_string(index=False, max_colwidth=30))
+    console.print(f"best: {r['best']} -> {r['best_config']}")
+    if r["test"]:
+        console.print("best configuration retrained, test split (once): " + ", ".join(f"{k} {v:.4f}" for k, v in r["test"].items()))
+    console.print(f"results: {r['out'] / 'results.csv'}")
     return 0
 
 

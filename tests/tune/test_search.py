@@ -1,0 +1,108 @@
+"""Search spaces, grid/random/Optuna search, and a study shared by two worker processes over SQLite."""
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from trainwise import TrainwiseError
+from trainwise.tune import grid_points, load_space, sample_random, tune
+
+SPACE = {"space": {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2},
+                   "dropout": {"type": "categorical", "choices": [0.0, 0.2]}},
+         "fixed": {"epochs": 6, "data": "iris"}}
+
+
+def test_grid_points_cover_every_combination():
+    pts = grid_points({"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2, "num": 3},
+                       "epochs": {"type": "int", "low": 10, "high": 30, "step": 10},
+                       "model": {"type": "categorical", "choices": ["mlp:8", "mlp:16"]}})
+    assert len(pts) == 18 and len({tuple(p.items()) for p in pts}) == 18
+    assert sorted({p["lr"] for p in pts}) == [1e-4, 1e-3, 1e-2] and sorted({p["epochs"] for p in pts}) == [10, 20, 30]
+
+
+def test_random_samples_are_seeded_and_in_range():
+    space = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}, "momentum": {"type": "uniform", "low": 0.85, "high": 0.99},
+             "batch_size": {"type": "int", "low": 16, "high": 64, "step": 16}}
+    a, b = sample_random(space, 200, seed=1), sample_random(space, 200, seed=1)
+    assert a == b and a != sample_random(space, 200, seed=2)
+    lrs = np.log10([p["lr"] for p in a])
+    assert lrs.min() >= -4 and lrs.max() <= -2 and abs(lrs.mean() + 3) < 0.15  # uniform in log space
+    assert all(0.85 <= p["momentum"] <= 0.99 for p in a) and {p["batch_size"] for p in a} == {16, 32, 48, 64}
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"lr": {"type": "logunifrom", "low": 1, "high": 2}}, "did you mean 'loguniform'"),
+    ({"lr": {"type": "uniform", "low": 2, "high": 1}}, "needs low < high"),
+    ({"lr": {"type": "loguniform", "low": 0, "high": 1}}, "low must be > 0"),
+    ({"learning_rate": {"type": "uniform", "low": 0.1, "high": 0.2}}, "did you mean 'lr'"),
+    ({"dropout": {"type": "categorical", "choices": []}}, "non-empty choices"),
+])
+def test_bad_spaces_say_what_to_fix(space, message):
+    with pytest.raises(TrainwiseError, match=message):
+        load_space(space)
+
+
+@pytest.mark.parametrize("method", ["grid", "random", "optuna"])
+def test_each_method_writes_the_table_and_the_best_config(tmp_path, method):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    r = tune(path, method=method, trials=4, out=tmp_path / "t")
+    table = pd.read_csv(tmp_path / "t" / "results.csv")
+    assert len(table) == 4 and set(table["status"]) <= {"complete", "pruned", "failed"}
+    assert {"trial", "lr", "dropout", "best_val/loss", "epochs", "status"} <= set(table.columns)
+    done = table[table["status"] == "complete"]["best_val/loss"].tolist()
+    assert done == sorted(done)  # best first
+    best = yaml.safe_load((tmp_path / "t" / "best_config.yaml").read_text())
+    assert best["lr"] == pytest.approx(table[table["status"] == "complete"].iloc[0]["lr"]) and best["epochs"] == 6
+    for trial in table["trial"]:
+        summary = (tmp_path / "t" / f"trial-{trial}" / "summary.json").read_text()
+        assert '"test": null' in summary  # the search never looks at the test split
+    assert r["test"] is not None  # the best configuration, retrained once
+    assert '"test_evaluations": 1' in (tmp_path / "t" / "best" / "summary.json").read_text()
+    if method == "grid":  # the first 4 of the 3 x 2 grid, in grid order
+        expected = [(p["lr"], p["dropout"]) for p in grid_points(load_space(path)[0])[:4]]
+        assert sorted(zip(table["lr"], table["dropout"])) == sorted(expected)
+
+
+WORKER = """
+import sys
+from trainwise.tune import tune
+tune({space!r}, method="optuna", trials=3, out=sys.argv[1], storage=sys.argv[2], study_name="shared", seed=int(sys.argv[3]),
+     retrain=False)
+"""
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(study_name="shared", storage=storage, direction="minimize")  # created once, as a team would
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER.format(space=SPACE), str(tmp_path / "out"), storage, str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    study = optuna.load_study(study_name="shared", storage=storage)
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(6))  # every trial of both workers, each exactly once
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    dirs = sorted(p.name for p in (tmp_path / "out").glob("trial-*"))
+    assert dirs == [f"trial-{i}" for i in range(6)]  # no two workers wrote the same trial
+    table = pd.read_csv(tmp_path / "out" / "results.csv")  # the last worker to finish lists the whole study
+    assert len(table) >= 3 and table["trial"].is_unique
+
+
+def test_cli_tune_and_errors(tmp_path, cli):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    code, out, err = cli("tune", "--space", str(path), "--method", "random", "--trials", "2", "--out", str(tmp_path / "c"),
+                         "--no-retrain")
+    assert code == 0, err
+    assert "best: {" in out and "'lr': " in out and (tmp_path / "c" / "best_config.yaml").is_file() and not (tmp_path / "c" / "best").exists()
+    code, _, err = cli("tune", "--space", str(path), "--method", "grid", "--storage", "sqlite:///x.db", "--study-name", "s")
+    assert code == 2 and "does not use one" in err
+    code, _, err = cli("tune", "--space", str(tmp_path / "none.yaml"))
+    assert code == 2 and "does not exist" in err

@@ -1,0 +1,293 @@
+"""Hyperparameter search over one search-space definition: grid, random, or Optuna (TPE + median pruning).
+
+A space maps any `fit` option to a distribution::
+
+    lr:         {type: loguniform, low: 1.0e-4, high: 1.0e-2}     # grid: `num` points (default 3), log-spaced
+    momentum:   {type: uniform, low: 0.85, high: 0.99}           # the lecture's range
+    epochs:     {type: int, low: 10, high: 40, step: 10}
+    model:      {type: categorical, choices: ["mlp:128,64", "mlp:256,128"]}
+
+Trials are ranked by the best validation value of ``monitor``; the test split is never used during the search.
+At the end the best configuration is written as ``best_config.yaml`` and retrained once with `fit`, which
+evaluates the test split once.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..config import RunConfig
+from ..errors import TrainwiseError, check_choice
+from ..train.trainer import Callback, Trainer
+
+__all__ = ["load_space", "grid_points", "sample_random", "tune", "METHODS"]
+
+METHODS = ("grid", "random", "optuna")
+_TYPES = ("loguniform", "uniform", "int", "categorical")
+
+
+def load_space(space: str | Path | dict) -> tuple[dict[str, dict], dict[str, Any]]:
+    """(space, fixed options) from a YAML file or a dict; a ``space:`` / ``fixed:`` layout or a bare space.
+
+    >>> s, fixed = load_space({"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}, "fixed": {"epochs": 5}})
+    >>> sorted(s), fixed
+    (['lr'], {'epochs': 5})
+    """
+    where = "search space"
+    if not isinstance(space, dict):
+        path = Path(space)
+        where = f"search space '{path}'"
+        if not path.is_file():
+            raise TrainwiseError(f"{where} does not exist", hint="write a YAML file like `lr: {type: loguniform, low: 1e-4, high: 1e-2}`")
+        try:
+            space = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise TrainwiseError(f"{where} is not valid YAML: {e}", hint="fix the YAML syntax") from None
+    space = dict(space)
+    fixed = dict(space.pop("fixed", None) or {})
+    space = dict(space.pop("space", space))
+    if not space:
+        raise TrainwiseError(f"{where} has no parameters", hint="give at least one, e.g. lr: {type: loguniform, low: 1e-4, high: 1e-2}")
+    for name, spec in space.items():
+        _check_param(name, spec, where)
+    RunConfig.build({**fixed, **{k: _example(v) for k, v in space.items()}}, source=where)  # names and values are fit's
+    return space, fixed
+
+
+def _check_param(name: str, spec: Any, where: str) -> None:
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise TrainwiseError(f"{where}: parameter '{name}' must be a mapping with a type",
+                             hint=f"e.g. {name}: {{type: uniform, low: 0.0, high: 0.5}}")
+    kind = spec["type"]
+    try:
+        check_choice(f"type of '{name}'", kind, _TYPES)
+    except TrainwiseError as e:
+        raise TrainwiseError(f"{where}: {e.args[0]}", hint=e.hint) from None
+    if kind == "categorical":
+        if not spec.get("choices"):
+            raise TrainwiseError(f"{where}: '{name}' needs a non-empty choices list", hint=f"{name}: {{type: categorical, choices: [a, b]}}")
+        return
+    if "low" not in spec or "high" not in spec or not float(spec["low"]) < float(spec["high"]):
+        raise TrainwiseError(f"{where}: '{name}' needs low < high (got {spec.get('low')} .. {spec.get('high')})",
+                             hint=f"{name}: {{type: {kind}, low: ..., high: ...}}")
+    if kind == "loguniform" and float(spec["low"]) <= 0:
+        raise TrainwiseError(f"{where}: '{name}' is log-uniform, so low must be > 0 (got {spec['low']})", hint="e.g. low: 1.0e-5")
+
+
+def _example(spec: dict) -> Any:
+    return spec["choices"][0] if spec["type"] == "categorical" else (
+        int(spec["low"]) if spec["type"] == "int" else float(spec["low"]))
+
+
+def grid_points(space: dict[str, dict]) -> list[dict[str, Any]]:
+    """Every combination: ``num`` points per continuous range (log-spaced for log-uniform), int ranges by ``step``.
+
+    >>> [p["lr"] for p in grid_points({"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}})]
+    [0.0001, 0.001, 0.01]
+    """
+    axes = []
+    for name, spec in space.items():
+        kind = spec["type"]
+        if kind == "categorical":
+            values = list(spec["choices"])
+        elif kind == "int":
+            values = list(range(int(spec["low"]), int(spec["high"]) + 1, int(spec.get("step", 1))))
+        elif kind == "loguniform":
+            values = [float(f"{v:.6g}") for v in np.geomspace(float(spec["low"]), float(spec["high"]), int(spec.get("num", 3)))]
+        else:
+            values = [float(f"{v:.6g}") for v in np.linspace(float(spec["low"]), float(spec["high"]), int(spec.get("num", 3)))]
+        axes.append([(name, v) for v in values])
+    return [dict(combo) for combo in itertools.product(*axes)]
+
+
+def sample_random(space: dict[str, dict], n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` independent draws (log-uniform as 10**uniform(log10 low, log10 high), like the lecture's lr).
+
+    >>> pts = sample_random({"momentum": {"type": "uniform", "low": 0.85, "high": 0.99}}, 50)
+    >>> all(0.85 <= p["momentum"] <= 0.99 for p in pts)
+    True
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        point = {}
+        for name, spec in space.items():
+            kind = spec["type"]
+            if kind == "categorical":
+                point[name] = spec["choices"][int(rng.integers(len(spec["choices"])))]
+            elif kind == "int":
+                step = int(spec.get("step", 1))
+                point[name] = int(spec["low"]) + step * int(rng.integers((int(spec["high"]) - int(spec["low"])) // step + 1))
+            elif kind == "loguniform":
+                point[name] = float(10 ** rng.uniform(math.log10(float(spec["low"])), math.log10(float(spec["high"]))))
+            else:
+                point[name] = float(rng.uniform(float(spec["low"]), float(spec["high"])))
+        out.append(point)
+    return out
+
+
+class _Report(Callback):
+    """Reports the monitored validation value to an Optuna trial every epoch; stops the run when it is pruned."""
+
+    def __init__(self, trial, monitor: str):
+        self.trial, self.monitor, self.pruned = trial, monitor, False
+
+    def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
+        value = logs.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            self.pruned = True
+            trainer.request_stop(f"pruned by Optuna's median pruner at epoch {epoch}")
+
+
+def _run_trial(cfg: RunConfig, run_dir: Path, callbacks=()) -> dict[str, Any]:
+    """Train one configuration on the train/val splits only (no test evaluation) and summarize it."""
+    from ..api import _finish, _setup, _train
+
+    s = _setup(cfg, None, None, None, time.perf_counter())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(s.cfg.model_copy(update={"run_dir": None}).to_yaml())
+    trainer, stopper, batches = _train(s, run_dir, cfg.seed, callbacks, None)
+    result = _finish(s, run_dir, trainer, stopper, batches, test=False)
+    return {"best": stopper.best_ if stopper.best_epoch_ else float("nan"), "epochs": trainer.epoch,
+            "status": trainer.status, "monitor": stopper.monitor, "mode": stopper.mode, "summary": result.summary}
+
+
+def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, out: str | Path | None = None,
+         storage: str | None = None, study_name: str | None = None, seed: int = 0, retrain: bool = True,
+         console=None, **options: Any) -> dict[str, Any]:
+    """Search ``space`` with ``method``; returns {"results": rows, "best": params, "best_config": path,
+    "test": metrics of the retrained best (or None)}. ``options`` are fixed `fit` options (data, epochs, ...).
+    """
+    import pandas as pd
+
+    from ..runs import atomic_write, new_run_dir, write_json
+
+    check_choice("method", method, METHODS)
+    if trials < 1:
+        raise TrainwiseError(f"trials must be >= 1, got {trials}", hint="e.g. --trials 20")
+    if storage and method != "optuna":
+        raise TrainwiseError(f"--storage shares an Optuna study; method '{method}' does not use one",
+                             hint="use --method optuna with --storage")
+    space, fixed = load_space(space)
+    base = {**fixed, **options, "quiet": True, "checkpoint": False, "seed": seed}
+    base_cfg = RunConfig.build({**base, **{k: _example(v) for k, v in space.items()}}, source="option")
+    out_dir = Path(out) if out else new_run_dir(None, f"{base_cfg.data}-tune")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+
+    def run(number: int, params: dict[str, Any], callbacks=()) -> dict[str, Any]:
+        cfg = RunConfig.build({**base, **params}, source=f"trial {number}")
+        t0 = time.perf_counter()
+        try:
+            r = _run_trial(cfg, out_dir / f"trial-{number}", callbacks)
+            status = "pruned" if any(getattr(c, "pruned", False) for c in callbacks) else (
+                "complete" if r["status"] in ("completed", "early_stopped") else "failed")
+            row = {"trial": number, **params, "best_" + r["monitor"]: r["best"], "epochs": r["epochs"], "status": status}
+        except TrainwiseError as e:
+            r, row = None, {"trial": number, **params, "epochs": 0, "status": "failed", "error": str(e)}
+        row["seconds"] = round(time.perf_counter() - t0, 2)
+        rows.append(row)
+        if console is not None:
+            console.print(f"trial {number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "trial"))
+        return {"row": row, "result": r}
+
+    monitor, mode = _monitor_and_mode(base_cfg)
+    if method == "optuna":
+        _optuna(space, run, trials, storage, study_name, seed, mode, monitor)
+        rows = _optuna_rows(storage, study_name, rows, monitor) if storage else rows
+    else:
+        points = grid_points(space) if method == "grid" else sample_random(space, trials, seed)
+        for i, params in enumerate(points[:trials]):
+            run(i, params)
+    key = f"best_{monitor}"
+    frame = pd.DataFrame(rows)
+    if key not in frame:
+        frame[key] = np.nan
+    frame = frame.sort_values(key, ascending=mode == "min", na_position="last", kind="stable")
+    atomic_write(out_dir / "results.csv", frame.to_csv(index=False))
+    complete = frame[(frame["status"] == "complete") & frame[key].notna()]
+    result: dict[str, Any] = {"results": frame, "out": out_dir, "best": None, "best_config": None, "test": None}
+    if complete.empty:
+        raise TrainwiseError(f"no trial completed (see {out_dir / 'results.csv'})", hint="check the space and the data with one `trainwise fit`")
+    best_params = {k: _plain(complete.iloc[0][k]) for k in space}
+    best_cfg = RunConfig.build({**base, **best_params, "quiet": False}, source="best trial")
+    atomic_write(out_dir / "best_config.yaml", best_cfg.model_copy(update={"run_dir": None, "checkpoint": True}).to_yaml())
+    result.update(best=best_params, best_config=out_dir / "best_config.yaml")
+    if retrain:
+        from ..api import fit
+
+        final = fit(config=best_cfg.model_copy(update={"quiet": True, "run_dir": str(out_dir / "best")}))
+        result["test"] = final.test
+    write_json(out_dir / "summary.json", {"method": method, "trials": len(frame), "monitor": monitor, "mode": mode,
+                                          "best": best_params, "best_value": float(complete.iloc[0][key]),
+                                          "test": result["test"], "test_evaluations": int(result["test"] is not None)})
+    return result
+
+
+def _monitor_and_mode(cfg: RunConfig) -> tuple[str, str]:
+    from ..train.callbacks import resolve_mode
+
+    monitor = cfg.monitor if cfg.split[1] > 0 or not cfg.monitor.startswith("val/") else "train/loss"
+    return monitor, resolve_mode(monitor, cfg.mode)
+
+
+def _optuna(space, run, trials, storage, study_name, seed, mode, monitor) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize" if mode == "min" else "maximize", storage=storage,
+                                study_name=study_name, load_if_exists=bool(storage),
+                                sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3))
+
+    def objective(trial):
+        params = {}
+        for name, spec in space.items():
+            kind = spec["type"]
+            if kind == "categorical":
+                params[name] = trial.suggest_categorical(name, list(spec["choices"]))
+            elif kind == "int":
+                params[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)))
+            else:
+                params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=kind == "loguniform")
+        reporter = _Report(trial, monitor)
+        out = run(trial.number, params, [reporter])
+        if out["row"]["status"] == "failed":
+            raise RuntimeError(out["row"].get("error", "trial failed"))  # recorded by Optuna as FAIL
+        if reporter.pruned:
+            raise optuna.TrialPruned()
+        return out["result"]["best"]
+
+    study.optimize(objective, n_trials=trials, catch=(RuntimeError,))
+
+
+def _optuna_rows(storage, study_name, rows, monitor) -> list[dict[str, Any]]:
+    """All trials of a shared study (every worker's), in the same row format."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    mine = {r["trial"]: r for r in rows}
+    out = []
+    for t in study.trials:
+        status = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(t.state.name, t.state.name.lower())
+        row = mine.get(t.number) or {"trial": t.number, **t.params, f"best_{monitor}": t.value, "status": status}
+        row["status"] = status
+        out.append(row)
+    return out
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
