@@ -48,7 +48,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
                      allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,lr-find,tune,cv,summary,gradcheck,backprop,report}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,lr-find,tune,cv,auto,summary,gradcheck,backprop,report}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--out", metavar="DIR", help="where trials, results.csv and best_config.yaml go (default: runs/<data>-tune-<time>)")
     tu.add_argument("--no-retrain", action="store_true", help="do not retrain the best configuration and test it")
     _add_config_options(tu)
+    au = sub.add_parser("auto", help="the whole recipe: sanity, LR finder, regularized run, search, test once, report",
+                        allow_abbrev=False)
+    au.add_argument("--budget-minutes", type=float, default=10.0, metavar="M", help="time budget (default: 10)")
+    au.add_argument("--out", metavar="DIR", help="where everything goes (default: runs/<data>-auto-<time>)")
+    _add_config_options(au)
     rp = sub.add_parser("report", help="rebuild RUN_DIR/report.html (one self-contained page)", allow_abbrev=False)
     rp.add_argument("run_dir", metavar="RUN_DIR")
     parser.subcommands = sub.choices
@@ -140,6 +145,16 @@ def main(argv: list[str] | None = None) -> int:
             return _cv(args)
         if args.command == "tune":
             return _tune(args)
+        if args.command == "auto":
+            from rich.console import Console
+
+            from .tune.auto import auto
+
+            options = {k: v for k, v in vars(args).items() if k not in ("command", "budget_minutes", "out")}
+            result = auto(budget_minutes=args.budget_minutes, out=args.out, console=Console(highlight=False, soft_wrap=True),
+                          **options)
+            print(f"{result['status']} in {result.get('wall_time_s', '?')} s; summary: {args.out or 'runs/'}")
+            return 0 if result["status"] == "done" else 1
         if args.command == "report":
             from .report.html import write_report
 

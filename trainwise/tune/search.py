@@ -163,9 +163,10 @@ def _run_trial(cfg: RunConfig, run_dir: Path, callbacks=()) -> dict[str, Any]:
 
 def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, out: str | Path | None = None,
          storage: str | None = None, study_name: str | None = None, seed: int = 0, retrain: bool = True,
-         console=None, **options: Any) -> dict[str, Any]:
+         timeout: float | None = None, enqueue: list[dict[str, Any]] = (), console=None, **options: Any) -> dict[str, Any]:
     """Search ``space`` with ``method``; returns {"results": rows, "best": params, "best_config": path,
     "test": metrics of the retrained best (or None)}. ``options`` are fixed `fit` options (data, epochs, ...).
+    ``timeout`` (seconds) ends the search early; ``enqueue`` lists parameter sets to try first.
     """
     import pandas as pd
 
@@ -202,11 +203,14 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
 
     monitor, mode = _monitor_and_mode(base_cfg)
     if method == "optuna":
-        _optuna(space, run, trials, storage, study_name, seed, mode, monitor)
+        _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout, enqueue)
         rows = _optuna_rows(storage, study_name, rows, monitor) if storage else rows
     else:
-        points = grid_points(space) if method == "grid" else sample_random(space, trials, seed)
+        points = list(enqueue) + (grid_points(space) if method == "grid" else sample_random(space, trials, seed))
+        deadline = time.perf_counter() + timeout if timeout else math.inf
         for i, params in enumerate(points[:trials]):
+            if time.perf_counter() > deadline:
+                break
             run(i, params)
     key = f"best_{monitor}"
     frame = pd.DataFrame(rows)
@@ -240,7 +244,7 @@ def _monitor_and_mode(cfg: RunConfig) -> tuple[str, str]:
     return monitor, resolve_mode(monitor, cfg.mode)
 
 
-def _optuna(space, run, trials, storage, study_name, seed, mode, monitor) -> None:
+def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout=None, enqueue=()) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -267,7 +271,9 @@ def _optuna(space, run, trials, storage, study_name, seed, mode, monitor) -> Non
             raise optuna.TrialPruned()
         return out["result"]["best"]
 
-    study.optimize(objective, n_trials=trials, catch=(RuntimeError,))
+    for params in enqueue:
+        study.enqueue_trial(params)
+    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(RuntimeError,))
 
 
 def _optuna_rows(storage, study_name, rows, monitor) -> list[dict[str, Any]]:
