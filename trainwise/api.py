@@ -413,6 +413,10 @@ def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool =
     """
     run = load_run(run_dir)
     cfg, pp = run.config, run.preprocessing
+    if data is None and run.summary.get("cv_fold"):
+        raise TrainwiseError(f"'{run_dir}' is fold {run.summary['cv_fold']} of a cross-validation; its test split is not "
+                             "the one its config would rebuild", hint="see the fold's summary.json and the CV's cv.csv, or "
+                                                                     "pass --data FILE to evaluate it on other data")
     if data is None:
         seen = run.summary.get("test_evaluations", 0)
         if seen and not force_test:

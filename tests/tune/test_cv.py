@@ -59,6 +59,10 @@ def test_cv_run_holdout(tmp_path):
         assert (tmp_path / "cv" / f"fold-{i}" / "curves.png").is_file()
     assert sum(f["val_rows"] for f in r.folds) == r.folds[0]["train_rows"] + r.folds[0]["val_rows"]
     assert pd.read_csv(tmp_path / "cv" / "cv.csv")["fold"].tolist() == [1, 2, 3]
+    import trainwise
+
+    with pytest.raises(TrainwiseError, match="is fold 2 of a cross-validation"):
+        trainwise.evaluate(tmp_path / "cv" / "fold-2")
 
 
 def test_cv_rotation_and_preprocessing_inside_each_fold(tmp_path):

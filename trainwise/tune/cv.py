@@ -66,6 +66,7 @@ def cross_validate(data: Any = None, y: Any = None, *, folds: int = 5, rotate: b
         atomic_write(sub / "config.yaml", s.cfg.model_copy(update={"run_dir": None}).to_yaml())
         trainer, stopper, batches = _train(s, sub, cfg.seed, (), console)
         fold = _finish(s, sub, trainer, stopper, batches, test=rotate)  # rotation: each fold's own test fold, once
+        write_json(sub / "summary.json", {**fold.summary, "cv_fold": i + 1})  # evaluate() refuses to rebuild its split
         row = {"fold": i + 1, **{f"{k}_rows": len(v) for k, v in idx.items()}, "best_epoch": fold.summary["best_epoch"],
                **fold.summary["best"], **(fold.summary["test"] or {})}
         fold_rows.append(row)
