@@ -151,10 +151,11 @@ class _Report(Callback):
 def _run_trial(cfg: RunConfig, run_dir: Path, callbacks=()) -> dict[str, Any]:
     """Train one configuration on the train/val splits only (no test evaluation) and summarize it."""
     from ..api import _finish, _setup, _train
+    from ..runs import atomic_write
 
     s = _setup(cfg, None, None, None, time.perf_counter())
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(s.cfg.model_copy(update={"run_dir": None}).to_yaml())
+    atomic_write(run_dir / "config.yaml", s.cfg.model_copy(update={"run_dir": None}).to_yaml())
     trainer, stopper, batches = _train(s, run_dir, cfg.seed, callbacks, None)
     result = _finish(s, run_dir, trainer, stopper, batches, test=False)
     return {"best": stopper.best_ if stopper.best_epoch_ else float("nan"), "epochs": trainer.epoch,
