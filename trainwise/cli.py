@@ -127,39 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse's exits (usage errors: 2, --help: 0) as a return value
         return int(e.code or 0)
     try:
-        if args.command == "fit":
-            return _fit(args)
-        if args.command == "evaluate":
-            return _evaluate(args)
-        if args.command == "predict":
-            return _predict(args)
-        if args.command == "sanity":
-            return _sanity(args)
-        if args.command in ("summary", "gradcheck"):
-            return _inspect(args)
-        if args.command == "backprop":
-            return _backprop(args)
-        if args.command == "lr-find":
-            return _lr_find(args)
-        if args.command == "cv":
-            return _cv(args)
-        if args.command == "tune":
-            return _tune(args)
-        if args.command == "auto":
-            from rich.console import Console
-
-            from .tune.auto import auto
-
-            options = {k: v for k, v in vars(args).items() if k not in ("command", "budget_minutes", "out")}
-            result = auto(budget_minutes=args.budget_minutes, out=args.out, console=Console(highlight=False, soft_wrap=True),
-                          **options)
-            print(f"{result['status']} in {result.get('wall_time_s', '?')} s; summary: {args.out or 'runs/'}")
-            return 0 if result["status"] == "done" else 1
-        if args.command == "report":
-            from .report.html import write_report
-
-            print(f"report written to {write_report(args.run_dir)}")
-            return 0
+        handler = _HANDLERS.get(args.command)
+        if handler is not None:
+            return handler(args)
         parser.print_help()
         return 2
     except TrainwiseError as e:
@@ -176,13 +146,36 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _config_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options given on the command line (config flags are only present when given)."""
+    return {k: v for k, v in vars(args).items() if k in RunConfig.model_fields}
+
+
+def _auto(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .tune.auto import auto
+
+    result = auto(budget_minutes=args.budget_minutes, out=args.out, console=Console(highlight=False, soft_wrap=True),
+                  **_config_options(args))
+    print(f"{result['status']} in {result.get('wall_time_s', '?')} s; summary: {args.out or 'runs/'}")
+    return 0 if result["status"] == "done" else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report.html import write_report
+
+    print(f"report written to {write_report(args.run_dir)}")
+    return 0
+
+
 def _fit(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .api import fit
     from .config import load_config
 
-    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
+    overrides: dict[str, Any] = _config_options(args)
     console = Console(highlight=False, soft_wrap=True)
     if args.resume:
         if args.config:
@@ -220,7 +213,7 @@ def print_diagnostics(console, diagnostics: list[dict]) -> None:
 def _sanity(args: argparse.Namespace) -> int:
     from .diagnose import sanity
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "batches", "steps", "tol")}
+    options = _config_options(args)
     result = sanity(batches=args.batches, steps=args.steps, tol=args.tol, config=RunConfig.build(options, source="option"))
     print(result.verdict)
     return 0 if result.can_learn else 1
@@ -231,8 +224,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     from .api import model_for
 
-    own = ("command", "json", "rows", "elements", "tol")
-    cfg = RunConfig.build({k: v for k, v in vars(args).items() if k not in own}, source="option")
+    cfg = RunConfig.build(_config_options(args), source="option")
     model, setup = model_for(cfg)
     if args.command == "summary":
         from .models.summary import summarize
@@ -259,8 +251,7 @@ def _lr_find(args: argparse.Namespace) -> int:
     from .train import Trainer
     from .tune import lr_find
 
-    own = ("command", "start_lr", "end_lr", "steps", "out")
-    cfg = RunConfig.build({k: v for k, v in vars(args).items() if k not in own}, source="option")
+    cfg = RunConfig.build(_config_options(args), source="option")
     model, s = model_for(cfg)
     batches = s.prep.batches(kind=s.kind, device=s.device, batch_size=cfg.batch_size, seed=cfg.seed)["train"]
     trainer = Trainer(model, loss=s.loss, optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov,
@@ -282,7 +273,7 @@ def _cv(args: argparse.Namespace) -> int:
 
     from .tune import cross_validate
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "folds", "rotate")}
+    options = _config_options(args)
     console = Console(highlight=False, soft_wrap=True)
     r = cross_validate(folds=args.folds, rotate=args.rotate, console=console, **options)
     for row in r.folds:
@@ -302,8 +293,7 @@ def _tune(args: argparse.Namespace) -> int:
 
     if args.storage and not args.study_name:
         raise TrainwiseError("--storage needs --study-name", hint="name the shared study, e.g. --study-name digits-search")
-    own = ("command", "space", "method", "trials", "storage", "study_name", "out", "no_retrain")
-    options = {k: v for k, v in vars(args).items() if k not in own}
+    options = _config_options(args)
     console = Console(highlight=False, soft_wrap=True)
     r = tune(args.space, method=args.method, trials=args.trials, out=args.out, storage=args.storage,
              study_name=args.study_name, retrain=not args.no_retrain, console=console, **options)
@@ -352,6 +342,11 @@ def _predict(args: argparse.Namespace) -> int:
     print(frame.head(10).to_string(index=False))
     print(f"{len(frame)} predictions written to {output}")
     return 0
+
+
+_HANDLERS = {"fit": _fit, "evaluate": _evaluate, "predict": _predict, "sanity": _sanity, "summary": _inspect,
+             "gradcheck": _inspect, "backprop": _backprop, "lr-find": _lr_find, "cv": _cv, "tune": _tune,
+             "auto": _auto, "report": _report}
 
 
 if __name__ == "__main__":

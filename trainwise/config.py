@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import TrainwiseError, check_choice, did_you_mean
 
@@ -22,6 +22,9 @@ SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
 PRECISIONS = ("32", "bf16", "fp16")
 INITS = ("default", "xavier", "kaiming", "normal")
 PENALIZE = ("weights", "all")
+# string options and their allowed values; one validator checks them all (with "did you mean")
+_CHOICES = {"task": TASKS, "missing": MISSING, "activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS,
+            "mode": MODES, "schedule": SCHEDULES, "precision": PRECISIONS, "init": INITS, "penalize": PENALIZE}
 
 
 # names other libraries use for our keys, so "did you mean" also helps users coming from them
@@ -136,35 +139,10 @@ class RunConfig(BaseModel):
             raise ValueError(f"fractions {','.join(map(str, v))} sum to {sum(v):g}, not 1; e.g. 0.7,0.15,0.15")
         return v
 
-    @field_validator("task")
+    @field_validator(*_CHOICES, mode="before")
     @classmethod
-    def _task(cls, v: str) -> str:
-        return _choice("task", v, TASKS)
-
-    @field_validator("missing")
-    @classmethod
-    def _missing(cls, v: str) -> str:
-        return _choice("missing", v, MISSING)
-
-    @field_validator("activation")
-    @classmethod
-    def _activation(cls, v: str) -> str:
-        return _choice("activation", v, ACTIVATIONS)
-
-    @field_validator("loss")
-    @classmethod
-    def _loss(cls, v: str) -> str:
-        return _choice("loss", v, LOSSES)
-
-    @field_validator("optimizer")
-    @classmethod
-    def _optimizer(cls, v: str) -> str:
-        return _choice("optimizer", v, OPTIMIZERS)
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, v: str) -> str:
-        return _choice("mode", v, MODES)
+    def _choices(cls, v: Any, info: ValidationInfo) -> str:
+        return _choice(info.field_name, str(v), _CHOICES[info.field_name])
 
     @field_validator("lr", mode="before")
     @classmethod
@@ -178,26 +156,6 @@ class RunConfig(BaseModel):
         if not value > 0:
             raise ValueError(f"the learning rate must be > 0, got {value:g}")
         return value
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, v: str) -> str:
-        return _choice("schedule", v, SCHEDULES)
-
-    @field_validator("precision", mode="before")
-    @classmethod
-    def _precision(cls, v: Any) -> str:
-        return _choice("precision", str(v), PRECISIONS)
-
-    @field_validator("init")
-    @classmethod
-    def _init(cls, v: str) -> str:
-        return _choice("init", v, INITS)
-
-    @field_validator("penalize")
-    @classmethod
-    def _penalize(cls, v: str) -> str:
-        return _choice("penalize", v, PENALIZE)
 
     @field_validator("clip_norm", "clip_value", "gamma", mode="before")
     @classmethod
@@ -243,16 +201,24 @@ def _choice(what: str, value: str, choices: tuple[str, ...]) -> str:
         raise ValueError(str(e)) from None
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a YAML config file and apply ``overrides`` (e.g. from the command line) on top."""
+def read_yaml_mapping(path: str | Path, what: str, hint: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; a missing file, bad YAML or a non-mapping is a TrainwiseError
+    naming ``what`` (e.g. "config file 'x.yaml'"); ``hint`` says what a valid file looks like."""
     path = Path(path)
     if not path.is_file():
-        raise TrainwiseError(f"config file '{path}' does not exist", hint="give the path of a config.yaml, e.g. runs/<run>/config.yaml")
+        raise TrainwiseError(f"{what} does not exist", hint=hint)
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise TrainwiseError(f"config file '{path}' is not valid YAML: {e}", hint="fix the YAML syntax") from None
+        raise TrainwiseError(f"{what} is not valid YAML: {e}", hint="fix the YAML syntax") from None
     if not isinstance(values, dict):
-        raise TrainwiseError(f"config file '{path}' must hold a mapping of key: value", hint="see a run's config.yaml for the layout")
+        raise TrainwiseError(f"{what} must hold a mapping of key: value", hint=hint)
+    return values
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config file and apply ``overrides`` (e.g. from the command line) on top."""
+    values = read_yaml_mapping(path, f"config file '{path}'",
+                               "give the path of a config.yaml, e.g. runs/<run>/config.yaml (see a run's config.yaml for the layout)")
     values.update(overrides or {})
     return RunConfig.build(values, source=f"config file '{path}'")

@@ -106,3 +106,10 @@ def test_cli_tune_and_errors(tmp_path, cli):
     assert code == 2 and "does not use one" in err
     code, _, err = cli("tune", "--space", str(tmp_path / "none.yaml"))
     assert code == 2 and "does not exist" in err
+
+
+def test_space_file_must_be_a_mapping(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("- lr\n- dropout\n")
+    with pytest.raises(TrainwiseError, match=r"search space '.*space.yaml' must hold a mapping.*HINT: write a YAML file like"):
+        load_space(path)

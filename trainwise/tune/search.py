@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from ..config import RunConfig
+from ..config import RunConfig, read_yaml_mapping
 from ..errors import TrainwiseError, check_choice
 from ..train.trainer import Callback, Trainer
 
@@ -41,14 +40,8 @@ def load_space(space: str | Path | dict) -> tuple[dict[str, dict], dict[str, Any
     """
     where = "search space"
     if not isinstance(space, dict):
-        path = Path(space)
-        where = f"search space '{path}'"
-        if not path.is_file():
-            raise TrainwiseError(f"{where} does not exist", hint="write a YAML file like `lr: {type: loguniform, low: 1e-4, high: 1e-2}`")
-        try:
-            space = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise TrainwiseError(f"{where} is not valid YAML: {e}", hint="fix the YAML syntax") from None
+        where = f"search space '{space}'"
+        space = read_yaml_mapping(space, where, "write a YAML file like `lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}`")
     space = dict(space)
     fixed = dict(space.pop("fixed", None) or {})
     space = dict(space.pop("space", space))
