@@ -16,23 +16,21 @@ from torch import nn
 from .config import RunConfig, load_config
 from .data import (
     PreparedData,
-    Preprocessor,
     RawData,
-    TargetEncoder,
     TensorBatches,
     from_arrays,
     load_source,
     prepare,
     prepare_dataset,
-    to_tensors,
 )
 from .diagnose.doctor import HealthTracker, data_checks, diagnose
 from .errors import TrainwiseError
+from .inference import check_model_fits, evaluate, predict
 from .models import build_model, init_weights, resolve_model
+from .models.transfer import Unfreeze, freeze, load_initial_weights
 from .runs import (
     atomic_write,
     load_checkpoint,
-    load_run,
     new_run_dir,
     save_artifacts,
     write_json,
@@ -142,7 +140,7 @@ def _setup(cfg: RunConfig, data: Any, y: Any, user_model: nn.Module | None, t_st
     else:
         raw = raw or load_raw(cfg, data, y)
         prep = prepare(raw, task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
-                       impute=cfg.missing == "median")
+                       impute=cfg.missing == "median", image_norm=cfg.image_norm)
     loss = resolve_loss(cfg.loss, prep.task, prep.n_classes)
     cfg = cfg.model_copy(update={"loss": loss, "task": prep.task})
     recipe = resolve_model(cfg.model, prep.input_shape, output_size(loss, prep.n_classes),
@@ -156,7 +154,8 @@ def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
     """The unsplit data a config names (or ``data``/``y`` arrays)."""
     if data is not None and not isinstance(data, str):
         return from_arrays(data, y)
-    return load_source(cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed)
+    return load_source(cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed, data_dir=cfg.data_dir,
+                       image_size=cfg.image_size, channels=cfg.channels)
 
 
 def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state: dict | None = None,
@@ -165,12 +164,15 @@ def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state
     cfg = s.cfg
     torch.manual_seed(seed)  # model init; the batcher has its own generator seeded the same way
     model = s.user_model if s.user_model is not None else init_weights(build_model(s.recipe), cfg.init)
+    transfer = _transfer(model, cfg, load=resume_state is None)  # a resumed run's weights come from its checkpoint
     batches = s.prep.batches(kind=s.kind, device=s.device, batch_size=cfg.batch_size, seed=seed, num_workers=cfg.num_workers)
+    if cfg.augment:
+        batches["train"] = _augmented(batches["train"], s, seed)
     n_train = batches["train"].num_samples
     if cfg.batch_size > n_train:
         raise TrainwiseError(f"batch_size={cfg.batch_size} is larger than the training split ({n_train} rows)",
                              hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
-    _check_model_fits(model.to(s.device), batches["train"].head(2), s.recipe, cfg.model, output_size(s.loss, s.prep.n_classes))
+    check_model_fits(model.to(s.device), batches["train"].head(2), s.recipe, cfg.model, output_size(s.loss, s.prep.n_classes))
     if not cfg.quiet and seed == cfg.seed and resume_state is None:
         from rich.console import Console
 
@@ -184,6 +186,8 @@ def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state
     if cfg.schedule != "none":
         cbs.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma, warmup_epochs=cfg.warmup_epochs,
                               monitor=monitor, mode=cfg.mode, patience=cfg.schedule_patience))
+    if cfg.unfreeze_after:
+        cbs.append(Unfreeze(cfg.unfreeze_after, cfg.unfreeze_lr_factor))
     cbs += [MetricsCSV(run_dir / "metrics.csv"), *callbacks]
     if cfg.tensorboard:
         from .report.tensorboard import TensorBoard
@@ -198,6 +202,7 @@ def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state
                       nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, kind=s.kind, callbacks=cbs,
                       device=s.device, target_std=s.prep.target.std, penalty=penalty, accumulate=cfg.accumulate,
                       clip_norm=cfg.clip_norm, clip_value=cfg.clip_value, precision=cfg.precision, compile=cfg.compile)
+    trainer.transfer = transfer
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
     elif cfg.lr == "auto":
@@ -215,6 +220,27 @@ def _train(s: _Setup, run_dir: Path, seed: int, callbacks, console, resume_state
         if trainer.status == "failed":
             _finish(s, run_dir, trainer, stopper, batches)  # the summary says what went wrong
     return trainer, stopper, batches
+
+
+def _transfer(model: nn.Module, cfg: RunConfig, load: bool = True) -> dict[str, Any] | None:
+    """Starting weights (``init_from``) and frozen layers (``train_last``, ``freeze``), as the summary reports them."""
+    info: dict[str, Any] = {}
+    if cfg.init_from and load:
+        info.update(load_initial_weights(model, cfg.init_from))
+    if cfg.train_last or cfg.freeze:
+        info["frozen"] = freeze(model, train_last=cfg.train_last, prefixes=cfg.freeze)
+        info["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if cfg.unfreeze_after:
+        info["unfreeze_after"], info["unfreeze_lr_factor"] = cfg.unfreeze_after, cfg.unfreeze_lr_factor
+    return info or None
+
+
+def _augmented(train: Any, s: _Setup, seed: int) -> Any:
+    from .data.augment import Augment, AugmentedBatches, check_images
+
+    check_images(s.prep.input_shape, s.cfg.augment)
+    pre = s.prep.preprocessor
+    return AugmentedBatches(train, Augment(s.cfg.augment, mean=pre.mean_, std=pre.std_, seed=seed))
 
 
 def model_for(cfg: RunConfig) -> tuple[nn.Module, _Setup]:
@@ -249,8 +275,9 @@ def _monitor(cfg: RunConfig, has_val: bool) -> str:
 
 def _preprocessing(s: _Setup) -> dict[str, Any]:
     p = s.prep
+    image = {"channels": p.input_shape[0], "size": list(p.input_shape[1:])} if len(p.input_shape) == 3 else None
     return {"features": p.preprocessor.state_dict(), "target": p.target.state_dict(), "loss": s.loss,
-            "kind": s.kind, "class_names": p.class_names, "target_name": p.target_name}
+            "kind": s.kind, "class_names": p.class_names, "target_name": p.target_name, "image": image}
 
 
 def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, batches: dict,
@@ -287,7 +314,8 @@ def _finish(s: _Setup, run_dir: Path, trainer: Trainer, stopper: EarlyStopping, 
                   "parameters": sum(p.numel() for p in trainer.model.parameters())},
         "loss": s.loss, "optimizer": cfg.optimizer, "lr": trainer.history[0]["lr"] if trainer.history else None,
         "lr_finder": trainer.lr_finder.to_dict() if trainer.lr_finder else None,
-        "device": str(s.device), "diagnostics": diagnostics,
+        "device": str(s.device), "diagnostics": diagnostics, "transfer": trainer.transfer,
+        "augment": cfg.augment,
         "test_confusion": confusion, **(extra or {}),
         "versions": {"trainwise": _version(), "torch": torch.__version__, "python": platform.python_version()},
     }
@@ -403,104 +431,6 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
     previous = json.loads(summary_path.read_text()).get("test_evaluations", 0) if summary_path.is_file() else 0
     return _finish(s, run_dir, trainer, stopper, batches,
                    {"resumed_from_epoch": state["epoch"]}, previous_tests=previous)
-
-
-def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool = False) -> dict[str, float]:
-    """Loss and metrics of a saved run on ``data``, or on its own test split (rebuilt from its config).
-
-    The test split is sealed: `fit` evaluates it once, and a second look is refused unless ``force_test``;
-    every look is counted in summary.json's ``test_evaluations``.
-    """
-    run = load_run(run_dir)
-    cfg, pp = run.config, run.preprocessing
-    if data is None and run.summary.get("cv_fold"):
-        raise TrainwiseError(f"'{run_dir}' is fold {run.summary['cv_fold']} of a cross-validation; its test split is not "
-                             "the one its config would rebuild", hint="see the fold's summary.json and the CV's cv.csv, or "
-                                                                     "pass --data FILE to evaluate it on other data")
-    if data is None:
-        seen = run.summary.get("test_evaluations", 0)
-        if seen and not force_test:
-            previous = ", ".join(f"{k} {v:.4f}" for k, v in (run.summary.get("test") or {}).items())
-            raise TrainwiseError(
-                f"the test split of run '{run_dir}' was already evaluated {seen} time(s) ({previous}); looking again "
-                "invites choosing models by their test score, which makes it an optimistic estimate",
-                hint="report the number in summary.json; compare models on validation metrics; pass --force-test to "
-                     "evaluate it again anyway (it will be counted)")
-        prep = prepare(load_source(cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed), task=cfg.task,
-                       split=cfg.split, seed=cfg.seed, standardize=cfg.standardize, impute=cfg.missing == "median")
-        if "test" not in prep.arrays:
-            raise TrainwiseError(f"run '{run_dir}' has no test split (split={cfg.split})", hint="pass --data FILE with targets")
-        X, yy, prefix = *prep.arrays["test"], "test"
-    else:
-        raw = load_source(data, target=cfg.target or pp["target_name"], missing=cfg.missing, seed=cfg.seed)
-        X = Preprocessor.from_state(pp["features"]).transform(raw.X)
-        yy, prefix = TargetEncoder.from_state(pp["target"]).encode(raw.y, what=f"target of '{data}'"), "eval"
-    trainer = Trainer(run.model, loss=pp["loss"], kind=pp["kind"], optimizer=torch.optim.SGD(run.model.parameters(), lr=0.0),
-                      target_std=pp["target"]["std"])
-    Xt, yt = to_tensors(X, yy, pp["kind"], torch.device("cpu"))
-    _check_model_fits(run.model, Xt[:2], run.recipe, run.summary.get("model", {}).get("spec", "?"), None)
-    metrics = trainer.evaluate(TensorBatches(Xt, yt, batch_size=4096, shuffle=False), prefix=prefix)
-    if prefix == "test":
-        write_json(run.path / "summary.json", {**run.summary, "test_evaluations": run.summary.get("test_evaluations", 0) + 1})
-    return metrics
-
-
-def predict(run_dir: str | Path, inputs: str | Path, output: str | Path | None = None):
-    """Predictions (and class probabilities) of a saved run for a .csv or .npz file, as a DataFrame;
-    written as CSV to ``output`` when given. The run's own preprocessing is applied."""
-    import pandas as pd
-
-    run = load_run(run_dir)
-    pp = run.preprocessing
-    path = Path(inputs)
-    if not path.is_file():
-        raise TrainwiseError(f"input file '{path}' does not exist", hint="give a .csv or .npz file of feature rows")
-    if path.suffix.lower() == ".csv":
-        X = pd.read_csv(path)
-        X = X.drop(columns=[pp["target_name"]]) if pp["target_name"] in X.columns else X
-    elif path.suffix.lower() == ".npz":
-        npz = np.load(path, allow_pickle=False)
-        key = next((k for k in ("X", "X_test") if k in npz.files), None)
-        if key is None:
-            raise TrainwiseError(f"'{path}' has no array 'X' (keys: {npz.files})", hint="save features with numpy.savez(path, X=...)")
-        X = npz[key]
-    else:
-        raise TrainwiseError(f"cannot predict from '{path}': unsupported file type '{path.suffix}'", hint="use a .csv or .npz file")
-    Xt = torch.from_numpy(Preprocessor.from_state(pp["features"]).transform(X))
-    _check_model_fits(run.model, Xt[:2], run.recipe, run.summary.get("model", {}).get("spec", "?"), None)
-    with torch.inference_mode():
-        out = torch.cat([run.model(Xt[i:i + 4096]) for i in range(0, len(Xt), 4096)]).double()
-    t = pp["target"]
-    if pp["kind"] == "regression":
-        frame = pd.DataFrame({"prediction": (out[:, 0] * t["std"] + t["mean"]).numpy()})
-    else:
-        probs = torch.softmax(out, -1) if pp["kind"] == "multiclass" else torch.cat([1 - out.sigmoid(), out.sigmoid()], 1)
-        names = pp["class_names"]
-        frame = pd.DataFrame({"prediction": [names[i] for i in probs.argmax(1).tolist()]})
-        for i, name in enumerate(names):
-            frame[f"prob_{name}"] = probs[:, i].numpy()
-    if output is not None:
-        atomic_write(output, frame.to_csv(index=False))
-    return frame
-
-
-def _check_model_fits(model: nn.Module, x: torch.Tensor, recipe: dict, spec: str, expected: int | None) -> None:
-    """One eval-mode forward on two rows, so a shape mismatch is reported in words before training."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(x)
-    except RuntimeError as e:
-        raise TrainwiseError(f"model '{spec}' cannot take the data: input rows have shape {tuple(x.shape[1:])} "
-                             f"({type(e).__name__}: {str(e).splitlines()[0]})",
-                             hint=f"make the model accept inputs of shape (batch, {', '.join(map(str, x.shape[1:]))})") from None
-    finally:
-        model.train(was)
-    if expected is not None and tuple(out.shape) != (len(x), expected):
-        raise TrainwiseError(f"model '{spec}' returns outputs of shape {tuple(out.shape)} for {len(x)} rows; "
-                             f"the loss needs ({len(x)}, {expected})",
-                             hint=f"make the model's last layer produce {expected} output(s) per row")
 
 
 def _version() -> str:

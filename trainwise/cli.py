@@ -57,10 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--data", metavar="FILE", help=".csv/.npz with targets (default: the run's own test split)")
     ev.add_argument("--force-test", action="store_true", help="evaluate the run's test split again (counted in summary.json)")
-    pr = sub.add_parser("predict", help="predictions of a saved run for a .csv/.npz file", allow_abbrev=False)
+    pr = sub.add_parser("predict", help="predictions of a saved run for a .csv/.npz file or image files", allow_abbrev=False)
     pr.add_argument("run_dir", metavar="RUN_DIR")
-    pr.add_argument("input", metavar="INPUT", help=".csv (same columns as training) or .npz (array X)")
-    pr.add_argument("--output", metavar="FILE", help="CSV to write (default: INPUT's name + .predictions.csv)")
+    pr.add_argument("inputs", metavar="INPUT", nargs="+",
+                    help=".csv (same columns as training), .npz (array X), or image files (img1.png img2.jpg ...)")
+    pr.add_argument("--output", metavar="FILE", help="CSV to write (default for a table: INPUT's name + .predictions.csv; "
+                                                     "images: printed only)")
     sa = sub.add_parser("sanity", help="can the model overfit a tiny subset? (run this before tuning anything)",
                         allow_abbrev=False)
     sa.add_argument("--batches", type=int, default=2, metavar="N", help="training batches in the subset (default: 2)")
@@ -109,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser("auto", help="the whole recipe: sanity, LR finder, regularized run, search, test once, report",
                         allow_abbrev=False)
     au.add_argument("--budget-minutes", type=float, default=10.0, metavar="M", help="time budget (default: 10)")
+    au.add_argument("--ensemble", type=int, default=5, metavar="K",
+                    help="final model: the K best trials with probabilities averaged; 1 retrains the single best (default: 5)")
     au.add_argument("--out", metavar="DIR", help="where everything goes (default: runs/<data>-auto-<time>)")
     _add_config_options(au)
     rp = sub.add_parser("report", help="rebuild RUN_DIR/report.html (one self-contained page)", allow_abbrev=False)
@@ -156,7 +160,7 @@ def _auto(args: argparse.Namespace) -> int:
 
     from .tune.auto import auto
 
-    result = auto(budget_minutes=args.budget_minutes, out=args.out, console=Console(highlight=False, soft_wrap=True),
+    result = auto(budget_minutes=args.budget_minutes, out=args.out, ensemble=args.ensemble, console=Console(highlight=False, soft_wrap=True),
                   **_config_options(args))
     print(f"{result['status']} in {result.get('wall_time_s', '?')} s; summary: {args.out or 'runs/'}")
     return 0 if result["status"] == "done" else 1
@@ -337,10 +341,29 @@ def _predict(args: argparse.Namespace) -> int:
 
     from .api import predict
 
-    output = args.output or str(Path(args.input).with_suffix("")) + ".predictions.csv"
-    frame = predict(args.run_dir, args.input, output)
-    print(frame.head(10).to_string(index=False))
-    print(f"{len(frame)} predictions written to {output}")
+    from .data.images import IMAGE_SUFFIXES
+
+    images = any(Path(p).suffix.lower() in IMAGE_SUFFIXES for p in args.inputs)
+    output = args.output or (None if images else str(Path(args.inputs[0]).with_suffix("")) + ".predictions.csv")
+    frame = predict(args.run_dir, args.inputs if images else args.inputs[0], output)
+    if not images:
+        print(frame.head(10).to_string(index=False))
+        print(f"{len(frame)} predictions written to {output}")
+        return 0
+    probs = [c for c in frame.columns if c.startswith("prob_")]
+    failed = frame["error"].notna() if "error" in frame else frame["file"].isna()
+    for _, row in frame.iterrows():
+        if "error" in frame and isinstance(row["error"], str):
+            print(f"{row['file']}: ERROR {row['error']}", file=sys.stderr)
+            continue
+        top = sorted(((row[c], c[5:]) for c in probs), reverse=True)[:3]
+        print(f"{row['file']}: {row['prediction']} (" + ", ".join(f"{n} {p:.3f}" for p, n in top) + ")")
+    if output:
+        print(f"{len(frame)} rows written to {output}")
+    if failed.any():
+        print(f"{int(failed.sum())} of {len(frame)} images could not be read (see above); the others were predicted",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -22,9 +22,12 @@ SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
 PRECISIONS = ("32", "bf16", "fp16")
 INITS = ("default", "xavier", "kaiming", "normal")
 PENALIZE = ("weights", "all")
+IMAGE_NORMS = ("half", "train", "imagenet", "none")
+CHANNELS = ("auto", "1", "3")
 # string options and their allowed values; one validator checks them all (with "did you mean")
 _CHOICES = {"task": TASKS, "missing": MISSING, "activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS,
-            "mode": MODES, "schedule": SCHEDULES, "precision": PRECISIONS, "init": INITS, "penalize": PENALIZE}
+            "mode": MODES, "schedule": SCHEDULES, "precision": PRECISIONS, "init": INITS, "penalize": PENALIZE,
+            "image_norm": IMAGE_NORMS, "channels": CHANNELS}
 
 
 # names other libraries use for our keys, so "did you mean" also helps users coming from them
@@ -57,18 +60,30 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # --- data ---
-    data: str = Field("digits", description="built-in data set name or a .csv / .npz file")
+    data: str = Field("digits", description="built-in name (digits, iris, ..., fashion-mnist, mnist), a .csv / .npz file, or an image folder")
+    data_dir: str | None = Field(None, description="fashion-mnist/mnist: folder with the 4 IDX files (default: download once into the cache)")
     target: str | None = Field(None, description="CSV only: the column to predict")
     task: str = Field("auto", description="classification | regression | auto (inferred from the target)")
     split: tuple[float, float, float] = Field(
         (0.70, 0.15, 0.15), description="train,val,test fractions (the lecture's 70/15/15)")
     standardize: bool = Field(True, description="standardize features (and a regression target) with train-split statistics")
     missing: str = Field("error", description="missing values: error | drop (rows) | median (train-split medians)")
+    # --- images ---
+    image_size: str | None = Field(None, description="image folders: resize to N or H,W pixels (default: the first image's size)")
+    channels: str = Field("auto", description="image folders: 1 (grayscale) | 3 (RGB) | auto (3 if any image has colour)")
+    image_norm: str = Field("half", description="images: half ((x-0.5)/0.5, the lecture's) | train (per-channel train stats) | imagenet | none")
+    augment: str | None = Field(None, description="training-batch augmentation, e.g. flip,rotate=10,crop=0.8,jitter=0.2 (also vflip, translate)")
     # --- model ---
     model: str = Field("mlp:128,64", description="mlp:H1,H2,... or path/file.py:function or package.module:function")
     activation: str = Field("relu", description="MLP activation: relu | leaky_relu | tanh | sigmoid | gelu")
     dropout: float = Field(0.1, ge=0, lt=1, description="MLP dropout probability after each hidden layer")
     batch_norm: bool = Field(False, description="MLP batch norm after each hidden linear layer")
+    # --- transfer learning ---
+    init_from: str | None = Field(None, description="start from a run's weights (RUN_DIR) or a .safetensors state dict; a head of another size is replaced")
+    train_last: int | None = Field(None, ge=1, description="freeze all but the last N layers that have parameters")
+    freeze: str | None = Field(None, description="freeze parameters whose names start with these comma-separated prefixes, e.g. 0.,3.")
+    unfreeze_after: int | None = Field(None, ge=1, description="unfreeze everything after this many epochs ...")
+    unfreeze_lr_factor: float = Field(0.1, gt=0, le=1, description="... and multiply the learning rate by this")
     # --- optimization ---
     loss: str = Field("auto", description="cross_entropy | bce_with_logits | mse | l1 | huber | auto (from the task)")
     optimizer: str = Field("adam", description="sgd | adam | adamw | rmsprop")
@@ -113,7 +128,7 @@ class RunConfig(BaseModel):
     run_dir: str | None = Field(None, description="where to write the run (default runs/<data>-<time>)")
     quiet: bool = Field(False, description="no live table")
 
-    @field_validator("data", "run_dir", mode="before")
+    @field_validator("data", "run_dir", "data_dir", "init_from", mode="before")
     @classmethod
     def _paths(cls, v: Any) -> Any:
         return str(v) if isinstance(v, os.PathLike) else v
@@ -157,13 +172,42 @@ class RunConfig(BaseModel):
             raise ValueError(f"the learning rate must be > 0, got {value:g}")
         return value
 
-    @field_validator("clip_norm", "clip_value", "gamma", mode="before")
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        if v is None or (isinstance(v, str) and v.lower() in ("none", "null", "", "auto")):
+            return None
+        from .data.images import parse_image_size
+
+        try:
+            h, w = parse_image_size(v)
+        except TrainwiseError as e:
+            raise ValueError(f"{e.message}. HINT: {e.hint}") from None
+        return f"{h},{w}"
+
+    @field_validator("augment", "freeze", mode="before")
+    @classmethod
+    def _spec(cls, v: Any) -> Any:
+        if v is None or (isinstance(v, str) and v.lower() in ("none", "null", "")):
+            return None
+        if v is not None and not isinstance(v, str):
+            v = ",".join(map(str, v))
+        return v
+
+    @field_validator("clip_norm", "clip_value", "gamma", "train_last", "unfreeze_after", mode="before")
     @classmethod
     def _none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.lower() in ("none", "null", "") else v
 
     @model_validator(mode="after")
     def _ranges(self) -> RunConfig:
+        if self.augment:
+            from .data.augment import parse_augment
+
+            try:
+                parse_augment(self.augment)
+            except TrainwiseError as e:
+                raise ValueError(f"augment: {e.message}. HINT: {e.hint}") from None
         if self.early_stopping and self.split[1] == 0 and self.monitor.startswith("val/"):
             raise ValueError("split: early stopping monitors a validation metric but the validation fraction is 0; "
                              "give a validation fraction (e.g. --split 0.7,0.15,0.15) or --no-early-stopping")

@@ -1,6 +1,5 @@
 """Each diagnosis code appears in the situation that causes it; a healthy digits run has none above info."""
 import numpy as np
-import pytest
 import torch
 from torch import nn
 

@@ -70,7 +70,7 @@ def infer_task(y: np.ndarray) -> str:
 
 
 def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: int = 0,
-            standardize: bool = True, impute: bool = False) -> PreparedData:
+            standardize: bool = True, impute: bool = False, image_norm: str = "half") -> PreparedData:
     """Split ``raw`` (stratified for classification), fit preprocessing on train only, transform all splits."""
     task = raw.task if task == "auto" and raw.task else (infer_task(raw.y) if task == "auto" else task)
     y = raw.y
@@ -88,12 +88,17 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
 
     if raw.given_splits is not None:
         idx = {k: raw.given_splits.get(k, np.arange(0)) for k in ("train", "val", "test")}
+        if not len(idx["val"]) and split[1] > 0:  # e.g. MNIST's train/test files: carve val out of train
+            share = split[1] / (split[0] + split[1])
+            inner = split_indices(len(idx["train"]), (1 - share, share, 0.0), seed=seed,
+                                  stratify=y[idx["train"]] if task == "classification" else None)
+            idx["train"], idx["val"] = idx["train"][inner["train"]], idx["train"][inner["val"]]
     else:
         idx = split_indices(len(y), split, seed=seed, stratify=y if task == "classification" else None,
                             regression_target=y if task == "regression" else None)
 
     take = (lambda a, i: a.iloc[i].reset_index(drop=True)) if isinstance(raw.X, pd.DataFrame) else (lambda a, i: a[i])
-    pre = Preprocessor(standardize=standardize, impute=impute).fit(take(raw.X, idx["train"]))
+    pre = Preprocessor(standardize=standardize, impute=impute, image_norm=image_norm).fit(take(raw.X, idx["train"]))
     target = TargetEncoder.fit(task, y, idx["train"], standardize=standardize)
     arrays = {}
     for name, rows in idx.items():

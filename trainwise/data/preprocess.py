@@ -21,9 +21,10 @@ class Preprocessor:
     [[0.0]]
     """
 
-    def __init__(self, *, standardize: bool = True, impute: bool = False):
+    def __init__(self, *, standardize: bool = True, impute: bool = False, image_norm: str = "half"):
         self.standardize = standardize
         self.impute = impute
+        self.image_norm = image_norm  # images (N, C, H, W): half | train | imagenet | none, per channel
         self.columns_: list[str] | None = None       # DataFrame input: the expected columns
         self.categories_: dict[str, list] = {}        # text column -> its one-hot categories
         self.fill_: dict[str, Any] = {}               # column -> median (numbers) or most frequent value (text)
@@ -44,7 +45,9 @@ class Preprocessor:
                 if not numeric:
                     self.categories_[col] = sorted(s.dropna().unique().tolist(), key=str)
         numeric_block = self._numeric(X, fitting=True)
-        if self.standardize and numeric_block.size:
+        if numeric_block.ndim == 4:
+            self.mean_, self.std_ = _image_stats(numeric_block, self.image_norm if self.standardize else "none")
+        elif self.standardize and numeric_block.size:
             flat = numeric_block.reshape(len(numeric_block), -1) if numeric_block.ndim == 2 else numeric_block.reshape(-1, 1)
             mean, std = flat.mean(axis=0, dtype=np.float64), flat.std(axis=0, dtype=np.float64)
             self.mean_, self.std_ = mean.tolist(), np.where(std > 1e-12, std, 1.0).tolist()
@@ -55,7 +58,9 @@ class Preprocessor:
         numeric = self._numeric(X, fitting=False)
         if self.mean_ is not None:
             mean, std = np.asarray(self.mean_), np.asarray(self.std_)
-            if numeric.ndim > 2:  # images and other tensors: one scalar statistic
+            if numeric.ndim == 4:  # images: one statistic per channel
+                mean, std = mean.reshape(1, -1, 1, 1).astype(np.float32), std.reshape(1, -1, 1, 1).astype(np.float32)
+            elif numeric.ndim > 2:  # other tensors: one scalar statistic
                 mean, std = mean[0], std[0]
             numeric = (numeric - mean) / std
         blocks = [numeric.astype(np.float32)]
@@ -69,7 +74,8 @@ class Preprocessor:
         if self.columns_ is None:
             if isinstance(X, pd.DataFrame):
                 raise TrainwiseError("expected a numeric array, got a table", hint="use the same kind of input as in training")
-            return np.asarray(X, dtype=np.float64)
+            X = np.asarray(X)
+            return X.astype(np.float32 if X.ndim > 2 else np.float64, copy=False)  # images stay float32: memory
         if not isinstance(X, pd.DataFrame):
             raise TrainwiseError("expected a table with columns " + ", ".join(self.columns_), hint="pass a .csv file with those columns")
         X = X.set_axis([str(c) for c in X.columns], axis=1)
@@ -90,16 +96,34 @@ class Preprocessor:
         return block.to_numpy()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"standardize": self.standardize, "impute": self.impute, "columns": self.columns_,
+        return {"standardize": self.standardize, "impute": self.impute, "image_norm": self.image_norm, "columns": self.columns_,
                 "categories": self.categories_, "fill": self.fill_, "mean": self.mean_, "std": self.std_,
                 "feature_names": self.feature_names_}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Preprocessor:
-        p = cls(standardize=state["standardize"], impute=state["impute"])
+        p = cls(standardize=state["standardize"], impute=state["impute"], image_norm=state.get("image_norm", "half"))
         p.columns_, p.categories_, p.fill_ = state["columns"], state["categories"], state["fill"]
         p.mean_, p.std_, p.feature_names_ = state["mean"], state["std"], state["feature_names"]
         return p
+
+
+_IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+
+
+def _image_stats(X: np.ndarray, norm: str) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std for pixels in [0, 1]: fixed (half: the lecture's 0.5/0.5; imagenet), fit on the
+    training split (train), or identity (none)."""
+    C = X.shape[1]
+    if norm == "half":
+        return [0.5] * C, [0.5] * C
+    if norm == "imagenet":
+        return (_IMAGENET[0], _IMAGENET[1]) if C == 3 else ([float(np.mean(_IMAGENET[0]))] * C, [float(np.mean(_IMAGENET[1]))] * C)
+    if norm == "train":
+        mean = X.mean(axis=(0, 2, 3), dtype=np.float64)
+        std = X.std(axis=(0, 2, 3), dtype=np.float64)
+        return mean.tolist(), np.where(std > 1e-12, std, 1.0).tolist()
+    return [0.0] * C, [1.0] * C
 
 
 class TargetEncoder:

@@ -19,7 +19,7 @@ _SKLEARN = {
     "iris": ("load_iris", "classification"),
     "diabetes": ("load_diabetes", "regression"),
 }
-BUILTINS = (*_SKLEARN, "toy-regression")
+BUILTINS = (*_SKLEARN, "toy-regression", "fashion-mnist", "mnist")
 
 
 @dataclass
@@ -40,16 +40,25 @@ class RawData:
         return len(self.y)
 
 
-def load_source(data: str, *, target: str | None = None, missing: str = "error", seed: int = 0) -> RawData:
-    """Load a built-in data set by name, or a .csv / .npz file by path."""
+def load_source(data: str, *, target: str | None = None, missing: str = "error", seed: int = 0,
+                data_dir: str | None = None, image_size=None, channels: str = "auto") -> RawData:
+    """Load a built-in data set by name, a .csv / .npz file, or a folder of images (one subfolder per class)."""
     if data in _SKLEARN:
         return _sklearn(data)
     if data == "toy-regression":
         return toy_regression(seed)
+    if data in ("fashion-mnist", "mnist"):
+        from .images import load_idx_set
+
+        return load_idx_set(data, data_dir)
     path = Path(data)
+    if path.is_dir():
+        from .images import load_image_folder
+
+        return load_image_folder(path, image_size=image_size, channels=channels)
     if path.suffix.lower() in (".csv", ".npz"):
         if not path.is_file():
-            raise TrainwiseError(f"data file '{path}' does not exist", hint="check the path, or use a built-in data set: " + ", ".join(BUILTINS))
+            raise TrainwiseError(f"data file '{path}' does not exist", hint="check the path, or use a built-in data set: " + ", ".join(BUILTINS) + ", or an image folder")
         return _csv(path, target, missing) if path.suffix.lower() == ".csv" else _npz(path)
     check_choice("data set", data, BUILTINS)  # raises with a suggestion
     raise AssertionError("unreachable")

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import TrainwiseError, check_choice
 
-__all__ = ["MLP", "resolve_model", "build_model", "ACTIVATIONS"]
+__all__ = ["MLP", "CNN", "Ensemble", "resolve_model", "build_model", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 
@@ -41,25 +41,99 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+class CNN(nn.Sequential):
+    """Per channel count a block Conv3x3 -> (BatchNorm) -> activation -> MaxPool2 -> (Dropout), then Flatten ->
+    [Linear -> activation -> (Dropout)] per dense size -> Linear. Pooling stops once the map is 1 pixel wide.
+
+    >>> import torch
+    >>> CNN((1, 28, 28), [16, 32], [], 10)(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], channels: list[int], dense: list[int], out_features: int, *,
+                 activation: str = "relu", dropout: float = 0.0, batch_norm: bool = False):
+        c, h, w = input_shape
+        layers: list[nn.Module] = []
+        for ch in channels:
+            layers.append(nn.Conv2d(c, ch, 3, padding=1, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(ch))
+            layers.append(ACTIVATIONS[activation]())
+            if min(h, w) >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            c = ch
+        layers.append(nn.Flatten())
+        width = c * h * w
+        for d in dense:
+            layers += [nn.Linear(width, d), ACTIVATIONS[activation]()] + ([nn.Dropout(dropout)] if dropout else [])
+            width = d
+        layers.append(nn.Linear(width, out_features))
+        super().__init__(*layers)
+
+
+class Ensemble(nn.Module):
+    """Averages its members' predicted probabilities (or values, for regression) and returns them in the
+    members' own output form: log-probabilities for multiclass (logits to the softmax), a logit for binary.
+
+    >>> import torch
+    >>> e = Ensemble([nn.Linear(2, 3), nn.Linear(2, 3)], kind="multiclass")
+    >>> torch.allclose(e(torch.ones(1, 2)).softmax(-1), (e.members[0](torch.ones(1, 2)).softmax(-1) + e.members[1](torch.ones(1, 2)).softmax(-1)) / 2)
+    True
+    """
+
+    def __init__(self, members: list[nn.Module], *, kind: str):
+        super().__init__()
+        self.members, self.kind = nn.ModuleList(members), kind
+
+    def forward(self, x):
+        import torch
+
+        outs = torch.stack([m(x) for m in self.members])
+        if self.kind == "multiclass":
+            return torch.logsumexp(outs.log_softmax(-1), 0) - math.log(len(self.members))
+        if self.kind == "binary":
+            return torch.logit(outs.sigmoid().mean(0), eps=1e-7)
+        return outs.mean(0)
+
+
+def _sizes(spec: str, part: str) -> list[int]:
+    try:
+        sizes = [int(h) for h in part.split(",") if h.strip()]
+    except ValueError:
+        raise TrainwiseError(f"model spec '{spec}' has a non-integer size",
+                             hint="write sizes as integers, e.g. mlp:128,64 or cnn:32,64 (cnn:32,64:128 adds a dense layer)") from None
+    if any(h <= 0 for h in sizes):
+        raise TrainwiseError(f"model spec '{spec}' has a size <= 0", hint="use positive sizes, e.g. mlp:128,64 or cnn:32,64")
+    return sizes
+
+
 def resolve_model(spec: str, input_shape: tuple[int, ...], output_size: int, *, activation: str = "relu",
                   dropout: float = 0.0, batch_norm: bool = False) -> dict[str, Any]:
     """Turn a spec string and the data's shapes into a recipe for `build_model`, checking it on the way."""
     kind, _, rest = spec.partition(":")
     if kind in ("mlp", "linear"):
         check_choice("activation", activation, ACTIVATIONS)
-        try:
-            hidden = [int(h) for h in rest.split(",") if h.strip()] if kind == "mlp" else []
-        except ValueError:
-            raise TrainwiseError(f"model spec '{spec}' has a non-integer hidden size",
-                                 hint="write hidden sizes as integers, e.g. mlp:128,64") from None
-        if any(h <= 0 for h in hidden):
-            raise TrainwiseError(f"model spec '{spec}' has a hidden size <= 0", hint="use positive sizes, e.g. mlp:128,64")
+        hidden = _sizes(spec, rest) if kind == "mlp" else []
         return {"builder": "mlp", "in_features": math.prod(input_shape), "hidden": hidden, "out_features": output_size,
                 "activation": activation, "dropout": dropout, "batch_norm": batch_norm}
+    if kind == "cnn":
+        check_choice("activation", activation, ACTIVATIONS)
+        conv, _, dense = rest.partition(":")
+        channels = _sizes(spec, conv)
+        if not channels:
+            raise TrainwiseError(f"model spec '{spec}' has no conv channels", hint="e.g. cnn:32,64")
+        if len(input_shape) != 3:
+            raise TrainwiseError(f"model '{spec}' needs images (channels, height, width), but these inputs have shape {tuple(input_shape)}",
+                                 hint="use image data (--data fashion-mnist, mnist or an image folder), or an MLP (mlp:128,64)")
+        return {"builder": "cnn", "input_shape": list(input_shape), "channels": channels, "dense": _sizes(spec, dense),
+                "out_features": output_size, "activation": activation, "dropout": dropout, "batch_norm": batch_norm}
     if rest and (kind.endswith(".py") or "." in kind or "/" in kind):
         return {"builder": "import", "target": spec, "input_shape": list(input_shape), "output_size": output_size}
     raise TrainwiseError(f"unknown model spec '{spec}'",
-                         hint="use mlp:H1,H2,... (e.g. mlp:128,64), linear, path/to/file.py:function or package.module:function")
+                         hint="use mlp:H1,H2,... (e.g. mlp:128,64), cnn:C1,C2[:D1] (e.g. cnn:32,64), linear, path/to/file.py:function or package.module:function")
 
 
 def build_model(recipe: dict[str, Any]) -> nn.Module:
@@ -67,6 +141,11 @@ def build_model(recipe: dict[str, Any]) -> nn.Module:
     if recipe["builder"] == "mlp":
         return MLP(recipe["in_features"], recipe["hidden"], recipe["out_features"], activation=recipe["activation"],
                    dropout=recipe["dropout"], batch_norm=recipe["batch_norm"])
+    if recipe["builder"] == "ensemble":
+        return Ensemble([build_model(r) for r in recipe["members"]], kind=recipe["kind"])
+    if recipe["builder"] == "cnn":
+        return CNN(tuple(recipe["input_shape"]), recipe["channels"], recipe["dense"], recipe["out_features"],
+                   activation=recipe["activation"], dropout=recipe["dropout"], batch_norm=recipe["batch_norm"])
     fn = _import_function(recipe["target"])
     try:
         model = fn(tuple(recipe["input_shape"]), recipe["output_size"])

@@ -79,6 +79,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.forward = torch.compile(self.model) if compile else self.model  # same parameters, compiled graph
         self.lr_finder = None   # set when the LR was chosen by the LR finder
+        self.transfer = None    # starting weights and frozen layers, when fine-tuning (for the summary)
         self.epoch = 0          # epochs completed
         self.step = 0           # optimizer steps taken
         self.steps_per_epoch = 0

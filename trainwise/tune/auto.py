@@ -13,13 +13,34 @@ from typing import Any
 
 from ..config import RunConfig
 from ..errors import TrainwiseError
+from .search import _plain
 
-__all__ = ["auto"]
+__all__ = ["auto", "capacity_choices"]
+
+_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
+
+
+def capacity_choices(model: str) -> list[str]:
+    """The model as given plus roomier variants, so the search can trade capacity against regularization
+    (the lecture: start from a model that can overfit, then regularize).
+
+    >>> capacity_choices("mlp:128,64")
+    ['mlp:128,64', 'mlp:256,128', 'mlp:256']
+    >>> capacity_choices("my_models.py:build")
+    ['my_models.py:build']
+    """
+    kind, _, rest = model.partition(":")
+    if kind != "mlp" or not rest or not all(w.strip().isdigit() for w in rest.split(",")):
+        return [model]  # user code: its architecture is the user's decision
+    widths = [int(w) for w in rest.split(",")]
+    variants = [widths, [2 * w for w in widths], [2 * widths[0]]]
+    return list(dict.fromkeys(f"mlp:{','.join(map(str, v))}" for v in variants))
 
 
 def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Path | None = None, console=None,
-         **options: Any) -> dict[str, Any]:
-    """Run the recipe; returns a summary dict (also written to ``out/summary.json``)."""
+         ensemble: int = 5, **options: Any) -> dict[str, Any]:
+    """Run the recipe; returns a summary dict (also written to ``out/summary.json``). The final model averages
+    the ``ensemble`` best trials (1: retrain the single best configuration)."""
     from ..api import model_for
     from ..diagnose import sanity
     from ..runs import new_run_dir, write_json
@@ -27,6 +48,8 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     from .lr_finder import lr_find
     from .search import tune
 
+    if ensemble < 1:
+        raise TrainwiseError(f"ensemble must be >= 1, got {ensemble}", hint="e.g. --ensemble 5, or 1 for the single best trial")
     if budget_minutes <= 0:
         raise TrainwiseError(f"budget_minutes must be > 0, got {budget_minutes}", hint="e.g. --budget-minutes 5")
     t0 = time.perf_counter()
@@ -68,12 +91,13 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     say(f"[bold]3/6 regularized run[/bold]: lr {center:.2e}, dropout {cfg.dropout}, early stopping (patience {cfg.patience})")
     say("[bold]4/6 bounded search around it[/bold] (Optuna TPE, median pruning; train/val only)")
     space = {"lr": {"type": "loguniform", "low": low, "high": high},
-             "dropout": {"type": "uniform", "low": 0.0, "high": 0.4},
-             "weight_decay": {"type": "categorical", "choices": [0.0, 1e-5, 1e-4, 1e-3]},
-             "batch_size": {"type": "categorical", "choices": sorted({cfg.batch_size, 32, 64})}}
+             "dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
+             "weight_decay": {"type": "categorical", "choices": list(_DECAYS)},
+             "batch_size": {"type": "categorical", "choices": sorted({cfg.batch_size, 16, 32, 64})},
+             "model": {"type": "categorical", "choices": capacity_choices(cfg.model)}}
     s0 = time.perf_counter()
-    first = {"lr": center, "dropout": cfg.dropout, "weight_decay": cfg.weight_decay if cfg.weight_decay in
-             (0.0, 1e-5, 1e-4, 1e-3) else 0.0, "batch_size": cfg.batch_size}
+    first = {"lr": center, "dropout": cfg.dropout, "weight_decay": cfg.weight_decay if cfg.weight_decay in _DECAYS
+             else 0.0, "batch_size": cfg.batch_size, "model": cfg.model}
     fixed = {k: v for k, v in cfg.model_dump().items() if k not in space and k not in ("quiet", "checkpoint", "run_dir", "seed")}
     reserve = 0.15 * (deadline - time.perf_counter()) + 10  # time kept for the final retrain and the report
     result = tune(space, method="optuna", trials=10_000, out=out_dir / "search", seed=cfg.seed,
@@ -89,20 +113,33 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
           regularized_run=float(base_row[key]))
 
     s0 = time.perf_counter()
-    say("[bold]5/6 retrain the best configuration and evaluate the test split once[/bold]")
-    from ..api import fit
+    complete = table[table["status"] == "complete"].head(ensemble)
+    if len(complete) > 1:
+        say(f"[bold]5/6 final model[/bold]: the {len(complete)} best trials by {key[5:]}, probabilities averaged "
+            "(steadier than the single best on a small validation split); test split evaluated once")
+        from .ensemble import ensemble_run
 
-    final_cfg = RunConfig.build({**fixed, **result["best"], "seed": cfg.seed, "quiet": True,
-                                 "run_dir": str(out_dir / "best")}, source="best trial")
-    final = fit(config=final_cfg)
-    say("    test: " + ", ".join(f"{k} {v:.4f}" for k, v in (final.test or {}).items()))
-    stage("retrain", s0, test=final.test)
-    say(f"[bold]6/6 report[/bold]: {final.run_dir / 'report.html'}")
-    warnings = [d for d in final.summary["diagnostics"] if d["severity"] != "info"]
-    for d in warnings:
-        say(f"    {d['severity']} {d['code']}: {d['evidence']}")
+        members = [{"trial": int(r["trial"]), key: float(r[key]), **{k: _plain(r[k]) for k in space},
+                    "run_dir": str(out_dir / "search" / f"trial-{int(r['trial'])}")} for _, r in complete.iterrows()]
+        final_summary = ensemble_run([m["run_dir"] for m in members], out_dir / "best", info=members)
+        say(f"    ensemble {key[5:]} {final_summary['best'].get(key[5:], float('nan')):.4f} "
+            f"(best single trial {complete.iloc[0][key]:.4f})")
+    else:
+        say("[bold]5/6 retrain the best configuration and evaluate the test split once[/bold]")
+        from ..api import fit
+
+        final_cfg = RunConfig.build({**fixed, **result["best"], "seed": cfg.seed, "quiet": True,
+                                     "run_dir": str(out_dir / "best")}, source="best trial")
+        final_summary = fit(config=final_cfg).summary
+    test, run_dir = final_summary["test"], out_dir / "best"
+    say("    test: " + ", ".join(f"{k} {v:.4f}" for k, v in (test or {}).items()))
+    stage("final", s0, test=test, members=len(complete) if len(complete) > 1 else 1)
+    say(f"[bold]6/6 report[/bold]: {run_dir / 'report.html'}")
+    for d in final_summary["diagnostics"]:
+        if d["severity"] != "info":
+            say(f"    {d['severity']} {d['code']}: {d['evidence']}")
     summary = {"status": "done", "budget_minutes": budget_minutes, "wall_time_s": round(time.perf_counter() - t0, 1),
-               "stages": stages, "best": result["best"], "test": final.test, "test_evaluations": 1,
-               "run_dir": str(final.run_dir), "report": str(final.run_dir / "report.html")}
+               "stages": stages, "best": result["best"], "test": test, "test_evaluations": 1,
+               "run_dir": str(run_dir), "report": str(run_dir / "report.html")}
     write_json(out_dir / "summary.json", summary)
     return summary

@@ -1,0 +1,174 @@
+"""Using a saved run: ``evaluate`` (the sealed test split, or other labelled data) and ``predict`` (new rows or
+image files), both with exactly the run's own preprocessing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Preprocessor, TargetEncoder, TensorBatches, load_source, prepare, to_tensors
+from .data.images import IMAGE_SUFFIXES, read_image
+from .errors import TrainwiseError
+from .runs import atomic_write, load_run, write_json
+from .train import Trainer
+
+__all__ = ["evaluate", "predict", "check_model_fits"]
+
+
+def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool = False) -> dict[str, float]:
+    """Loss and metrics of a saved run on ``data``, or on its own test split (rebuilt from its config).
+
+    The test split is sealed: `fit` evaluates it once, and a second look is refused unless ``force_test``;
+    every look is counted in summary.json's ``test_evaluations``.
+    """
+    run = load_run(run_dir)
+    cfg, pp = run.config, run.preprocessing
+    if data is None and run.summary.get("cv_fold"):
+        raise TrainwiseError(f"'{run_dir}' is fold {run.summary['cv_fold']} of a cross-validation; its test split is not "
+                             "the one its config would rebuild", hint="see the fold's summary.json and the CV's cv.csv, or "
+                                                                     "pass --data FILE to evaluate it on other data")
+    image = pp.get("image")
+    if data is None:
+        seen = run.summary.get("test_evaluations", 0)
+        if seen and not force_test:
+            previous = ", ".join(f"{k} {v:.4f}" for k, v in (run.summary.get("test") or {}).items())
+            raise TrainwiseError(
+                f"the test split of run '{run_dir}' was already evaluated {seen} time(s) ({previous}); looking again "
+                "invites choosing models by their test score, which makes it an optimistic estimate",
+                hint="report the number in summary.json; compare models on validation metrics; pass --force-test to "
+                     "evaluate it again anyway (it will be counted)")
+        from .api import load_raw
+
+        prep = prepare(load_raw(cfg), task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
+                       impute=cfg.missing == "median", image_norm=cfg.image_norm)
+        if "test" not in prep.arrays:
+            raise TrainwiseError(f"run '{run_dir}' has no test split (split={cfg.split})", hint="pass --data FILE with targets")
+        X, yy, prefix = *prep.arrays["test"], "test"
+    else:
+        raw = load_source(data, target=cfg.target or pp["target_name"], missing=cfg.missing, seed=cfg.seed,
+                          data_dir=cfg.data_dir, image_size=image["size"] if image else None,
+                          channels=str(image["channels"]) if image else "auto")
+        X = Preprocessor.from_state(pp["features"]).transform(raw.X)
+        yy, prefix = TargetEncoder.from_state(pp["target"]).encode(raw.y, what=f"target of '{data}'"), "eval"
+    trainer = Trainer(run.model, loss=pp["loss"], kind=pp["kind"], optimizer=torch.optim.SGD(run.model.parameters(), lr=0.0),
+                      target_std=pp["target"]["std"])
+    Xt, yt = to_tensors(X, yy, pp["kind"], torch.device("cpu"))
+    check_model_fits(run.model, Xt[:2], run.recipe, run.summary.get("model", {}).get("spec", "?"), None)
+    metrics = trainer.evaluate(TensorBatches(Xt, yt, batch_size=4096, shuffle=False), prefix=prefix)
+    if prefix == "test":
+        write_json(run.path / "summary.json", {**run.summary, "test_evaluations": run.summary.get("test_evaluations", 0) + 1})
+    return metrics
+
+
+def predict(run_dir: str | Path, inputs: str | Path | list, output: str | Path | None = None):
+    """Predictions (and class probabilities) of a saved run as a DataFrame, written as CSV to ``output`` when given.
+
+    ``inputs``: a .csv or .npz file of feature rows, or image files (one row per image, with a ``file`` column;
+    an unreadable image gets its ``error`` and the others are still predicted). The run's own preprocessing
+    (for images: channels, size, normalization) is applied.
+    """
+    run = load_run(run_dir)
+    paths = [Path(p) for p in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+    images = [p.suffix.lower() in IMAGE_SUFFIXES for p in paths]
+    if any(images):
+        if not all(images):
+            raise TrainwiseError(f"cannot mix image files and other inputs: {', '.join(str(p) for p, i in zip(paths, images) if not i)}",
+                                 hint="give only image files (" + ", ".join(IMAGE_SUFFIXES) + "), or one .csv/.npz file")
+        frame = _predict_images(run, paths)
+    elif len(paths) != 1:
+        raise TrainwiseError(f"got {len(paths)} input files; tables are predicted one file at a time", hint="give one .csv or .npz file")
+    else:
+        X = _read_table(run, paths[0])
+        frame = _frame(run, _forward(run, Preprocessor.from_state(run.preprocessing["features"]).transform(X)))
+    if output is not None:
+        atomic_write(output, frame.to_csv(index=False))
+    return frame
+
+
+def _read_table(run, path: Path):
+    import pandas as pd
+
+    pp = run.preprocessing
+    if pp.get("image"):
+        raise TrainwiseError(f"run '{run.path}' was trained on images; '{path}' is not one",
+                             hint="give image files (" + ", ".join(IMAGE_SUFFIXES) + ")")
+    if not path.is_file():
+        raise TrainwiseError(f"input file '{path}' does not exist", hint="give a .csv or .npz file of feature rows")
+    if path.suffix.lower() == ".csv":
+        X = pd.read_csv(path)
+        return X.drop(columns=[pp["target_name"]]) if pp["target_name"] in X.columns else X
+    if path.suffix.lower() == ".npz":
+        npz = np.load(path, allow_pickle=False)
+        key = next((k for k in ("X", "X_test") if k in npz.files), None)
+        if key is None:
+            raise TrainwiseError(f"'{path}' has no array 'X' (keys: {npz.files})", hint="save features with numpy.savez(path, X=...)")
+        return npz[key]
+    raise TrainwiseError(f"cannot predict from '{path}': unsupported file type '{path.suffix}'",
+                         hint="use a .csv or .npz file, or image files (" + ", ".join(IMAGE_SUFFIXES) + ")")
+
+
+def _predict_images(run, paths: list[Path]):
+    import pandas as pd
+
+    image = run.preprocessing.get("image")
+    if not image:
+        raise TrainwiseError(f"run '{run.path}' was trained on table rows (input shape {run.summary['data']['input_shape']}), "
+                             "not images", hint="give a .csv or .npz file of feature rows")
+    decoded, errors = [], {}
+    for p in paths:
+        try:
+            decoded.append(read_image(p, image["channels"], tuple(image["size"])))
+        except TrainwiseError as e:
+            errors[str(p)] = str(e)
+    ok = [str(p) for p in paths if str(p) not in errors]
+    frame = pd.DataFrame({"file": ok})
+    if ok:
+        X = Preprocessor.from_state(run.preprocessing["features"]).transform(np.stack(decoded).astype(np.float32) / 255.0)
+        frame = pd.concat([frame, _frame(run, _forward(run, X))], axis=1)
+    if errors:
+        frame = pd.concat([frame, pd.DataFrame({"file": list(errors), "error": list(errors.values())})], ignore_index=True)
+        frame = frame.set_index("file").loc[[str(p) for p in paths]].reset_index()  # input order
+    return frame
+
+
+def _forward(run, X: np.ndarray) -> torch.Tensor:
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    check_model_fits(run.model, Xt[:2], run.recipe, run.summary.get("model", {}).get("spec", "?"), None)
+    with torch.inference_mode():
+        return torch.cat([run.model(Xt[i:i + 4096]) for i in range(0, len(Xt), 4096)]).double()
+
+
+def _frame(run, out: torch.Tensor):
+    import pandas as pd
+
+    pp = run.preprocessing
+    t = pp["target"]
+    if pp["kind"] == "regression":
+        return pd.DataFrame({"prediction": (out[:, 0] * t["std"] + t["mean"]).numpy()})
+    probs = torch.softmax(out, -1) if pp["kind"] == "multiclass" else torch.cat([1 - out.sigmoid(), out.sigmoid()], 1)
+    names = pp["class_names"]
+    frame = pd.DataFrame({"prediction": [names[i] for i in probs.argmax(1).tolist()]})
+    for i, name in enumerate(names):
+        frame[f"prob_{name}"] = probs[:, i].numpy()
+    return frame
+
+
+def check_model_fits(model: nn.Module, x: torch.Tensor, recipe: dict, spec: str, expected: int | None) -> None:
+    """One eval-mode forward on two rows, so a shape mismatch is reported in words before training."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except RuntimeError as e:
+        raise TrainwiseError(f"model '{spec}' cannot take the data: input rows have shape {tuple(x.shape[1:])} "
+                             f"({type(e).__name__}: {str(e).splitlines()[0]})",
+                             hint=f"make the model accept inputs of shape (batch, {', '.join(map(str, x.shape[1:]))})") from None
+    finally:
+        model.train(was)
+    if expected is not None and tuple(out.shape) != (len(x), expected):
+        raise TrainwiseError(f"model '{spec}' returns outputs of shape {tuple(out.shape)} for {len(x)} rows; "
+                             f"the loss needs ({len(x)}, {expected})",
+                             hint=f"make the model's last layer produce {expected} output(s) per row")
