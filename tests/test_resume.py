@@ -140,3 +140,14 @@ def test_resume_before_the_first_checkpoint_says_to_start_again(tmp_path):
     trainwise.fit("iris", run_dir=tmp_path / "r", epochs=5, quiet=True, callbacks=[CtrlC()])
     with pytest.raises(TrainwiseError, match="has no checkpoint yet.*HINT: start it again: trainwise fit --config"):
         trainwise.fit(resume=tmp_path / "r")
+
+
+def test_augmented_image_run_resumes_exactly(tmp_path, fashion_dir):
+    """The augmenter's generator is part of the checkpoint: a resumed run draws the same augmentations."""
+    opts = dict(data="fashion-mnist", data_dir=str(fashion_dir), model="cnn:4", augment="flip,rotate=10,crop=0.8,jitter=0.2",
+                quiet=True, early_stopping=False)
+    full = trainwise.fit(run_dir=tmp_path / "full", epochs=3, **opts)
+    trainwise.fit(run_dir=tmp_path / "part", epochs=1, **opts)
+    more = trainwise.fit(resume=tmp_path / "part", epochs=3, quiet=True)
+    assert _without_time(tmp_path / "part" / "metrics.csv") == _without_time(tmp_path / "full" / "metrics.csv")
+    assert all(torch.equal(a, b) for a, b in zip(more.model.state_dict().values(), full.model.state_dict().values()))

@@ -34,10 +34,15 @@ def test_deterministic_under_a_seed_and_seeds_differ():
     out_a, out_b, out_c = a(x), b(x), c(x)
     assert torch.equal(out_a, out_b) and not torch.allclose(out_a, out_c)
     assert not torch.equal(a(x), out_a)  # a new draw per batch
-    state = a.state_dict()
-    first = a(x)
-    a.load_state_dict(state)
-    assert torch.equal(a(x), first)  # the generator state restores the same draws (checkpoints rely on it)
+    for _ in range(2):  # mid-chunk, then across a chunk boundary (chunk of 8 images, batches of 8)
+        state = a.state_dict()
+        first, second = a(x), a(x)
+        fresh = Augment(spec, mean=[0.5], std=[0.5], seed=99)
+        fresh.load_state_dict(state)
+        assert torch.equal(fresh(x), first) and torch.equal(fresh(x), second)  # checkpoints rely on this
+    small = Augment(spec, mean=[0.5], std=[0.5], seed=1, chunk=8)
+    outs = [small(x) for _ in range(3)]
+    assert not torch.equal(outs[0], outs[1]) and not torch.equal(outs[1], outs[2])  # each batch a new chunk
 
 
 @pytest.mark.parametrize("spec", ["flip", "rotate=30", "crop=0.5", "translate=0.2", "jitter=0.5", "flip,vflip,rotate=10,crop=0.8,jitter=0.2"])
@@ -120,3 +125,33 @@ def test_augmented_batches_pass_through():
 def test_augment_needs_images():
     with pytest.raises(TrainwiseError, match=r"augment='flip' needs image data .* shape \(4,\)"):
         trainwise.fit("iris", augment="flip", epochs=1, quiet=True, checkpoint=False, run_dir="/tmp/tw-never")
+
+
+@pytest.mark.parametrize("C", [1, 3])
+def test_fused_path_matches_a_pixel_space_reference(C):
+    """The fused implementation equals the textbook one: denormalize, affine_grid + grid_sample, brightness,
+    contrast about the mean gray, saturation, clip, normalize."""
+    import torch.nn.functional as F
+
+    mean, std = [0.4, 0.5, 0.6][:C], [0.2, 0.25, 0.3][:C]
+    aug = Augment("flip,rotate=15,crop=0.7,translate=0.1,jitter=0.4", mean=mean, std=std, seed=5)
+    x = (torch.rand(6, C, 9, 13, generator=torch.Generator().manual_seed(1)) - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    state = aug.generator.get_state()
+    out = aug(x)
+    g = torch.Generator()
+    g.set_state(state)
+    u = torch.rand(aug.chunk, 12, generator=g, dtype=torch.float64).numpy()[:6]  # the first rows of the first chunk
+    m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    p = x * s + m
+    theta = torch.from_numpy(aug._affine(u, 9, 13)).float()
+    p = F.grid_sample(p, F.affine_grid(theta, list(p.shape), align_corners=False), align_corners=False)
+    f = torch.from_numpy(1 - 0.4 + 0.8 * u[:, 7:10]).float()
+    p = p * f[:, 0].view(-1, 1, 1, 1)
+    w = torch.tensor([0.299, 0.587, 0.114] if C == 3 else [1.0]).view(1, -1, 1, 1)
+    gray = (p * w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    p = (p - gray) * f[:, 1].view(-1, 1, 1, 1) + gray
+    if C == 3:
+        gp = (p * w).sum(1, keepdim=True)
+        p = (p - gp) * f[:, 2].view(-1, 1, 1, 1) + gp
+    ref = (p.clamp(0, 1) - m) / s
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=0)

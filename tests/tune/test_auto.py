@@ -9,23 +9,52 @@ from trainwise.tune.auto import auto
 def test_auto_runs_the_recipe_within_budget(tmp_path):
     s = auto("wine", budget_minutes=0.5, out=tmp_path / "a")
     assert s["status"] == "done" and s["wall_time_s"] <= 30 + 10  # the budget, plus the final retrain's margin
-    assert [st["stage"] for st in s["stages"]] == ["sanity", "lr_finder", "search", "retrain"]
+    assert [st["stage"] for st in s["stages"]] == ["sanity", "lr_finder", "search", "final"]
     assert s["stages"][0]["can_learn"] and s["test_evaluations"] == 1 and s["test"]["test/accuracy"] > 0.8
     low, high = s["stages"][1]["search_range"]
     assert high == s["stages"][1]["suggestion"] and low == high / 10
     trials = pd.read_csv(tmp_path / "a" / "search" / "results.csv")
     assert len(trials) == s["stages"][2]["trials"] >= 2
+    assert set(trials["model"]) <= {"mlp:128,64", "mlp:256,128", "mlp:256"}  # capacity is searched too
     first = trials[trials["trial"] == 0].iloc[0]
-    assert first["dropout"] == 0.1 and abs(first["lr"] - (low * high) ** 0.5) < 1e-12  # the regularized run
+    assert first["model"] == "mlp:128,64" and first["dropout"] == 0.1 and abs(first["lr"] - (low * high) ** 0.5) < 1e-12  # the regularized run
     assert low <= trials["lr"].min() and trials["lr"].max() <= high
     for trial in trials["trial"]:
         assert json.loads((tmp_path / "a" / "search" / f"trial-{trial}" / "summary.json").read_text())["test"] is None
     assert (tmp_path / "a" / "best" / "report.html").is_file() and (tmp_path / "a" / "lr_find.png").is_file()
-    assert json.loads((tmp_path / "a" / "best" / "summary.json").read_text())["test_evaluations"] == 1
+    best = json.loads((tmp_path / "a" / "best" / "summary.json").read_text())
+    assert best["test_evaluations"] == 1 and best["test"] == s["test"]
+    # the final model averages the best complete trials (up to 5), best validation loss first
+    complete = trials[trials["status"] == "complete"].head(5)
+    assert [m["trial"] for m in best["members"]] == complete["trial"].tolist() == [
+        m["trial"] for m in sorted(best["members"], key=lambda m: m["best_val/loss"])]
+    assert s["stages"][3]["members"] == len(complete) >= 2
 
 
-def test_auto_stops_when_the_model_cannot_learn(tmp_path, cli):
-    code, out, _ = cli("auto", "--data", "iris", "--lr", "1e-9", "--budget-minutes", "1", "--out", str(tmp_path / "a"))
-    assert code == 1 and "it cannot: training loss" in out
-    assert json.loads((tmp_path / "a" / "summary.json").read_text())["status"] == "stopped"
-    assert not (tmp_path / "a" / "search").exists()
+def test_ensemble_run_is_an_ordinary_run(tmp_path):
+    import pytest
+    import torch
+
+    import trainwise
+    from trainwise.errors import TrainwiseError
+    from trainwise.tune.ensemble import ensemble_run
+
+    runs = [trainwise.fit("wine", seed=0, model=m, lr=lr, epochs=15, quiet=True, run_dir=str(tmp_path / f"m{i}"))
+            for i, (m, lr) in enumerate([("mlp:32", 3e-3), ("mlp:16,16", 1e-2), ("mlp:64", 1e-3)])]
+    s = ensemble_run([r.run_dir for r in runs], tmp_path / "ens")
+    assert s["model"]["recipe"]["builder"] == "ensemble" and s["model"]["parameters"] == sum(
+        r.summary["model"]["parameters"] for r in runs)
+    X = torch.from_numpy(runs[0].data.arrays["test"][0])
+    with torch.no_grad():
+        mean_p = sum(torch.softmax(r.model.eval()(X), -1) for r in runs) / 3
+    import numpy as np
+
+    np.savez(tmp_path / "rows.npz", X=trainwise.load_source("wine").X[runs[0].data.indices["test"]])  # raw rows
+    pred = trainwise.predict(tmp_path / "ens", tmp_path / "rows.npz")
+    assert pred["prediction"].tolist() == [runs[0].data.class_names[i] for i in mean_p.argmax(1).tolist()]
+    acc = float((mean_p.argmax(1).numpy() == runs[0].data.arrays["test"][1]).mean())
+    assert s["test"]["test/accuracy"] == pytest.approx(acc, abs=1e-9)
+    with pytest.raises(TrainwiseError, match="already evaluated 1 time"):
+        trainwise.evaluate(tmp_path / "ens")
+    assert (tmp_path / "ens" / "report.html").is_file() and s["test_confusion"] is not None
+

@@ -43,7 +43,7 @@ IDX_SETS = {
         [str(i) for i in range(10)]),
 }
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_MEMORY: dict[str, tuple[np.ndarray, np.ndarray, list[str], dict]] = {}  # folder cache key -> decoded folder
+_MEMORY: dict[str, tuple[np.ndarray, list[str], dict]] = {}  # folder cache key -> decoded images, labels, info
 
 
 def cache_dir() -> Path:
@@ -220,8 +220,8 @@ def _decode_all(files: list[tuple[Path, str]], size, channels) -> tuple[np.ndarr
     stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in files]
     key = hashlib.sha1(repr((stats, size, channels)).encode()).hexdigest()[:20]
     if key in _MEMORY:
-        X, y, _, info = _MEMORY[key]
-        return X, list(y), info
+        X, labels, info = _MEMORY[key]
+        return X, list(labels), info
     disk = cache_dir() / "images" / f"{key}.npz"
     if disk.is_file():
         with np.load(disk, allow_pickle=False) as z:
@@ -250,6 +250,6 @@ def _decode_all(files: list[tuple[Path, str]], size, channels) -> tuple[np.ndarr
         buf = io.BytesIO()
         np.savez(buf, X=X, y=np.asarray(labels), resized=resized)
         atomic_write(disk, buf.getvalue())
-    _MEMORY[key] = (X, np.asarray(labels), [], info)
+    _MEMORY[key] = (X, list(labels), info)
     return X, labels, info
 

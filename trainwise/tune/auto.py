@@ -26,13 +26,18 @@ def capacity_choices(model: str) -> list[str]:
 
     >>> capacity_choices("mlp:128,64")
     ['mlp:128,64', 'mlp:256,128', 'mlp:256']
+    >>> capacity_choices("cnn:16,32")
+    ['cnn:16,32', 'cnn:32,64']
     >>> capacity_choices("my_models.py:build")
     ['my_models.py:build']
     """
     kind, _, rest = model.partition(":")
-    if kind != "mlp" or not rest or not all(w.strip().isdigit() for w in rest.split(",")):
-        return [model]  # user code: its architecture is the user's decision
-    widths = [int(w) for w in rest.split(",")]
+    conv, _, dense = rest.partition(":")
+    if kind not in ("mlp", "cnn") or not conv or not all(w.strip().isdigit() for w in conv.split(",")) or (kind == "mlp" and dense):
+        return [model]  # user code (or a spec we do not vary): its architecture is the user's decision
+    widths = [int(w) for w in conv.split(",")]
+    if kind == "cnn":
+        return [model, f"cnn:{','.join(str(2 * w) for w in widths)}" + (f":{dense}" if dense else "")]
     variants = [widths, [2 * w for w in widths], [2 * widths[0]]]
     return list(dict.fromkeys(f"mlp:{','.join(map(str, v))}" for v in variants))
 
