@@ -82,3 +82,13 @@ def test_cli_cv(tmp_path, cli):
     code, out, err = cli("cv", "--data", "iris", "--folds", "3", "--epochs", "3", "--quiet", "--run-dir", str(tmp_path / "c"))
     assert code == 0, err
     assert out.count("fold ") >= 3 and "mean ± std: val/loss" in out and "held-out test (fold" in out
+
+
+def test_an_official_test_split_is_the_held_out_one(fashion_dir, tmp_path):
+    runs = fold_indices(10, 3, given_test=np.array([7, 8, 9]))
+    assert all(r["test"].tolist() == [7, 8, 9] for r in runs)
+    assert sorted(int(i) for r in runs for i in r["val"]) == list(range(7))
+    r = cross_validate("fashion-mnist", data_dir=str(fashion_dir), model="mlp:16", folds=4, epochs=1, quiet=True,
+                       run_dir=str(tmp_path / "cv"))
+    assert [f["test_rows"] for f in r.summary["fold_results"]] == [100] * 4  # MNIST's t10k files, not a random 15%
+    assert [f["train_rows"] + f["val_rows"] for f in r.summary["fold_results"]] == [400] * 4

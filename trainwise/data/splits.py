@@ -40,12 +40,14 @@ def split_indices(n: int, fractions: tuple[float, float, float], *, seed: int = 
 
 
 def fold_indices(n: int, k: int, *, seed: int = 0, test_fraction: float = 0.15, rotate: bool = False,
-                 stratify: np.ndarray | None = None, regression_target: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
+                 stratify: np.ndarray | None = None, regression_target: np.ndarray | None = None,
+                 given_test: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
     """Train/val/test row indices for each of ``k`` cross-validation folds (stratified like `split_indices`).
 
     Default: a test split of ``test_fraction`` is held out once; the rest is cut into ``k`` folds and fold i is
     the validation split of run i. ``rotate`` (the lecture's variant): all rows are cut into ``k`` folds; run i
     tests on fold i, validates on fold i+1 (mod k) and trains on the others, so every fold is the test fold once.
+    ``given_test``: rows of an official test split (MNIST's t10k files), held out instead of a random one.
 
     >>> runs = fold_indices(10, 5, rotate=True)
     >>> sorted(int(i) for r in runs for i in r["test"]) == list(range(10))
@@ -60,6 +62,9 @@ def fold_indices(n: int, k: int, *, seed: int = 0, test_fraction: float = 0.15, 
         quantile_bins(regression_target, min(10, n // (2 * k))) if regression_target is not None else None)
     if rotate:
         pool, test = np.arange(n), np.arange(0)
+    elif given_test is not None and len(given_test):
+        test = np.sort(np.asarray(given_test))
+        pool = np.setdiff1d(np.arange(n), test)
     else:
         held = split_indices(n, (1 - test_fraction, 0.0, test_fraction), seed=seed, stratify=stratify,
                              regression_target=regression_target)

@@ -52,7 +52,8 @@ def cross_validate(data: Any = None, y: Any = None, *, folds: int = 5, rotate: b
     classification = probe.prep.task == "classification"
     encoded = probe.prep.target.encode(raw.y, what="target") if classification else None
     runs = fold_indices(len(raw), folds, seed=cfg.seed, test_fraction=cfg.split[2], rotate=rotate,
-                        stratify=encoded, regression_target=None if classification else raw.y.astype(float))
+                        stratify=encoded, regression_target=None if classification else raw.y.astype(float),
+                        given_test=(raw.given_splits or {}).get("test"))
     run_dir = new_run_dir(cfg.run_dir, f"{cfg.data}-cv")
     atomic_write(run_dir / "config.yaml", cfg.model_copy(update={"run_dir": None}).to_yaml())
     results, fold_rows, best = [], [], None
