@@ -1,4 +1,5 @@
-"""The one-call API: ``fit`` (data -> splits -> model -> Trainer -> run directory), ``evaluate``, ``predict``."""
+"""The one-call API: ``fit`` (data -> splits -> model -> Trainer -> run directory); ``evaluate`` and ``predict``
+(from `inference`) use a saved run."""
 from __future__ import annotations
 
 import json

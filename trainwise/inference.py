@@ -116,20 +116,20 @@ def _predict_images(run, paths: list[Path]):
     if not image:
         raise TrainwiseError(f"run '{run.path}' was trained on table rows (input shape {run.summary['data']['input_shape']}), "
                              "not images", hint="give a .csv or .npz file of feature rows")
-    decoded, errors = [], {}
+    decoded, errors = [], []
     for p in paths:
         try:
             decoded.append(read_image(p, image["channels"], tuple(image["size"])))
+            errors.append(None)
         except TrainwiseError as e:
-            errors[str(p)] = str(e)
-    ok = [str(p) for p in paths if str(p) not in errors]
-    frame = pd.DataFrame({"file": ok})
-    if ok:
+            errors.append(str(e))
+    frame = pd.DataFrame({"file": [str(p) for p in paths]})
+    if decoded:
         X = Preprocessor.from_state(run.preprocessing["features"]).transform(np.stack(decoded).astype(np.float32) / 255.0)
-        frame = pd.concat([frame, _frame(run, _forward(run, X))], axis=1)
-    if errors:
-        frame = pd.concat([frame, pd.DataFrame({"file": list(errors), "error": list(errors.values())})], ignore_index=True)
-        frame = frame.set_index("file").loc[[str(p) for p in paths]].reset_index()  # input order
+        ok = [i for i, e in enumerate(errors) if e is None]
+        frame = frame.join(_frame(run, _forward(run, X)).set_axis(ok))  # rows of unreadable files stay empty
+    if any(e is not None for e in errors):
+        frame["error"] = errors
     return frame
 
 

@@ -217,7 +217,7 @@ def _decode_all(files: list[tuple[Path, str]], size, channels) -> tuple[np.ndarr
     """Decode every image once (memory, then disk cache), as uint8 (N, C, H, W)."""
     from PIL import Image
 
-    stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in files]
+    stats = [(str(p.resolve()), st.st_size, st.st_mtime_ns) for p, _ in files for st in [p.stat()]]
     key = hashlib.sha1(repr((stats, size, channels)).encode()).hexdigest()[:20]
     if key in _MEMORY:
         X, labels, info = _MEMORY[key]
