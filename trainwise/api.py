@@ -245,10 +245,13 @@ def _augmented(train: Any, s: _Setup, seed: int) -> Any:
 
 
 def model_for(cfg: RunConfig) -> tuple[nn.Module, _Setup]:
-    """The model a config would train (initialized with its seed), and the data set-up it was sized for."""
+    """The model a config would train (initialized with its seed, starting weights loaded and layers frozen as
+    configured), and the data set-up it was sized for."""
     s = _setup(cfg, None, None, None, time.perf_counter())
     torch.manual_seed(cfg.seed)
-    return init_weights(build_model(s.recipe), cfg.init).to(s.device), s
+    model = init_weights(build_model(s.recipe), cfg.init)
+    _transfer(model, cfg)
+    return model.to(s.device), s
 
 
 def auto_lr(trainer: Trainer, batches: Any, out_dir: Path | None = None, console=None) -> float:

@@ -77,3 +77,11 @@ def test_transfer_errors(source_run, bitmoji_dir, tmp_path):
         _target(bitmoji_dir, tmp_path, "e3", train_last=9, epochs=1)
     with pytest.raises(TrainwiseError, match="freeze: no parameter name starts with 'conv1'"):
         _target(bitmoji_dir, tmp_path, "e4", freeze="conv1", epochs=1)
+
+
+def test_summary_shows_what_fine_tuning_trains(source_run, bitmoji_dir, cli):
+    code, out, _ = cli("summary", "--data", str(bitmoji_dir), "--model", "cnn:8,16", "--channels", "1", "--image-size", "28",
+                       "--init-from", str(source_run.run_dir), "--train-last", "1")
+    assert code == 0, out
+    # convs 1*8*9+8 = 80 and 8*16*9+16 = 1,168 frozen; the new head 784*2+2 = 1,570 trains
+    assert "parameters: 2,818 (1,570 trainable, 1,248 frozen)" in out
