@@ -113,3 +113,12 @@ def test_space_file_must_be_a_mapping(tmp_path):
     path.write_text("- lr\n- dropout\n")
     with pytest.raises(TrainwiseError, match=r"search space '.*space.yaml' must hold a mapping.*HINT: write a YAML file like"):
         load_space(path)
+
+
+def test_a_time_limit_stops_the_running_trial_too(tmp_path):
+    space = {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}
+    with pytest.raises(TrainwiseError, match="no trial completed.*with a time limit, allow more time"):
+        tune(space, method="random", trials=3, timeout=1.0, out=tmp_path / "t", data="digits", epochs=500,
+             early_stopping=False)
+    rows = pd.read_csv(tmp_path / "t" / "results.csv")
+    assert rows["status"].tolist() == ["timeout"] and 1 <= rows["epochs"].iloc[0] < 500  # cut short, not run out

@@ -141,6 +141,18 @@ class _Report(Callback):
             trainer.request_stop(f"pruned by Optuna's median pruner at epoch {epoch}")
 
 
+class _Deadline(Callback):
+    """Stops a trial at the end of the epoch in which the search's time budget ran out."""
+
+    def __init__(self, deadline: float):
+        self.deadline, self.fired = deadline, False
+
+    def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
+        if time.perf_counter() > self.deadline:
+            self.fired = True
+            trainer.request_stop(f"the search's time budget ran out during epoch {epoch}")
+
+
 def _run_trial(cfg: RunConfig, run_dir: Path, callbacks=()) -> dict[str, Any]:
     """Train one configuration on the train/val splits only (no test evaluation) and summarize it."""
     from ..api import _finish, _setup, _train
@@ -179,12 +191,15 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
 
+    deadline = time.perf_counter() + timeout if timeout else math.inf
+
     def run(number: int, params: dict[str, Any], callbacks=()) -> dict[str, Any]:
         cfg = RunConfig.build({**base, **params}, source=f"trial {number}")
         t0 = time.perf_counter()
+        clock = _Deadline(deadline)  # a trial running when the budget ends stops too: the budget holds
         try:
-            r = _run_trial(cfg, out_dir / f"trial-{number}", callbacks)
-            status = "pruned" if any(getattr(c, "pruned", False) for c in callbacks) else (
+            r = _run_trial(cfg, out_dir / f"trial-{number}", [*callbacks, clock])
+            status = "pruned" if any(getattr(c, "pruned", False) for c in callbacks) else "timeout" if clock.fired else (
                 "complete" if r["status"] in ("completed", "early_stopped") else "failed")
             row = {"trial": number, **params, "best_" + r["monitor"]: r["best"], "epochs": r["epochs"], "status": status}
         except TrainwiseError as e:
@@ -201,7 +216,6 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
         rows = _optuna_rows(storage, study_name, rows, monitor) if storage else rows
     else:
         points = list(enqueue) + (grid_points(space) if method == "grid" else sample_random(space, trials, seed))
-        deadline = time.perf_counter() + timeout if timeout else math.inf
         for i, params in enumerate(points[:trials]):
             if time.perf_counter() > deadline:
                 break
@@ -215,7 +229,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
     complete = frame[(frame["status"] == "complete") & frame[key].notna()]
     result: dict[str, Any] = {"results": frame, "out": out_dir, "best": None, "best_config": None, "test": None}
     if complete.empty:
-        raise TrainwiseError(f"no trial completed (see {out_dir / 'results.csv'})", hint="check the space and the data with one `trainwise fit`")
+        raise TrainwiseError(f"no trial completed (see {out_dir / 'results.csv'})", hint="check the space and the data with one `trainwise fit`; with a time limit, allow more time")
     best_params = {k: _plain(complete.iloc[0][k]) for k in space}
     best_cfg = RunConfig.build({**base, **best_params, "quiet": False}, source="best trial")
     atomic_write(out_dir / "best_config.yaml", best_cfg.model_copy(update={"run_dir": None, "checkpoint": True}).to_yaml())
@@ -261,7 +275,7 @@ def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeou
         out = run(trial.number, params, [reporter])
         if out["row"]["status"] == "failed":
             raise RuntimeError(out["row"].get("error", "trial failed"))  # recorded by Optuna as FAIL
-        if reporter.pruned:
+        if reporter.pruned or out["row"]["status"] == "timeout":  # a cut-short trial is not a finished result
             raise optuna.TrialPruned()
         return out["result"]["best"]
 
