@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .data import Preprocessor, TargetEncoder, TensorBatches, load_source, prepare, to_tensors
-from .data.images import IMAGE_SUFFIXES, read_image
+from .data.images import IMAGE_SUFFIXES, read_image, to_unit
 from .errors import TrainwiseError
 from .runs import atomic_write, load_run, write_json
 from .train import Trainer
@@ -125,7 +125,7 @@ def _predict_images(run, paths: list[Path]):
             errors.append(str(e))
     frame = pd.DataFrame({"file": [str(p) for p in paths]})
     if decoded:
-        X = Preprocessor.from_state(run.preprocessing["features"]).transform(np.stack(decoded).astype(np.float32) / 255.0)
+        X = Preprocessor.from_state(run.preprocessing["features"]).transform(to_unit(np.stack(decoded)))
         ok = [i for i, e in enumerate(errors) if e is None]
         frame = frame.join(_frame(run, _forward(run, X)).set_axis(ok))  # rows of unreadable files stay empty
     if any(e is not None for e in errors):

@@ -81,9 +81,6 @@ class Augment:
         self._params: dict = {}               # (device, dtype, C, H, W) -> this chunk's parameters on the device
         self._cache: dict = {}
 
-    def __bool__(self) -> bool:
-        return bool(self.ops)
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # Everything stays in normalized units n = (p - mean) / std, p the pixel in [0, 1]: the per-image
         # colour changes are affine in p, hence affine in n, and fold into two multiply-adds.
@@ -120,8 +117,7 @@ class Augment:
         key = (x.device, x.dtype, x.shape[1], H, W)
         if key not in self._cache:
             C = x.shape[1]
-            mean = torch.tensor(self.mean * (C // len(self.mean)), device=x.device, dtype=x.dtype).view(1, C, 1, 1)
-            std = torch.tensor(self.std * (C // len(self.std)), device=x.device, dtype=x.dtype).view(1, C, 1, 1)
+            mean, std = (torch.tensor(v, device=x.device, dtype=x.dtype).view(1, C, 1, 1) for v in self._stats(C))
             xs = (torch.arange(W, dtype=torch.float64) * 2 + 1) / W - 1  # pixel centres, align_corners=False
             ys = (torch.arange(H, dtype=torch.float64) * 2 + 1) / H - 1
             base = torch.stack([xs.repeat(H), ys.repeat_interleave(W), torch.ones(H * W, dtype=torch.float64)])
@@ -157,7 +153,7 @@ class Augment:
         here: columns a | (a*m - m)/s + c*k0/s | c/s | w*s | saturation, for x = n - shift (shift = black after
         the geometric step, which returns n - black)."""
         j = self.ops["jitter"]
-        m, s = np.asarray(self.mean * (C // len(self.mean))), np.asarray(self.std * (C // len(self.std)))
+        m, s = self._stats(C)
         w = np.asarray(self._GRAY if C == 3 else [1.0 / C] * C)
         shift = -m / s if self.geometric else np.zeros(C)
         f = 1 - j + 2 * j * u  # brightness, contrast, saturation factors
@@ -173,18 +169,15 @@ class Augment:
         x = torch.addcmul(torch.addcmul(const, c_s, gray).view(B, C, 1, 1), a.view(B, 1, 1, 1), x)
         if C == 3:  # saturation: p' = sat*p + (1-sat)*gray(p) per pixel, i.e. n' = sat*n + (1-sat)*(gray - m)/s
             sat = t[:, -1:].view(B, 1, 1, 1)
-            gray_p = ((x * std + mean) * self._weights(x)).sum(1, keepdim=True)
+            gray_p = (x * ws.view(B, C, 1, 1)).sum(1, keepdim=True) + float(np.dot(self._GRAY, self._stats(C)[0]))
             x = torch.addcmul((1 - sat) * (gray_p - mean) / std, sat, x)
         if C == 1:  # python-number bounds: no device sync, one kernel
             return x.clamp(-self.mean[0] / self.std[0], (1 - self.mean[0]) / self.std[0])
         return torch.maximum(torch.minimum(x, (1 - mean) / std), -mean / std)
 
-    def _weights(self, x: torch.Tensor) -> torch.Tensor:
-        key = ("w", x.device, x.dtype, x.shape[1])
-        if key not in self._cache:
-            C = x.shape[1]
-            self._cache[key] = torch.tensor(self._GRAY if C == 3 else [1.0 / C] * C, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return self._cache[key]
+    def _stats(self, C: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std per channel (one value given for a grayscale set is used for every channel)."""
+        return np.asarray(self.mean * (C // len(self.mean))), np.asarray(self.std * (C // len(self.std)))
 
     def state_dict(self) -> dict:
         """The generator as it was before the current chunk, and how much of the chunk was used."""

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import TrainwiseError
 from .sources import RawData
 
-__all__ = ["IDX_SETS", "IMAGE_SUFFIXES", "read_idx", "write_idx", "load_idx_set", "load_image_folder", "read_image",
+__all__ = ["IDX_SETS", "IMAGE_SUFFIXES", "to_unit", "read_idx", "write_idx", "load_idx_set", "load_image_folder", "read_image",
            "parse_image_size", "cache_dir"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -43,7 +43,12 @@ IDX_SETS = {
         [str(i) for i in range(10)]),
 }
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_MEMORY: dict[str, tuple[np.ndarray, list[str], dict]] = {}  # folder cache key -> decoded images, labels, info
+_MEMORY: dict[str, tuple[np.ndarray, dict]] = {}  # folder cache key -> decoded images (uint8), info
+
+
+def to_unit(X: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [0, 1] (one allocation)."""
+    return np.multiply(X, np.float32(1 / 255), dtype=np.float32)
 
 
 def cache_dir() -> Path:
@@ -114,7 +119,7 @@ def load_idx_set(name: str, data_dir: str | Path | None = None, *, download: boo
                                  hint="images must be (N, rows, cols) and labels (N,): use the files unchanged")
         parts[split] = (X, y)
     (Xtr, ytr), (Xte, yte) = parts["train"], parts["test"]
-    X = (np.concatenate([Xtr, Xte])[:, None].astype(np.float32)) / 255.0
+    X = to_unit(np.concatenate([Xtr, Xte])[:, None])
     raw = RawData(X, np.concatenate([ytr, yte]).astype(np.int64), name, "classification", class_names=list(classes))
     raw.given_splits = {"train": np.arange(len(ytr)), "test": np.arange(len(ytr), len(ytr) + len(yte))}
     raw.notes.append(f"{name} from {folder}: {len(ytr)} training and {len(yte)} test images")
@@ -202,9 +207,9 @@ def load_image_folder(folder: str | Path, *, image_size=None, channels: str | in
                              hint="give every class a train/<class>/ folder with images")
     everything = [pf for pairs in files.values() for pf in pairs]
     size = parse_image_size(image_size)
-    X, labels, info = _decode_all(everything, size, channels)
-    y = np.asarray([names.index(c) for c in labels], dtype=np.int64)
-    raw = RawData(X.astype(np.float32) / 255.0, y, str(folder), "classification", class_names=names)
+    X, info = _decode_all([p for p, _ in everything], size, channels)
+    y = np.asarray([names.index(c) for _, c in everything], dtype=np.int64)
+    raw = RawData(to_unit(X), y, str(folder), "classification", class_names=names)
     if "train" in files:
         bounds = np.cumsum([0] + [len(files[s]) for s in files])
         raw.given_splits = {s: np.arange(bounds[i], bounds[i + 1]) for i, s in enumerate(files)}
@@ -213,23 +218,26 @@ def load_image_folder(folder: str | Path, *, image_size=None, channels: str | in
     return raw
 
 
-def _decode_all(files: list[tuple[Path, str]], size, channels) -> tuple[np.ndarray, list[str], dict]:
+def _decode_all(files: list[Path], size, channels) -> tuple[np.ndarray, dict]:
     """Decode every image once (memory, then disk cache), as uint8 (N, C, H, W)."""
+    import io
+
     from PIL import Image
 
-    stats = [(str(p.resolve()), st.st_size, st.st_mtime_ns) for p, _ in files for st in [p.stat()]]
+    from ..runs import atomic_write
+
+    stats = [(str(p.resolve()), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]]
     key = hashlib.sha1(repr((stats, size, channels)).encode()).hexdigest()[:20]
     if key in _MEMORY:
-        X, labels, info = _MEMORY[key]
-        return X, list(labels), info
+        return _MEMORY[key]
     disk = cache_dir() / "images" / f"{key}.npz"
     if disk.is_file():
         with np.load(disk, allow_pickle=False) as z:
-            X, labels = z["X"], z["y"].tolist()
+            X = z["X"]
             info = {"channels": X.shape[1], "size": list(X.shape[2:]), "resized": int(z["resized"])}
     else:
         sizes, modes = [], set()
-        for p, _ in files:  # headers only: the target size and whether any image has colour
+        for p in files:  # headers only: the target size and whether any image has colour
             try:
                 with Image.open(p) as img:
                     sizes.append((img.size[1], img.size[0]))
@@ -238,18 +246,11 @@ def _decode_all(files: list[tuple[Path, str]], size, channels) -> tuple[np.ndarr
                 raise TrainwiseError(f"cannot read image '{p}': {e}", hint="remove or replace the damaged file") from None
         size = size or sizes[0]
         c = int(channels) if channels != "auto" else (1 if modes <= {"1", "L", "LA", "I;16", "I", "F"} else 3)
-        X = np.stack([read_image(p, c, size) for p, _ in files])
-        labels = [label for _, label in files]
-        resized = sum(1 for s in sizes if s != tuple(size))
-        info = {"channels": c, "size": list(size), "resized": resized}
+        X = np.stack([read_image(p, c, size) for p in files])
+        info = {"channels": c, "size": list(size), "resized": sum(1 for s in sizes if s != tuple(size))}
         disk.parent.mkdir(parents=True, exist_ok=True)
-        import io
-
-        from ..runs import atomic_write
-
         buf = io.BytesIO()
-        np.savez(buf, X=X, y=np.asarray(labels), resized=resized)
+        np.savez(buf, X=X, resized=info["resized"])
         atomic_write(disk, buf.getvalue())
-    _MEMORY[key] = (X, list(labels), info)
-    return X, labels, info
-
+    _MEMORY[key] = (X, info)
+    return X, info
