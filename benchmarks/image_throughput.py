@@ -3,7 +3,8 @@
 Run: .venv/bin/python benchmarks/image_throughput.py [--samples 12000] [--batch-sizes 16 128] [--repeats 3]
 Workload: 60,000 synthetic 28x28 grayscale uint8 images, 10 classes, Adam lr 1e-3, cross-entropy. Each row
 trains on the first --samples images of a shuffled pass (a full epoch scales linearly); one warm-up pass is
-dropped and the median of --repeats is reported. Ratios are against `dataloader` in the same run and row.
+dropped and the median of --repeats is reported, the columns timed in alternation (round-robin) so that drift
+in the machine's speed affects them alike. Ratios are against `dataloader` in the same run and row.
 
   trainwise       Trainer on TensorBatches: images decoded once, normalized ((x-0.5)/0.5) and kept as one tensor
   trainwise+aug   the same with --augment flip,rotate=10,crop=0.8,jitter=0.2 (one fused affine resample per batch)
@@ -130,14 +131,19 @@ def run_dataloader(X, y, spec, B, samples, augment):
     return epoch
 
 
-def measure(make, repeats):
-    run = make()
-    times = []
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
+def measure(makers: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per pass for each runner, timed in alternation (one pass of each per round), so that
+    drift in the machine's speed hits every column alike; one warm-up pass each is dropped."""
+    runs = {name: make() for name, make in makers.items()}
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:])
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main():
@@ -157,14 +163,15 @@ def main():
           f"{args.samples} of {N} images per pass, median of {args.repeats}; images/s (ratio to dataloader)")
     for spec in args.models:
         for B in args.batch_sizes:
-            rows = {
-                "dataloader": measure(lambda: run_dataloader(X, y, spec, B, args.samples, False), args.repeats),
-                "dataloader+aug": measure(lambda: run_dataloader(X, y, spec, B, args.samples, True), args.repeats),
-                "trainwise": measure(lambda: run_trainwise(X, y, spec, B, args.samples, None), args.repeats),
-                "trainwise+aug": measure(lambda: run_trainwise(X, y, spec, B, args.samples, "trainwise"), args.repeats),
+            makers = {
+                "dataloader": lambda: run_dataloader(X, y, spec, B, args.samples, False),
+                "dataloader+aug": lambda: run_dataloader(X, y, spec, B, args.samples, True),
+                "trainwise": lambda: run_trainwise(X, y, spec, B, args.samples, None),
+                "trainwise+aug": lambda: run_trainwise(X, y, spec, B, args.samples, "trainwise"),
             }
             if has_kornia:
-                rows["kornia+aug"] = measure(lambda: run_trainwise(X, y, spec, B, args.samples, "kornia"), max(1, args.repeats // 3))
+                makers["kornia+aug"] = lambda: run_trainwise(X, y, spec, B, args.samples, "kornia")
+            rows = measure(makers, args.repeats)
             base, base_aug = rows["dataloader"], rows["dataloader+aug"]
             cells = []
             for name, t in rows.items():
