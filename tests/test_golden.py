@@ -1,0 +1,68 @@
+"""Behaviour pinned across refactors: fixed-seed runs reproduce recorded metrics.csv rows (time column aside)
+and test metrics exactly. Record new fixtures with ``TRAINWISE_RECORD_GOLDEN=1 pytest tests/test_golden.py``
+only when a change of behaviour is intended (and say so in the commit)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import trainwise
+from trainwise.tune import cross_validate
+
+from .conftest import class_images
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+RECORD = os.environ.get("TRAINWISE_RECORD_GOLDEN") == "1"
+
+
+def _metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "time/epoch_s"} for row in csv.DictReader(f)]
+
+
+def _check(name: str, observed: dict) -> None:
+    path = GOLDEN / f"{name}.json"
+    if RECORD:
+        path.write_text(json.dumps(observed, indent=1, sort_keys=True) + "\n")
+        pytest.skip(f"recorded {path.name}")
+    expected = json.loads(path.read_text())
+    assert observed == expected
+
+
+def _run(run_dir: Path) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {"metrics": _metrics(run_dir), "test": summary["test"], "best_epoch": summary["best_epoch"],
+            "status": summary["status"], "epochs_run": summary["epochs_run"]}
+
+
+def test_digits_mlp_reproduces(tmp_path):
+    trainwise.fit("digits", run_dir=tmp_path / "r", epochs=8, quiet=True, checkpoint=False)
+    _check("digits_mlp", _run(tmp_path / "r"))
+
+
+def test_breast_cancer_restarts_reproduce(tmp_path):
+    r = trainwise.fit("breast-cancer", run_dir=tmp_path / "r", epochs=6, restarts=3, quiet=True)
+    out = _run(tmp_path / "r")
+    out["restarts"] = {k: r.summary["restarts"][k] for k in ("seeds", "chosen_seed", "runs", "spread")}
+    out["per_seed"] = {s: _metrics(tmp_path / "r" / "restarts" / f"seed-{s}") for s in r.summary["restarts"]["seeds"]}
+    _check("breast_cancer_restarts", json.loads(json.dumps(out)))
+
+
+def test_cnn_on_generated_images_reproduces(tmp_path):
+    X, y = class_images(240, 4, size=16, seed=3)
+    np.savez(tmp_path / "img.npz", X=(X[:, None] / 255.0).astype(np.float32), y=y.astype(np.int64))
+    trainwise.fit(str(tmp_path / "img.npz"), model="cnn:4,8", run_dir=tmp_path / "r", epochs=4, batch_size=32,
+                  quiet=True, checkpoint=False)
+    _check("cnn_images", _run(tmp_path / "r"))
+
+
+def test_three_fold_cv_reproduces(tmp_path):
+    r = cross_validate("wine", folds=3, epochs=5, quiet=True, run_dir=tmp_path / "cv")
+    out = {"folds": r.folds, "spread": r.spread, "test": r.test, "chosen_fold": r.summary["chosen_fold"],
+           "per_fold": {i: _metrics(tmp_path / "cv" / f"fold-{i}") for i in (1, 2, 3)}}
+    _check("cv_wine", json.loads(json.dumps(out)))
