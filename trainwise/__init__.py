@@ -9,7 +9,7 @@ from .config import RunConfig, load_config
 from .data import BUILTINS, TensorBatches, load_source, prepare, split_indices
 from .errors import TrainwiseError
 from .models import MLP, build_model
-from .runs import load_run
+from .saved import load_run
 from .train import Callback, EarlyStopping, Trainer
 
 __version__ = "0.1.0"

@@ -7,7 +7,7 @@ import re
 import sys
 from typing import Any
 
-from .config import RunConfig, suggest_key
+from .config import CHOICES, RunConfig, suggest_key
 from .errors import TrainwiseError, did_you_mean
 
 __all__ = ["main", "build_parser"]
@@ -38,7 +38,8 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     for name, field in RunConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
         default = field.default if not isinstance(field.default, tuple) else ",".join(map(str, field.default))
-        help_ = f"{field.description} (default: {default})"
+        choices = f"; one of {', '.join(CHOICES[name])}" if name in CHOICES else ""
+        help_ = f"{field.description}{choices} (default: {default})"
         if field.annotation is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_)
         else:
@@ -188,7 +189,7 @@ def _fit(args: argparse.Namespace) -> int:
         quiet = overrides.get("quiet", False)
     else:
         cfg = load_config(args.config, overrides) if args.config else RunConfig.build(overrides, source="option")
-        result = fit(config=cfg, console=console)
+        result = fit(config=cfg, console=console, to_disk=True)
         quiet = cfg.quiet
     s = result.summary
     if "restarts" in s:
@@ -215,7 +216,7 @@ def print_diagnostics(console, diagnostics: list[dict]) -> None:
 
 
 def _sanity(args: argparse.Namespace) -> int:
-    from .diagnose import sanity
+    from .tune import sanity
 
     options = _config_options(args)
     result = sanity(batches=args.batches, steps=args.steps, tol=args.tol, config=RunConfig.build(options, source="option"))
@@ -226,7 +227,7 @@ def _sanity(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     import json
 
-    from .api import model_for
+    from .pipeline import model_for
 
     cfg = RunConfig.build(_config_options(args), source="option")
     model, setup = model_for(cfg)
@@ -250,19 +251,18 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _lr_find(args: argparse.Namespace) -> int:
-    from .api import model_for
+    from .pipeline import build_batches, build_trainer, model_for
+    from .report.writer import save_lr_find
     from .runs import new_run_dir
-    from .train import Trainer
-    from .tune import lr_find
+    from .train.lr_finder import lr_find
 
     cfg = RunConfig.build(_config_options(args), source="option")
     model, s = model_for(cfg)
-    batches = s.prep.batches(kind=s.kind, device=s.device, batch_size=cfg.batch_size, seed=cfg.seed)["train"]
-    trainer = Trainer(model, loss=s.loss, optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                      weight_decay=cfg.weight_decay, kind=s.kind, device=s.device)
-    result = lr_find(trainer, batches, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
+    trainer = build_trainer(s, model, [])
+    result = lr_find(trainer, build_batches(s, cfg.seed, augment=False)["train"], start_lr=args.start_lr, end_lr=args.end_lr,
+                     steps=args.steps)
     out = new_run_dir(args.out, f"{cfg.data}-lr-find") if args.out is None else _mkdir(args.out)
-    result.save(out)
+    save_lr_find(result, out)
     if result.suggestion is None:
         print(f"no suggestion: {result.stop_reason}; see {out / 'lr_find.png'}")
         return 1

@@ -9,23 +9,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import TrainwiseError, check_choice, did_you_mean
+from .options import (ACTIVATIONS, CHANNELS, IMAGE_NORMS, INITS, LOSSES, MISSING, MODES, OPTIMIZERS, PENALIZE,
+                      PRECISIONS, SCHEDULES, TASKS, parse_augment, parse_image_size)
 
-__all__ = ["RunConfig", "load_config", "LOSSES", "OPTIMIZERS", "ACTIVATIONS", "TASKS"]
+__all__ = ["RunConfig", "CHOICES", "load_config", "read_yaml_mapping", "suggest_key"]
 
-LOSSES = ("auto", "cross_entropy", "bce_with_logits", "mse", "l1", "huber")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
-TASKS = ("auto", "classification", "regression")
-MISSING = ("error", "drop", "median")
-MODES = ("auto", "min", "max")
-SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
-PRECISIONS = ("32", "bf16", "fp16")
-INITS = ("default", "xavier", "kaiming", "normal")
-PENALIZE = ("weights", "all")
-IMAGE_NORMS = ("half", "train", "imagenet", "none")
-CHANNELS = ("auto", "1", "3")
-# string options and their allowed values; one validator checks them all (with "did you mean")
-_CHOICES = {"task": TASKS, "missing": MISSING, "activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS,
+LOSS_CHOICES = ("auto", *LOSSES)
+# string options and their allowed values; one validator checks them all (with "did you mean"), the CLI lists them
+CHOICES = {"task": TASKS, "missing": MISSING, "activation": tuple(ACTIVATIONS), "loss": LOSS_CHOICES, "optimizer": OPTIMIZERS,
             "mode": MODES, "schedule": SCHEDULES, "precision": PRECISIONS, "init": INITS, "penalize": PENALIZE,
             "image_norm": IMAGE_NORMS, "channels": CHANNELS}
 
@@ -63,19 +54,19 @@ class RunConfig(BaseModel):
     data: str = Field("digits", description="built-in name (digits, iris, ..., fashion-mnist, mnist), a .csv / .npz file, or an image folder")
     data_dir: str | None = Field(None, description="fashion-mnist/mnist: folder with the 4 IDX files (default: download once into the cache)")
     target: str | None = Field(None, description="CSV only: the column to predict")
-    task: str = Field("auto", description="classification | regression | auto (inferred from the target)")
+    task: str = Field("auto", description="classification, regression, or auto (inferred from the target)")
     split: tuple[float, float, float] = Field(
         (0.70, 0.15, 0.15), description="train,val,test fractions (the lecture's 70/15/15)")
     standardize: bool = Field(True, description="standardize features (and a regression target) with train-split statistics")
-    missing: str = Field("error", description="missing values: error | drop (rows) | median (train-split medians)")
+    missing: str = Field("error", description="missing values: an error, drop the rows, or median (train-split medians)")
     # --- images ---
     image_size: str | None = Field(None, description="image folders: resize to N or H,W pixels (default: the first image's size)")
-    channels: str = Field("auto", description="image folders: 1 (grayscale) | 3 (RGB) | auto (3 if any image has colour)")
-    image_norm: str = Field("half", description="images: half ((x-0.5)/0.5, the lecture's) | train (per-channel train stats) | imagenet | none")
+    channels: str = Field("auto", description="image folders: 1 (grayscale), 3 (RGB), auto (3 if any image has colour)")
+    image_norm: str = Field("half", description="images: half ((x-0.5)/0.5, the lecture's), train (per-channel train stats), imagenet, none")
     augment: str | None = Field(None, description="training-batch augmentation, e.g. flip,rotate=10,crop=0.8,jitter=0.2 (also vflip, translate)")
     # --- model ---
     model: str = Field("mlp:128,64", description="mlp:H1,H2,... or path/file.py:function or package.module:function")
-    activation: str = Field("relu", description="MLP activation: relu | leaky_relu | tanh | sigmoid | gelu")
+    activation: str = Field("relu", description="MLP activation")
     dropout: float = Field(0.1, ge=0, lt=1, description="MLP dropout probability after each hidden layer")
     batch_norm: bool = Field(False, description="MLP batch norm after each hidden linear layer")
     # --- transfer learning ---
@@ -85,19 +76,19 @@ class RunConfig(BaseModel):
     unfreeze_after: int | None = Field(None, ge=1, description="unfreeze everything after this many epochs ...")
     unfreeze_lr_factor: float = Field(0.1, gt=0, le=1, description="... and multiply the learning rate by this")
     # --- optimization ---
-    loss: str = Field("auto", description="cross_entropy | bce_with_logits | mse | l1 | huber | auto (from the task)")
-    optimizer: str = Field("adam", description="sgd | adam | adamw | rmsprop")
+    loss: str = Field("auto", description="the loss; auto picks it from the task")
+    optimizer: str = Field("adam", description="the optimizer")
     lr: float | str = Field(1e-3, description="learning rate (Adam's usual default), or auto: the LR finder's suggestion")
     momentum: float = Field(0.9, ge=0, description="SGD/RMSprop momentum (the lecture's 0.9)")
     nesterov: bool = Field(False, description="SGD Nesterov momentum")
     weight_decay: float = Field(0.0, ge=0, description="optimizer weight decay (coupled for sgd/adam, decoupled for adamw)")
-    init: str = Field("default", description="weight init: default (PyTorch's) | xavier | kaiming | normal (N(0, 0.01²))")
+    init: str = Field("default", description="weight init: default (PyTorch's), xavier, kaiming, normal (N(0, 0.01²))")
     # --- explicit penalties added to the loss (elastic net = both) ---
     l1: float = Field(0.0, ge=0, description="L1 penalty strength: loss + l1·Σ|w|")
     l2: float = Field(0.0, ge=0, description="L2 penalty strength: loss + l2·Σw² (weight_decay=2·l2 is the same for SGD)")
-    penalize: str = Field("weights", description="what l1/l2 act on: weights (not biases or norm layers) | all")
+    penalize: str = Field("weights", description="what l1/l2 act on: weights (not biases or norm layers), or all")
     # --- learning-rate schedule ---
-    schedule: str = Field("none", description="LR schedule: none | step | exponential | cosine | onecycle | plateau")
+    schedule: str = Field("none", description="learning-rate schedule")
     step_size: int = Field(10, ge=1, description="step schedule: epochs between LR drops (the lecture's StepLR 10)")
     gamma: float | None = Field(None, gt=0, le=1, description="LR factor: step 0.5 (the lecture's), exponential 0.95, plateau 0.5")
     warmup_epochs: float = Field(0.0, ge=0, description="cosine schedule: epochs of linear warmup")
@@ -106,7 +97,7 @@ class RunConfig(BaseModel):
     clip_norm: float | None = Field(None, gt=0, description="clip the gradient norm to this (the lecture's max_norm=1.0)")
     clip_value: float | None = Field(None, gt=0, description="clip each gradient element to [-v, v]")
     accumulate: int = Field(1, ge=1, description="micro-batches per optimizer step (effective batch = batch_size·accumulate)")
-    precision: str = Field("32", description="32 | bf16 (autocast) | fp16 (autocast + grad scaler, CUDA only)")
+    precision: str = Field("32", description="numeric precision: bf16 autocast; fp16 autocast + grad scaler, CUDA only")
     compile: bool = Field(False, description="torch.compile the model (pays off for long runs on GPU)")
     epochs: int = Field(200, gt=0, description="maximum epochs; early stopping usually ends the run first")
     batch_size: int = Field(16, gt=0, description="mini-batch size (as in the lecture's Fashion-MNIST loop)")
@@ -116,7 +107,7 @@ class RunConfig(BaseModel):
     # --- early stopping (monitor/mode/patience/min_delta as everywhere in trainwise) ---
     early_stopping: bool = Field(True, description="stop when the monitored metric stops improving")
     monitor: str = Field("val/loss", description="metric early stopping and best-epoch selection watch")
-    mode: str = Field("auto", description="min | max | auto (max for accuracy/r2, min otherwise)")
+    mode: str = Field("auto", description="whether lower or higher is better; auto: max for accuracy/r2, min otherwise")
     patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
     min_delta: float = Field(0.001, ge=0, description="smallest change that counts as improvement (the lecture's threshold)")
     restore_best: bool = Field(True, description="end with the best epoch's weights, not the last epoch's")
@@ -154,10 +145,10 @@ class RunConfig(BaseModel):
             raise ValueError(f"fractions {','.join(map(str, v))} sum to {sum(v):g}, not 1; e.g. 0.7,0.15,0.15")
         return v
 
-    @field_validator(*_CHOICES, mode="before")
+    @field_validator(*CHOICES, mode="before")
     @classmethod
     def _choices(cls, v: Any, info: ValidationInfo) -> str:
-        return _choice(info.field_name, str(v), _CHOICES[info.field_name])
+        return _choice(info.field_name, str(v), CHOICES[info.field_name])
 
     @field_validator("lr", mode="before")
     @classmethod
@@ -177,8 +168,6 @@ class RunConfig(BaseModel):
     def _size(cls, v: Any) -> Any:
         if v is None or (isinstance(v, str) and v.lower() in ("none", "null", "", "auto")):
             return None
-        from .data.images import parse_image_size
-
         try:
             h, w = parse_image_size(v)
         except TrainwiseError as e:
@@ -202,8 +191,6 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _ranges(self) -> RunConfig:
         if self.augment:
-            from .data.augment import parse_augment
-
             try:
                 parse_augment(self.augment)
             except TrainwiseError as e:

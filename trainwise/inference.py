@@ -11,10 +11,13 @@ from torch import nn
 from .data import Preprocessor, TargetEncoder, TensorBatches, load_source, prepare, to_tensors
 from .data.images import IMAGE_SUFFIXES, read_image, to_unit
 from .errors import TrainwiseError
-from .runs import atomic_write, load_run, write_json
+from .models.check import check_model_fits
+from .pipeline import load_raw
+from .runs import atomic_write, write_json
+from .saved import load_run
 from .train import Trainer
 
-__all__ = ["evaluate", "predict", "check_model_fits"]
+__all__ = ["evaluate", "predict"]
 
 
 def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool = False) -> dict[str, float]:
@@ -39,8 +42,6 @@ def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool =
                 "invites choosing models by their test score, which makes it an optimistic estimate",
                 hint="report the number in summary.json; compare models on validation metrics; pass --force-test to "
                      "evaluate it again anyway (it will be counted)")
-        from .api import load_raw
-
         prep = prepare(load_raw(cfg), task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
                        impute=cfg.missing == "median", image_norm=cfg.image_norm)
         if "test" not in prep.arrays:
@@ -52,7 +53,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool =
                           channels=str(image["channels"]) if image else "auto")
         X = Preprocessor.from_state(pp["features"]).transform(raw.X)
         yy, prefix = TargetEncoder.from_state(pp["target"]).encode(raw.y, what=f"target of '{data}'"), "eval"
-    trainer = Trainer(run.model, loss=pp["loss"], kind=pp["kind"], optimizer=torch.optim.SGD(run.model.parameters(), lr=0.0),
+    trainer = Trainer(run.model, loss=pp["loss"], kind=pp["kind"], optimizer=None,
                       target_std=pp["target"]["std"])
     Xt, yt = to_tensors(X, yy, pp["kind"], torch.device("cpu"))
     check_model_fits(run.model, Xt[:2], run.recipe, run.summary.get("model", {}).get("spec", "?"), None)
@@ -153,22 +154,3 @@ def _frame(run, out: torch.Tensor):
     for i, name in enumerate(names):
         frame[f"prob_{name}"] = probs[:, i].numpy()
     return frame
-
-
-def check_model_fits(model: nn.Module, x: torch.Tensor, recipe: dict, spec: str, expected: int | None) -> None:
-    """One eval-mode forward on two rows, so a shape mismatch is reported in words before training."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(x)
-    except RuntimeError as e:
-        raise TrainwiseError(f"model '{spec}' cannot take the data: input rows have shape {tuple(x.shape[1:])} "
-                             f"({type(e).__name__}: {str(e).splitlines()[0]})",
-                             hint=f"make the model accept inputs of shape (batch, {', '.join(map(str, x.shape[1:]))})") from None
-    finally:
-        model.train(was)
-    if expected is not None and tuple(out.shape) != (len(x), expected):
-        raise TrainwiseError(f"model '{spec}' returns outputs of shape {tuple(out.shape)} for {len(x)} rows; "
-                             f"the loss needs ({len(x)}, {expected})",
-                             hint=f"make the model's last layer produce {expected} output(s) per row")

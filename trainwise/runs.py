@@ -1,11 +1,11 @@
-"""The run directory: atomic writes, metrics.csv, summary.json, weights (safetensors) and the JSON needed
-to rebuild model and preprocessing without pickle."""
+"""Run-directory files at the lowest layer: atomic writes, metrics.csv, summary.json, weights (safetensors),
+the JSON needed to rebuild model and preprocessing, and checkpoints — nothing is ever pickled.
+Reading a whole run back is `trainwise.saved.load_run`."""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import torch
 
 from .errors import TrainwiseError
 
-__all__ = ["atomic_write", "write_json", "write_metrics_csv", "new_run_dir", "save_artifacts", "load_run", "LoadedRun",
+__all__ = ["atomic_write", "write_json", "write_metrics_csv", "new_run_dir", "save_artifacts",
            "encode_state", "decode_state", "save_checkpoint", "load_checkpoint"]
 
 
@@ -91,40 +91,6 @@ def save_artifacts(run_dir: Path, model: torch.nn.Module, recipe: dict, preproce
     atomic_write(run_dir / "model.safetensors", save(tensors))
     write_json(run_dir / "model.json", recipe)
     write_json(run_dir / "preprocess.json", preprocessing)
-
-
-@dataclass
-class LoadedRun:
-    """A finished run read back: its config, rebuilt model (best weights), preprocessing and summary."""
-
-    path: Path
-    config: Any
-    model: torch.nn.Module
-    recipe: dict
-    preprocessing: dict
-    summary: dict
-
-
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild a run's model and preprocessing from its files (safetensors + JSON; nothing is unpickled)."""
-    from safetensors.torch import load_file
-
-    from .config import load_config
-    from .models import build_model
-
-    path = Path(run_dir)
-    needed = ["config.yaml", "model.json", "model.safetensors", "preprocess.json"]
-    absent = [n for n in needed if not (path / n).is_file()]
-    if absent:
-        raise TrainwiseError(f"'{path}' is not a finished trainwise run (missing {', '.join(absent)})",
-                             hint="give the run directory that `trainwise fit` printed")
-    recipe = json.loads((path / "model.json").read_text())
-    model = build_model(recipe)
-    model.load_state_dict(load_file(path / "model.safetensors"))
-    model.eval()
-    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
-    return LoadedRun(path, load_config(path / "config.yaml"), model, recipe,
-                     json.loads((path / "preprocess.json").read_text()), summary)
 
 
 # --- checkpoints: any nest of dicts/lists/tuples/numbers/strings/tensors, as one safetensors file whose

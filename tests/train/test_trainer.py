@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainwise import MLP, Callback, EarlyStopping, Trainer, TensorBatches
+from trainwise import MLP, Callback, EarlyStopping, Trainer, TensorBatches, TrainwiseError
 from trainwise.train.metrics import MetricAccumulator
 
 
@@ -162,3 +162,136 @@ def test_keyboard_interrupt_is_recorded_not_swallowed_as_stop():
     t = Trainer(nn.Linear(4, 3), callbacks=[Interrupt()])
     history = t.fit(TensorBatches(X, y, batch_size=32), epochs=5)
     assert t.status == "interrupted" and len(history) == 2 and "interrupted by the user" in t.stop_reason
+
+
+# --- stopping: only through request_stop, at the epoch end or (now=True) at the next step boundary ---
+
+class _StopAt(Callback):
+    def __init__(self, step, now):
+        self.at, self.now, self.after_stop = step, now, 0
+
+    def on_batch_end(self, trainer, *, step, loss):
+        if step == self.at:
+            trainer.request_stop(f"stop at step {step}", now=self.now)
+        elif step > self.at:
+            self.after_stop += 1
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_request_stop_now_stops_at_the_next_step_boundary(accumulate):
+    X, y = _data()  # 96 rows: 6 batches of 16, i.e. 6 // accumulate steps per epoch
+    stop = _StopAt(2, now=True)
+    t = Trainer(nn.Linear(4, 3), callbacks=[stop], accumulate=accumulate)
+    history = t.fit(TensorBatches(X, y, batch_size=16), epochs=5)
+    assert t.step == 2 and stop.after_stop == 0 and len(history) == 1 and t.epoch == 1
+    assert t.train_samples == 2 * accumulate * 16  # the partial epoch's metrics cover the batches it trained on
+    assert t.status == "early_stopped" and t.stop_reason == "stop at step 2"
+
+
+def test_request_stop_without_now_finishes_the_epoch():
+    X, y = _data()
+    stop = _StopAt(2, now=False)
+    t = Trainer(nn.Linear(4, 3), callbacks=[stop])
+    t.fit(TensorBatches(X, y, batch_size=16), epochs=5)
+    assert t.step == 6 and stop.after_stop == 4 and len(t.history) == 1 and t.status == "early_stopped"
+    t.fit(TensorBatches(X, y, batch_size=16), epochs=2)  # a new fit starts with no pending stop
+    assert t.epoch == 2 and t.status == "completed"
+
+
+def test_an_error_in_a_callback_fails_the_run_it_does_not_stop_it():
+    class Broken(Callback):
+        def on_batch_end(self, trainer, *, step, loss):
+            raise RuntimeError("broken callback")
+
+    X, y = _data()
+    t = Trainer(nn.Linear(4, 3), callbacks=[Broken()])
+    with pytest.raises(RuntimeError, match="broken callback"):
+        t.fit(TensorBatches(X, y, batch_size=16), epochs=2)
+    assert t.status == "failed" and t.stop_reason == "RuntimeError: broken callback" and t.history == []
+
+
+# --- a trainer without an optimizer evaluates and predicts ---
+
+def test_trainer_without_optimizer_evaluates_predicts_and_refuses_to_fit():
+    X, y = _data()
+    torch.manual_seed(0)
+    model = MLP(4, [16], 3)
+    t = Trainer(model, optimizer=None)
+    assert t.optimizer is None
+    logs = t.evaluate(TensorBatches(X, y, batch_size=32, shuffle=False))
+    with torch.no_grad():
+        assert logs["val/loss"] == pytest.approx(F.cross_entropy(model(X), y).item(), rel=1e-6)
+    assert torch.equal(t.predict(X, batch_size=40), model(X).detach())
+    state = t.state_dict()
+    assert state["optimizer"] is None and state["step"] == 0
+    other = Trainer(MLP(4, [16], 3), optimizer=None)
+    other.load_state_dict(state)
+    assert torch.equal(other.predict(X), t.predict(X))
+    with pytest.raises(TrainwiseError, match=r"Trainer.fit needs an optimizer.*optimizer=None.*HINT: build it with optimizer='adam'"):
+        t.fit(TensorBatches(X, y, batch_size=16), epochs=1)
+    assert t.status == "not_started" and t.history == []
+
+
+def test_the_default_optimizer_is_still_adam():
+    assert isinstance(Trainer(nn.Linear(4, 3)).optimizer, torch.optim.Adam)
+
+
+# --- hooks see unscaled gradients under a grad scaler ---
+
+class _GradsAtFirstStep(Callback):
+    def __init__(self):
+        self.grads = None
+
+    def on_after_backward(self, trainer, *, loss):
+        if self.grads is None:
+            self.grads = [p.grad.detach().clone() for p in trainer.model.parameters()]
+
+
+def _first_step(scaler=None, clip_norm=None, optimizer="sgd"):
+    X, y = _data()
+    torch.manual_seed(0)
+    seen = _GradsAtFirstStep()
+    t = Trainer(MLP(4, [16], 3), optimizer=optimizer, lr=0.1, callbacks=[seen], clip_norm=clip_norm)
+    t.scaler = scaler
+    t.fit(TensorBatches(X[:16], y[:16], batch_size=16, seed=0), epochs=1)  # one step
+    return t, seen.grads
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_callbacks_see_unscaled_gradients_with_a_grad_scaler(optimizer):
+    _, ref = _first_step(optimizer=optimizer)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    t, seen = _first_step(scaler, optimizer=optimizer)
+    assert scaler.get_scale() == 2.0 ** 10  # it scaled the loss, found no inf and kept its scale
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(seen, ref))
+    t_ref, _ = _first_step(optimizer=optimizer)
+    for a, b in zip(t.model.parameters(), t_ref.model.parameters()):  # and it stepped with the true gradients
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_clipping_sees_unscaled_gradients_with_a_grad_scaler():
+    t_ref, _ = _first_step(clip_norm=0.01)
+    t, _ = _first_step(torch.amp.GradScaler("cpu", init_scale=2.0 ** 10), clip_norm=0.01)
+    assert t.history[0]["train/grad_norm"] == pytest.approx(t_ref.history[0]["train/grad_norm"], rel=1e-5)
+    for a, b in zip(t.model.parameters(), t_ref.model.parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fp16_is_still_refused_on_cpu():
+    with pytest.raises(TrainwiseError, match="precision 'fp16' needs a CUDA device"):
+        Trainer(nn.Linear(4, 3), precision="fp16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast with a grad scaler needs a CUDA GPU")
+def test_callbacks_see_unscaled_gradients_under_fp16_on_cuda():
+    X, y = (a.cuda() for a in _data())
+    grads = []
+    for precision in ("32", "fp16"):
+        torch.manual_seed(0)
+        seen = _GradsAtFirstStep()
+        t = Trainer(MLP(4, [16], 3), optimizer="sgd", lr=0.1, callbacks=[seen], device="cuda", precision=precision)
+        t.fit(TensorBatches(X[:16], y[:16], batch_size=16, seed=0), epochs=1)
+        grads.append(seen.grads)
+    assert t.scaler is not None and t.scaler.get_scale() == 2.0 ** 16  # the default scale: off by 65536 if scaled
+    for a, b in zip(*grads):  # fp16 forward: equal up to half-precision rounding
+        assert torch.allclose(a, b, rtol=1e-2, atol=1e-3)

@@ -20,42 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import TrainwiseError, check_choice
+from ..errors import TrainwiseError
+from ..options import AUGMENTS, parse_augment
 
 __all__ = ["AUGMENTS", "parse_augment", "Augment", "AugmentedBatches", "check_images"]
-
-# name -> (default value, what the value means)
-AUGMENTS = {"flip": (0.5, "probability of a horizontal flip"),
-            "vflip": (0.5, "probability of a vertical flip"),
-            "rotate": (10.0, "maximum rotation in degrees (uniform in [-v, v])"),
-            "crop": (0.8, "random resized crop: smallest kept area fraction (aspect 3/4..4/3), resized back"),
-            "translate": (0.1, "maximum shift as a fraction of width/height"),
-            "jitter": (0.2, "brightness/contrast (and saturation for RGB) factors uniform in [1-v, 1+v]")}
-
-
-def parse_augment(spec: str | None) -> dict[str, float]:
-    """``"flip,rotate=10"`` -> ``{"flip": 0.5, "rotate": 10.0}``; empty or ``none`` -> ``{}``.
-
-    >>> parse_augment("flip,rotate=15,crop=0.7")
-    {'flip': 0.5, 'rotate': 15.0, 'crop': 0.7}
-    """
-    out: dict[str, float] = {}
-    if not spec or spec.strip().lower() == "none":
-        return out
-    for part in spec.split(","):
-        name, _, value = part.strip().partition("=")
-        check_choice("augmentation", name, AUGMENTS)
-        try:
-            v = float(value) if value else AUGMENTS[name][0]
-        except ValueError:
-            raise TrainwiseError(f"augment '{part}': '{value}' is not a number", hint=f"e.g. {name}={AUGMENTS[name][0]}") from None
-        bounds = {"flip": (0, 1), "vflip": (0, 1), "rotate": (0, 180), "crop": (0.01, 1), "translate": (0, 1), "jitter": (0, 1)}[name]
-        if not bounds[0] <= v <= bounds[1]:
-            raise TrainwiseError(f"augment '{part}': {v:g} is outside [{bounds[0]}, {bounds[1]}] ({AUGMENTS[name][1]})",
-                                 hint=f"e.g. {name}={AUGMENTS[name][0]}")
-        out[name] = v
-    return out
-
 
 class Augment:
     """Random geometry (one fused affine resample) and colour jitter for a batch (B, C, H, W).

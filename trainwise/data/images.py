@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TrainwiseError
+from ..options import parse_image_size
 from .sources import RawData
 
 __all__ = ["IDX_SETS", "IMAGE_SUFFIXES", "to_unit", "read_idx", "write_idx", "load_idx_set", "load_image_folder", "read_image",
@@ -149,23 +150,6 @@ def _download(mirrors: tuple[str, ...], filename: str, md5: str, folder: Path) -
 
 
 # --- image files and folders --------------------------------------------------------------------
-def parse_image_size(value) -> tuple[int, int] | None:
-    """``28`` -> (28, 28); ``"64,48"`` -> (64, 48) as (height, width); None stays None."""
-    if value is None:
-        return None
-    parts = [p for p in str(value).replace("x", ",").split(",") if p.strip()] if isinstance(value, str) else \
-        list(value) if isinstance(value, (list, tuple)) else [value]
-    try:
-        size = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        size = ()
-    if len(size) == 1:
-        size = size * 2
-    if len(size) != 2 or min(size) < 1:
-        raise TrainwiseError(f"image_size={value!r} is not a size", hint="give one number (28) or height,width (64,48)")
-    return size
-
-
 def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     """One image file as uint8 (C, H, W): converted to grayscale (1) or RGB (3), resized (bilinear) to ``size``."""
     from PIL import Image, UnidentifiedImageError

@@ -11,10 +11,10 @@ from typing import Any
 from torch import nn
 
 from ..errors import TrainwiseError, check_choice
+from ..options import ACTIVATIONS
 
 __all__ = ["MLP", "CNN", "Ensemble", "resolve_model", "build_model", "ACTIVATIONS"]
 
-ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 
 
 class MLP(nn.Sequential):

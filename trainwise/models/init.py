@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from ..errors import check_choice
+from ..options import INITS
 
 __all__ = ["INITS", "init_weights"]
 
-INITS = ("default", "xavier", "kaiming", "normal")
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 

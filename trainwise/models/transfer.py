@@ -12,9 +12,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import TrainwiseError, did_you_mean
-from ..train.trainer import Callback
 
-__all__ = ["load_initial_weights", "freeze", "parameter_layers", "Unfreeze"]
+__all__ = ["load_initial_weights", "freeze", "parameter_layers"]
 
 
 def load_initial_weights(model: nn.Module, source: str | Path) -> dict[str, Any]:
@@ -80,30 +79,3 @@ def freeze(model: nn.Module, *, train_last: int | None = None, prefixes: str | l
         if n in frozen:
             p.requires_grad_(False)
     return [n for n in names if n in frozen]
-
-
-class Unfreeze(Callback):
-    """After ``after`` epochs: every parameter trainable again, and every LR multiplied by ``lr_factor``."""
-
-    def __init__(self, after: int, lr_factor: float = 0.1):
-        self.after, self.lr_factor = after, lr_factor
-        self.done_ = False
-
-    def on_epoch_end(self, trainer, *, epoch: int, logs: dict[str, float]) -> None:
-        if epoch == self.after and not self.done_:
-            for p in trainer.model.parameters():
-                p.requires_grad_(True)
-            for g in trainer.optimizer.param_groups:
-                g["lr"] *= self.lr_factor
-            self.done_ = True
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"done": self.done_}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.done_ = bool(state["done"])
-
-    def on_fit_start(self, trainer) -> None:
-        if self.done_:  # resumed after unfreezing: the optimizer state already has the lower LR
-            for p in trainer.model.parameters():
-                p.requires_grad_(True)

@@ -39,7 +39,8 @@ def write_report(run_dir: str | Path, model=None) -> Path:
     for runs whose model cannot be rebuilt from model.json (an nn.Module passed to `fit`)."""
     from ..config import load_config
     from ..models.summary import summarize
-    from ..runs import atomic_write, load_run
+    from ..runs import atomic_write
+    from ..saved import load_run
 
     run_dir = Path(run_dir)
     if model is None:

@@ -10,13 +10,28 @@ import torch
 from ..errors import TrainwiseError
 from .trainer import Callback, Trainer
 
-__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "Checkpoint", "resolve_mode"]
+__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "Checkpoint", "resolve_mode", "is_better"]
 
 
 def resolve_mode(monitor: str, mode: str = "auto") -> str:
+    """``auto``: higher is better for accuracy and R², lower for everything else (losses, errors)."""
     if mode != "auto":
         return mode
     return "max" if monitor.rsplit("/", 1)[-1] in ("accuracy", "r2") else "min"
+
+
+def is_better(value: float | None, best: float | None, mode: str) -> bool:
+    """The one comparison of monitored values: is ``value`` strictly better than ``best`` under ``mode``
+    ('min' or 'max')? NaN or None is never better; anything beats a ``best`` of None or NaN.
+
+    >>> is_better(0.2, 0.3, "min"), is_better(0.2, 0.3, "max"), is_better(float("nan"), 0.3, "min")
+    (True, False, False)
+    """
+    if value is None or math.isnan(value):
+        return False
+    if best is None or math.isnan(best):
+        return True
+    return value < best if mode == "min" else value > best
 
 
 class EarlyStopping(Callback):
@@ -38,9 +53,8 @@ class EarlyStopping(Callback):
         self.best_weights_: dict[str, torch.Tensor] | None = None
 
     def improved(self, value: float) -> bool:
-        if math.isnan(value):
-            return False
-        return value < self.best_ - self.min_delta if self.mode == "min" else value > self.best_ + self.min_delta
+        """Better than the best so far by more than ``min_delta``."""
+        return is_better(value, self.best_ - self.min_delta if self.mode == "min" else self.best_ + self.min_delta, self.mode)
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
         if self.monitor not in logs:
@@ -98,7 +112,7 @@ class ProgressTable(Callback):
             head = "epoch  " + "  ".join(f"{k:>12}" for k in self.columns_) + "     time"
             self.console.print(f"[bold]{head}[/bold]")
         value = logs.get(self.monitor)
-        better = value is not None and (self.best_ is None or (value < self.best_ if self.mode == "min" else value > self.best_))
+        better = is_better(value, self.best_, self.mode)
         if better:
             self.best_ = value
         cells = "  ".join(f"{logs[k]:>12.4g}" if k != "lr" else f"{logs[k]:>12.2e}" for k in self.columns_)

@@ -5,13 +5,10 @@ import torch
 from torch import nn
 
 from ..errors import TrainwiseError, check_choice
+from ..options import CLASSIFICATION_LOSSES, LOSSES, OPTIMIZERS
 
 __all__ = ["LOSSES", "OPTIMIZERS", "resolve_loss", "make_loss", "make_optimizer", "output_size", "target_kind"]
 
-LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss,
-          "l1": nn.L1Loss, "huber": nn.HuberLoss}
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-_CLASSIFICATION = ("cross_entropy", "bce_with_logits")
 
 
 def resolve_loss(loss: str, task: str, n_classes: int | None) -> str:
@@ -19,10 +16,10 @@ def resolve_loss(loss: str, task: str, n_classes: int | None) -> str:
     if loss == "auto":
         return "cross_entropy" if task == "classification" else "mse"
     check_choice("loss", loss, LOSSES)
-    if task == "classification" and loss not in _CLASSIFICATION:
+    if task == "classification" and loss not in CLASSIFICATION_LOSSES:
         raise TrainwiseError(f"loss '{loss}' is for regression but the task is classification",
                              hint="use --loss cross_entropy (or bce_with_logits for two classes), or --task regression")
-    if task == "regression" and loss in _CLASSIFICATION:
+    if task == "regression" and loss in CLASSIFICATION_LOSSES:
         raise TrainwiseError(f"loss '{loss}' is for classification but the task is regression",
                              hint="use --loss mse, l1 or huber, or --task classification")
     if loss == "bce_with_logits" and n_classes != 2:

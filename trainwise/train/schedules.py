@@ -21,12 +21,12 @@ from typing import Any
 import torch
 
 from ..errors import TrainwiseError, check_choice
+from ..options import SCHEDULES
 from .callbacks import resolve_mode
 from .trainer import Callback, Trainer
 
 __all__ = ["LRSchedule", "SCHEDULES"]
 
-SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
 _DEFAULT_GAMMA = {"step": 0.5, "exponential": 0.95, "plateau": 0.5}
 _PER_STEP = ("cosine", "onecycle")
 

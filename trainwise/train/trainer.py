@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import TrainwiseError, check_choice
+from ..options import PRECISIONS
 from .components import make_loss, make_optimizer, target_kind
 from .metrics import MetricAccumulator
 
@@ -27,7 +30,7 @@ class Callback:
 
     def on_fit_start(self, trainer: Trainer) -> None: ...
     def on_epoch_start(self, trainer: Trainer, *, epoch: int) -> None: ...
-    def on_after_backward(self, trainer: Trainer, *, loss: torch.Tensor) -> None: ...  # grads ready, before clip/step
+    def on_after_backward(self, trainer: Trainer, *, loss: torch.Tensor) -> None: ...  # grads ready (unscaled), before clip/step
     def on_batch_end(self, trainer: Trainer, *, step: int, loss: torch.Tensor) -> None: ...  # after each optimizer step
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None: ...
     def on_fit_end(self, trainer: Trainer) -> None: ...
@@ -38,17 +41,20 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-PRECISIONS = ("32", "bf16", "fp16")
 
 
 class Trainer:
     """Trains ``model`` with validation every epoch.
 
-    ``loss`` and ``optimizer`` are names or ready objects; ``kind`` says how outputs are scored
+    ``loss`` and ``optimizer`` are names or ready objects (``optimizer=None``: a trainer that only evaluates
+    and predicts; `fit` then refuses); ``kind`` says how outputs are scored
     ('multiclass', 'binary', 'regression'; inferred from a loss name when not given). Options, all off by
     default: ``penalty`` (a callable returning a term added to each batch's loss, e.g. `Penalty`),
     ``accumulate`` (micro-batches per optimizer step), ``clip_norm`` / ``clip_value``, ``precision``
     ('32', 'bf16' autocast, 'fp16' autocast + grad scaler on CUDA) and ``compile`` (torch.compile the forward).
+    ``scaler`` is the `torch.amp.GradScaler` in use (None unless fp16); one set by hand is used the same way.
+    A step: forward, loss (+ penalty), backward, (unscale), ``on_after_backward``, (clip), optimizer step,
+    ``on_batch_end``. A run stops early only through `request_stop` (or Ctrl-C, recorded as interrupted).
 
     >>> import torch
     >>> _ = torch.manual_seed(0); X, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
@@ -59,7 +65,7 @@ class Trainer:
     """
 
     def __init__(self, model: nn.Module, *, loss: str | nn.Module = "cross_entropy",
-                 optimizer: str | torch.optim.Optimizer = "adam", lr: float = 1e-3, momentum: float = 0.9,
+                 optimizer: str | torch.optim.Optimizer | None = "adam", lr: float = 1e-3, momentum: float = 0.9,
                  nesterov: bool = False, weight_decay: float = 0.0, kind: str | None = None,
                  callbacks: Sequence[Callback] = (), device: str | torch.device = "cpu", target_std: float = 1.0,
                  penalty: Callable[[], torch.Tensor] | None = None, accumulate: int = 1,
@@ -69,31 +75,51 @@ class Trainer:
         self.model = model.to(self.device)
         self.loss_fn = make_loss(loss) if isinstance(loss, str) else loss
         self.kind = kind or (target_kind(loss) if isinstance(loss, str) else "multiclass")
-        self.optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(
-            optimizer, self.model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
-            weight_decay=weight_decay, device=self.device)
-        self.callbacks = list(callbacks)
+        self.optimizer = optimizer if optimizer is None or isinstance(optimizer, torch.optim.Optimizer) else \
+            make_optimizer(optimizer, self.model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
+                           weight_decay=weight_decay, device=self.device)
         self.target_std = target_std
         self.penalty, self.accumulate, self.clip_norm, self.clip_value = penalty, accumulate, clip_norm, clip_value
         self.precision = _check_precision(precision, self.device)
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.forward = torch.compile(self.model) if compile else self.model  # same parameters, compiled graph
         self.lr_finder = None   # set when the LR was chosen by the LR finder
         self.transfer = None    # starting weights and frozen layers, when fine-tuning (for the summary)
+        self._new_record(callbacks)
+
+    def _new_record(self, callbacks: Sequence[Callback]) -> None:
+        """Callbacks, counters, history and status: what belongs to one trainer's runs, not to its components."""
+        self.callbacks = list(callbacks)
         self.epoch = 0          # epochs completed
         self.step = 0           # optimizer steps taken
         self.steps_per_epoch = 0
         self.history: list[dict[str, float]] = []
         self.status, self.stop_reason = "not_started", None
         self.train_time_s, self.train_samples = 0.0, 0
-        self._stop, self._resume, self.max_epochs, self.train_data = False, None, 0, None
+        self._stop, self._stop_now, self._resume, self.max_epochs, self.train_data = False, False, None, 0, None
         # only callbacks that override a hook are called for it: an unused hook costs nothing per step
         self._hooks = {h: [getattr(c, h) for c in self.callbacks if getattr(type(c), h) is not getattr(Callback, h)]
                        for h in HOOKS}
 
-    def request_stop(self, reason: str) -> None:
-        """Ask the loop to stop after the current epoch; ``reason`` goes into the run summary."""
+    def sibling(self, callbacks: Sequence[Callback] = ()) -> Trainer:
+        """A trainer sharing this one's model, optimizer, loss, scaler and step options, with its own
+        ``callbacks``, counters and history: a side run through the same loop (the LR range test) that leaves
+        this trainer's record alone. Putting the shared weights and optimizer back is the side run's job.
+
+        >>> t = Trainer(torch.nn.Linear(3, 2))
+        >>> side = t.sibling()
+        >>> side.model is t.model, side.optimizer is t.optimizer, side.history is t.history
+        (True, True, False)
+        """
+        side = copy.copy(self)
+        side._new_record(callbacks)
+        return side
+
+    def request_stop(self, reason: str, *, now: bool = False) -> None:
+        """Ask the loop to stop after the current epoch or, with ``now``, after the current optimizer step (the
+        partial epoch is logged as an epoch). ``reason`` goes into the run summary."""
         self._stop, self.stop_reason = True, reason
+        self._stop_now = self._stop_now or now
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
         for fn in self._hooks[hook]:
@@ -101,7 +127,11 @@ class Trainer:
 
     def fit(self, train: Iterable, val: Iterable | None = None, *, epochs: int) -> list[dict[str, float]]:
         """Train until ``epochs`` epochs are done or a callback requests a stop. Returns the history."""
-        self.status, self._stop, self.max_epochs, self.train_data = "running", False, epochs, train
+        if self.optimizer is None:
+            raise TrainwiseError("Trainer.fit needs an optimizer, but this Trainer was built with optimizer=None "
+                                 "(enough for evaluate and predict only)",
+                                 hint="build it with optimizer='adam' (or 'sgd', 'adamw', 'rmsprop', or a torch.optim.Optimizer)")
+        self.status, self._stop, self._stop_now, self.max_epochs, self.train_data = "running", False, False, epochs, train
         self.steps_per_epoch = -(-len(train) // self.accumulate) if hasattr(train, "__len__") else 0
         self._emit("on_fit_start")
         self._apply_resume(train)
@@ -146,24 +176,29 @@ class Trainer:
             if self.accumulate > 1:
                 total = total / self.accumulate  # mean over the micro-batches, as one big batch would give
             (self.scaler.scale(total) if self.scaler else total).backward()
-            if i % self.accumulate == 0 or i == last:
-                self._emit("on_after_backward", loss=loss)
-                self._optimizer_step(acc)
-                self._emit("on_batch_end", step=self.step, loss=loss)
             acc.update(out.detach(), y, loss.detach())
+            if i % self.accumulate == 0 or i == last:
+                if self.scaler:
+                    self.scaler.unscale_(self.optimizer)  # hooks and clipping see the true gradients
+                self._emit("on_after_backward", loss=loss)
+                if self.clip_norm is not None or self.clip_value is not None:
+                    self._clip(acc)
+                self._optimizer_step()
+                self._emit("on_batch_end", step=self.step, loss=loss)
+                if self._stop_now:  # request_stop(now=True): the one check per step
+                    break
         self.train_samples += acc.count
         return acc.compute("train")
 
-    def _optimizer_step(self, acc: MetricAccumulator) -> None:
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)
-        if self.clip_norm is not None or self.clip_value is not None:
-            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-            acc.add("grad_norm", nn.utils.get_total_norm([p.grad for p in params]))  # before clipping
-            if self.clip_value is not None:
-                nn.utils.clip_grad_value_(params, self.clip_value)
-            if self.clip_norm is not None:
-                nn.utils.clip_grad_norm_(params, self.clip_norm)
+    def _clip(self, acc: MetricAccumulator) -> None:
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        acc.add("grad_norm", nn.utils.get_total_norm([p.grad for p in params]))  # before clipping
+        if self.clip_value is not None:
+            nn.utils.clip_grad_value_(params, self.clip_value)
+        if self.clip_norm is not None:
+            nn.utils.clip_grad_norm_(params, self.clip_norm)
+
+    def _optimizer_step(self) -> None:
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -200,7 +235,7 @@ class Trainer:
     # --- exact resume: everything that decides the rest of the run ---
     def state_dict(self) -> dict[str, Any]:
         """Model, optimizer, scaler, callbacks, counters, history, RNG states and the training batches' shuffle state."""
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
                  "scaler": self.scaler.state_dict() if self.scaler else None,
                  "callbacks": {_cb_key(i, c): c.state_dict() for i, c in enumerate(self.callbacks)},
                  "epoch": self.epoch, "step": self.step, "history": self.history,
@@ -223,7 +258,8 @@ class Trainer:
         state, self._resume = self._resume, None
         if state is None:
             return
-        self.optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         saved = state["callbacks"]
@@ -242,8 +278,6 @@ def _cb_key(i: int, c: Callback) -> str:
 
 
 def _check_precision(precision: str, device: torch.device) -> str:
-    from ..errors import TrainwiseError, check_choice
-
     check_choice("precision", precision, PRECISIONS)
     if precision == "fp16" and device.type != "cuda":
         raise TrainwiseError(f"precision 'fp16' needs a CUDA device (this run is on {device.type}): float16 "

@@ -11,9 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..api import fit
 from ..config import RunConfig
 from ..errors import TrainwiseError
-from .search import _plain
+from ..pipeline import build_batches, build_trainer, model_for
+from ..report.writer import RunWriter, save_lr_find
+from .ensemble import ensemble_run
+from ..train.lr_finder import lr_find
+from .sanity import sanity
+from .search import plain, tune
 
 __all__ = ["auto", "capacity_choices"]
 
@@ -46,13 +52,6 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
          ensemble: int = 5, **options: Any) -> dict[str, Any]:
     """Run the recipe; returns a summary dict (also written to ``out/summary.json``). The final model averages
     the ``ensemble`` best trials (1: retrain the single best configuration)."""
-    from ..api import model_for
-    from ..diagnose import sanity
-    from ..runs import new_run_dir, write_json
-    from ..train import Trainer
-    from .lr_finder import lr_find
-    from .search import tune
-
     if ensemble < 1:
         raise TrainwiseError(f"ensemble must be >= 1, got {ensemble}", hint="e.g. --ensemble 5, or 1 for the single best trial")
     if budget_minutes <= 0:
@@ -62,8 +61,8 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     if data is not None:
         options["data"] = data
     cfg = RunConfig.build({**options, "quiet": True}, source="option")
-    out_dir = Path(out) if out else new_run_dir(None, f"{cfg.data}-auto")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writer = RunWriter(out) if out else RunWriter.create(None, f"{cfg.data}-auto")
+    out_dir = writer.run_dir
     say = (lambda msg: console.print(msg)) if console is not None else (lambda msg: None)
     stages: list[dict[str, Any]] = []
 
@@ -77,16 +76,14 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     stage("sanity", s0, can_learn=check.can_learn, verdict=check.verdict)
     if not check.can_learn:
         summary = {"status": "stopped", "reason": check.verdict, "stages": stages}
-        write_json(out_dir / "summary.json", summary)
+        writer.write_json("summary.json", summary)
         return summary
 
     s0 = time.perf_counter()
     say("[bold]2/6 learning-rate range test[/bold]")
     model, setup = model_for(cfg)
-    trainer = Trainer(model, loss=setup.loss, optimizer=cfg.optimizer, momentum=cfg.momentum, kind=setup.kind, device=setup.device)
-    found = lr_find(trainer, setup.prep.batches(kind=setup.kind, device=setup.device, batch_size=cfg.batch_size,
-                                                 seed=cfg.seed)["train"])
-    found.save(out_dir)
+    found = lr_find(build_trainer(setup, model, []), build_batches(setup, cfg.seed, augment=False)["train"])
+    save_lr_find(found, out_dir)
     top = found.suggestion or 1e-2
     low, high = top / 10, top  # the suggestion tends to sit near the edge of stability: search below it
     center = math.sqrt(low * high)
@@ -122,17 +119,13 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     if len(complete) > 1:
         say(f"[bold]5/6 final model[/bold]: the {len(complete)} best trials by {key[5:]}, probabilities averaged "
             "(steadier than the single best on a small validation split); test split evaluated once")
-        from .ensemble import ensemble_run
-
-        members = [{"trial": int(r["trial"]), key: float(r[key]), **{k: _plain(r[k]) for k in space},
+        members = [{"trial": int(r["trial"]), key: float(r[key]), **{k: plain(r[k]) for k in space},
                     "run_dir": str(out_dir / "search" / f"trial-{int(r['trial'])}")} for _, r in complete.iterrows()]
         final_summary = ensemble_run([m["run_dir"] for m in members], out_dir / "best", info=members)
         say(f"    ensemble {key[5:]} {final_summary['best'].get(key[5:], float('nan')):.4f} "
             f"(best single trial {complete.iloc[0][key]:.4f})")
     else:
         say("[bold]5/6 retrain the best configuration and evaluate the test split once[/bold]")
-        from ..api import fit
-
         final_cfg = RunConfig.build({**fixed, **result["best"], "seed": cfg.seed, "quiet": True,
                                      "run_dir": str(out_dir / "best")}, source="best trial")
         final_summary = fit(config=final_cfg).summary
@@ -146,5 +139,5 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     summary = {"status": "done", "budget_minutes": budget_minutes, "wall_time_s": round(time.perf_counter() - t0, 1),
                "stages": stages, "best": result["best"], "test": test, "test_evaluations": 1,
                "run_dir": str(run_dir), "report": str(run_dir / "report.html")}
-    write_json(out_dir / "summary.json", summary)
+    writer.write_json("summary.json", summary)
     return summary

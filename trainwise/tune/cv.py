@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..config import RunConfig
 from ..data import fold_indices
+from ..pipeline import load_raw, setup_run
+from ..population import Member, MemberResult, run_population, select_best, spread
+from ..report.writer import RunWriter
 
 __all__ = ["cross_validate", "CVResult"]
 
@@ -38,9 +39,6 @@ def cross_validate(data: Any = None, y: Any = None, *, folds: int = 5, rotate: b
     >>> len(r.folds), sorted(r.spread)[:2]
     (3, ['val/accuracy', 'val/loss'])
     """
-    from ..api import _finish, _setup, _train, load_raw
-    from ..runs import atomic_write, new_run_dir, write_json
-
     t_start = time.perf_counter()
     if isinstance(data, str):
         options["data"], data = data, None
@@ -48,51 +46,45 @@ def cross_validate(data: Any = None, y: Any = None, *, folds: int = 5, rotate: b
         options.setdefault("data", "arrays")
     cfg = RunConfig.build(options, source="option").model_copy(update={"checkpoint": False})
     raw = load_raw(cfg, data, y)
-    probe = _setup(cfg, None, None, None, t_start, raw=raw)  # the task, as the fold runs will see it
+    probe = setup_run(cfg, raw=raw)  # the task, as the fold runs will see it
     classification = probe.prep.task == "classification"
     encoded = probe.prep.target.encode(raw.y, what="target") if classification else None
     runs = fold_indices(len(raw), folds, seed=cfg.seed, test_fraction=cfg.split[2], rotate=rotate,
                         stratify=encoded, regression_target=None if classification else raw.y.astype(float),
                         given_test=(raw.given_splits or {}).get("test"))
-    run_dir = new_run_dir(cfg.run_dir, f"{cfg.data}-cv")
-    atomic_write(run_dir / "config.yaml", cfg.model_copy(update={"run_dir": None}).to_yaml())
-    results, fold_rows, best = [], [], None
-    for i, idx in enumerate(runs):
+    writer = RunWriter.create(cfg.run_dir, f"{cfg.data}-cv")
+    writer.write_config(cfg)
+    members = [Member(f"fold-{i + 1}", cfg=cfg, raw=dataclasses.replace(raw, given_splits=idx), writer=writer.sub(f"fold-{i + 1}"),
+                      evaluate_test=rotate)  # rotation: each fold's own test fold, once
+               for i, idx in enumerate(runs)]
+
+    def announce(i: int, m: Member) -> None:
         if console is not None and not cfg.quiet:
+            idx = runs[i]
             console.print(f"[bold]fold {i + 1}/{folds}[/bold]: {len(idx['train'])} train, {len(idx['val'])} val, "
                           f"{len(idx['test'])} test rows")
-        s = _setup(cfg, None, None, None, time.perf_counter(), raw=dataclasses.replace(raw, given_splits=idx))
-        sub = run_dir / f"fold-{i + 1}"
-        sub.mkdir()
-        atomic_write(sub / "config.yaml", s.cfg.model_copy(update={"run_dir": None}).to_yaml())
-        trainer, stopper, batches = _train(s, sub, cfg.seed, (), console)
-        fold = _finish(s, sub, trainer, stopper, batches, test=rotate)  # rotation: each fold's own test fold, once
-        write_json(sub / "summary.json", {**fold.summary, "cv_fold": i + 1})  # evaluate() refuses to rebuild its split
-        row = {"fold": i + 1, **{f"{k}_rows": len(v) for k, v in idx.items()}, "best_epoch": fold.summary["best_epoch"],
-               **fold.summary["best"], **(fold.summary["test"] or {})}
-        fold_rows.append(row)
-        results.append(fold)
-        if best is None or _better(stopper, best[1]):
-            best = (fold, stopper, s, batches)
+
+    def record(i: int, r: MemberResult) -> None:
+        summary = r.result.summary()
+        r.member.writer.write_summary(r.result, {**summary, "cv_fold": i + 1})  # evaluate() refuses to rebuild its split
+        r.info.update(summary)
+
+    results = run_population(members, console=console, on_start=announce, on_done=record)
+    fold_rows = [{"fold": i + 1, **{f"{k}_rows": len(v) for k, v in idx.items()}, "best_epoch": r.info["best_epoch"],
+                  **r.info["best"], **(r.info["test"] or {})} for i, (idx, r) in enumerate(zip(runs, results))]
+    chosen = select_best([r.best for r in results], results[0].result.stopper.mode)
+    best = results[chosen].result
     metric_keys = [k for k in fold_rows[0] if k.startswith(("val/", "test/"))]
-    spread = {k: {"mean": float(np.mean([r[k] for r in fold_rows])), "std": float(np.std([r[k] for r in fold_rows])),
-                  "values": [r[k] for r in fold_rows]} for k in metric_keys}
+    spreads = spread(fold_rows, metric_keys)
     test = None
     if not rotate and len(runs[0]["test"]):  # held-out test split: evaluated once, for the best fold's model
-        fold, _, s, batches = best
-        test = fold.trainer.evaluate(batches["test"], prefix="test")
+        test = best.trainer.evaluate(best.batches["test"], prefix="test")
     header = list(fold_rows[0])
-    atomic_write(run_dir / "cv.csv", "\n".join([",".join(header)] + [",".join(repr(r[h]) for h in header) for r in fold_rows]) + "\n")
-    summary = {"design": "rotate" if rotate else "holdout", "folds": folds, "fold_results": fold_rows, "spread": spread,
-               "chosen_fold": None if rotate else results.index(best[0]) + 1, "test": test,
-               "test_evaluations": folds if rotate else int(test is not None), "monitor": best[1].monitor,
+    writer.write_text("cv.csv", "\n".join([",".join(header)] + [",".join(repr(r[h]) for h in header) for r in fold_rows]) + "\n")
+    summary = {"design": "rotate" if rotate else "holdout", "folds": folds, "fold_results": fold_rows, "spread": spreads,
+               "chosen_fold": None if rotate else chosen + 1, "test": test,
+               "test_evaluations": folds if rotate else int(test is not None), "monitor": best.stopper.monitor,
                "data": probe.prep.describe() | {"sizes": {"rows": len(raw)}}, "seed": cfg.seed,
                "wall_time_s": round(time.perf_counter() - t_start, 3)}
-    write_json(run_dir / "summary.json", summary)
-    return CVResult(fold_rows, spread, test, run_dir, summary)
-
-
-def _better(stopper, best_stopper) -> bool:
-    if stopper.mode == "min":
-        return stopper.best_ < best_stopper.best_
-    return stopper.best_ > best_stopper.best_
+    writer.write_json("summary.json", summary)
+    return CVResult(fold_rows, spreads, test, writer.run_dir, summary)

@@ -6,6 +6,7 @@ lower-variance model. The result is an ordinary run folder: `evaluate`, `predict
 """
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from pathlib import Path
@@ -13,18 +14,18 @@ from typing import Any
 
 import torch
 
+from ..models import build_model
+from ..pipeline import RunResult, build_batches, build_trainer, setup_run
+from ..report.writer import RunWriter
+from ..saved import load_run
+from ..train import EarlyStopping
+
 __all__ = ["ensemble_run"]
 
 
 def ensemble_run(members: list[str | Path], run_dir: str | Path, *, info: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Combine the runs in ``members`` (same data, split and preprocessing) into ``run_dir``; evaluate its
     validation split, and its test split once. Returns the summary (also written to summary.json)."""
-    from ..api import _confusion, _setup
-    from ..models import build_model
-    from ..report.html import write_report
-    from ..runs import atomic_write, load_run, save_artifacts, write_json
-    from ..train import Trainer
-
     t0 = time.perf_counter()
     runs = [load_run(m) for m in members]
     cfg = runs[0].config
@@ -33,29 +34,24 @@ def ensemble_run(members: list[str | Path], run_dir: str | Path, *, info: list[d
     model = build_model(recipe)
     for slot, run in zip(model.members, runs):
         slot.load_state_dict(run.model.state_dict())
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "config.yaml", cfg.model_copy(update={"run_dir": None}).to_yaml())
-    save_artifacts(run_dir, model, recipe, pp)
-    s = _setup(cfg, None, None, None, t0)
-    batches = s.prep.batches(kind=s.kind, device=torch.device("cpu"), batch_size=cfg.batch_size, seed=cfg.seed)
-    trainer = Trainer(model, loss=s.loss, kind=s.kind, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
-                      target_std=s.prep.target.std)
-    best = trainer.evaluate(batches["val"], prefix="val") if "val" in batches else {}
-    test = trainer.evaluate(batches["test"], prefix="test") if "test" in batches else None
-    confusion = _confusion(trainer, batches["test"], s, run_dir) if test and s.kind != "regression" else None
+    setup = dataclasses.replace(setup_run(cfg.model_copy(update={"device": "cpu"})), recipe=recipe)
+    writer = RunWriter(run_dir)
+    writer.write_config(cfg)
+    result = RunResult(setup, build_trainer(setup, model, [], optimizer=None), EarlyStopping(), build_batches(setup, cfg.seed), cfg.seed)
+    writer.write_model(result)
+    best = result.trainer.evaluate(result.batches["val"], prefix="val") if "val" in result.batches else {}
+    test = result.evaluate_test(trained=False)
     specs = [r.summary.get("model", {}).get("spec", "?") for r in runs]
     summary = {
         "status": "completed", "stop_reason": f"ensemble of {len(runs)} trained runs (probabilities averaged)",
         "epochs_run": None, "best_epoch": None, "monitor": runs[0].summary.get("monitor"), "best": best,
         "test": test, "test_evaluations": int(test is not None), "seed": cfg.seed,
-        "wall_time_s": round(time.perf_counter() - t0, 3), "data": s.prep.describe(),
+        "wall_time_s": round(time.perf_counter() - t0, 3), "data": setup.prep.describe(),
         "model": {"spec": "ensemble of " + ", ".join(specs), "recipe": recipe,
                   "parameters": sum(p.numel() for p in model.parameters())},
         "members": info or [{"run_dir": str(m)} for m in members],
-        "loss": s.loss, "device": "cpu", "diagnostics": [], "test_confusion": confusion,
+        "loss": setup.loss, "device": "cpu", "diagnostics": [], "test_confusion": result.confusion,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
-    write_json(run_dir / "summary.json", summary)
-    write_report(run_dir)
+    writer.write_summary(result, summary)
     return summary

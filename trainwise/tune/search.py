@@ -21,8 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from ..api import fit
 from ..config import RunConfig, read_yaml_mapping
 from ..errors import TrainwiseError, check_choice
+from ..pipeline import config_yaml, monitor_of
+from ..population import Member, run_population
+from ..report.writer import RunWriter
 from ..train.trainer import Callback, Trainer
 
 __all__ = ["load_space", "grid_points", "sample_random", "tune", "METHODS"]
@@ -153,18 +157,13 @@ class _Deadline(Callback):
             trainer.request_stop(f"the search's time budget ran out during epoch {epoch}")
 
 
-def _run_trial(cfg: RunConfig, run_dir: Path, callbacks=()) -> dict[str, Any]:
+def _run_trial(cfg: RunConfig, writer: RunWriter, callbacks=()) -> dict[str, Any]:
     """Train one configuration on the train/val splits only (no test evaluation) and summarize it."""
-    from ..api import _finish, _setup, _train
-    from ..runs import atomic_write
-
-    s = _setup(cfg, None, None, None, time.perf_counter())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "config.yaml", s.cfg.model_copy(update={"run_dir": None}).to_yaml())
-    trainer, stopper, batches = _train(s, run_dir, cfg.seed, callbacks, None)
-    result = _finish(s, run_dir, trainer, stopper, batches, test=False)
-    return {"best": stopper.best_ if stopper.best_epoch_ else float("nan"), "epochs": trainer.epoch,
-            "status": trainer.status, "monitor": stopper.monitor, "mode": stopper.mode, "summary": result.summary}
+    r = run_population([Member(writer.run_dir.name, cfg=cfg, writer=writer, callbacks=callbacks)])[0].result
+    summary = r.summary()
+    writer.write_summary(r, summary)
+    return {"best": r.stopper.best_ if r.stopper.best_epoch_ else float("nan"), "epochs": r.trainer.epoch,
+            "status": r.trainer.status, "monitor": r.stopper.monitor, "mode": r.stopper.mode, "summary": summary}
 
 
 def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, out: str | Path | None = None,
@@ -174,9 +173,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
     "test": metrics of the retrained best (or None)}. ``options`` are fixed `fit` options (data, epochs, ...).
     ``timeout`` (seconds) ends the search early; ``enqueue`` lists parameter sets to try first.
     """
-    import pandas as pd
-
-    from ..runs import atomic_write, new_run_dir, write_json
+    import pandas as pd  # pandas is loaded only for the results table
 
     check_choice("method", method, METHODS)
     if trials < 1:
@@ -187,8 +184,8 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
     space, fixed = load_space(space)
     base = {**fixed, **options, "quiet": True, "checkpoint": False, "seed": seed}
     base_cfg = RunConfig.build({**base, **{k: _example(v) for k, v in space.items()}}, source="option")
-    out_dir = Path(out) if out else new_run_dir(None, f"{base_cfg.data}-tune")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writer = RunWriter(out) if out else RunWriter.create(None, f"{base_cfg.data}-tune")
+    out_dir = writer.run_dir
     rows: list[dict[str, Any]] = []
 
     deadline = time.perf_counter() + timeout if timeout else math.inf
@@ -198,7 +195,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
         t0 = time.perf_counter()
         clock = _Deadline(deadline)  # a trial running when the budget ends stops too: the budget holds
         try:
-            r = _run_trial(cfg, out_dir / f"trial-{number}", [*callbacks, clock])
+            r = _run_trial(cfg, writer.sub(f"trial-{number}"), [*callbacks, clock])
             status = "pruned" if any(getattr(c, "pruned", False) for c in callbacks) else "timeout" if clock.fired else (
                 "complete" if r["status"] in ("completed", "early_stopped") else "failed")
             row = {"trial": number, **params, "best_" + r["monitor"]: r["best"], "epochs": r["epochs"], "status": status}
@@ -210,7 +207,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
             console.print(f"trial {number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "trial"))
         return {"row": row, "result": r}
 
-    monitor, mode = _monitor_and_mode(base_cfg)
+    monitor, mode = monitor_of(base_cfg)
     if method == "optuna":
         _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout, enqueue)
         rows = _optuna_rows(storage, study_name, rows, monitor) if storage else rows
@@ -225,31 +222,22 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
     if key not in frame:
         frame[key] = np.nan
     frame = frame.sort_values(key, ascending=mode == "min", na_position="last", kind="stable")
-    atomic_write(out_dir / "results.csv", frame.to_csv(index=False))
+    writer.write_text("results.csv", frame.to_csv(index=False))
     complete = frame[(frame["status"] == "complete") & frame[key].notna()]
     result: dict[str, Any] = {"results": frame, "out": out_dir, "best": None, "best_config": None, "test": None}
     if complete.empty:
         raise TrainwiseError(f"no trial completed (see {out_dir / 'results.csv'})", hint="check the space and the data with one `trainwise fit`; with a time limit, allow more time")
-    best_params = {k: _plain(complete.iloc[0][k]) for k in space}
+    best_params = {k: plain(complete.iloc[0][k]) for k in space}
     best_cfg = RunConfig.build({**base, **best_params, "quiet": False}, source="best trial")
-    atomic_write(out_dir / "best_config.yaml", best_cfg.model_copy(update={"run_dir": None, "checkpoint": True}).to_yaml())
+    writer.write_text("best_config.yaml", config_yaml(best_cfg.model_copy(update={"checkpoint": True})))
     result.update(best=best_params, best_config=out_dir / "best_config.yaml")
     if retrain:
-        from ..api import fit
-
         final = fit(config=best_cfg.model_copy(update={"quiet": True, "run_dir": str(out_dir / "best")}))
         result["test"] = final.test
-    write_json(out_dir / "summary.json", {"method": method, "trials": len(frame), "monitor": monitor, "mode": mode,
+    writer.write_json("summary.json", {"method": method, "trials": len(frame), "monitor": monitor, "mode": mode,
                                           "best": best_params, "best_value": float(complete.iloc[0][key]),
                                           "test": result["test"], "test_evaluations": int(result["test"] is not None)})
     return result
-
-
-def _monitor_and_mode(cfg: RunConfig) -> tuple[str, str]:
-    from ..train.callbacks import resolve_mode
-
-    monitor = cfg.monitor if cfg.split[1] > 0 or not cfg.monitor.startswith("val/") else "train/loss"
-    return monitor, resolve_mode(monitor, cfg.mode)
 
 
 def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout=None, enqueue=()) -> None:
@@ -299,7 +287,8 @@ def _optuna_rows(storage, study_name, rows, monitor) -> list[dict[str, Any]]:
     return out
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
+    """A numpy scalar from a results table as a plain Python value."""
     return v.item() if hasattr(v, "item") else v
 
 

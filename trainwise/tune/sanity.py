@@ -2,16 +2,13 @@
 the training loss falls close to zero. If it cannot, no amount of tuning on the full data will help."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
-
-import torch
 
 from ..config import RunConfig
 from ..data import TensorBatches, to_tensors
 from ..errors import TrainwiseError
-from ..models import build_model, init_weights
+from ..pipeline import auto_lr, build_model, build_trainer, setup_run
 from ..train import Callback, Trainer
 
 __all__ = ["sanity", "SanityResult"]
@@ -50,8 +47,6 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
     >>> r.can_learn, r.verdict.split(":")[0]
     (True, 'the model can learn')
     """
-    from ..api import _setup
-
     if batches < 1 or steps < 1 or tol <= 0:
         raise TrainwiseError(f"sanity needs batches >= 1, steps >= 1 and tol > 0 (got {batches}, {steps}, {tol})",
                              hint="e.g. --batches 2 --steps 200 --tol 0.05")
@@ -61,21 +56,16 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
         options.setdefault("data", "arrays")
     cfg = config or RunConfig.build(options, source="option")
     # regularization off: the question is whether the model *can* fit, not whether it generalizes
-    cfg = cfg.model_copy(update={"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "l2": 0.0, "quiet": True})
-    s = _setup(cfg, data, y, None, time.perf_counter())
-    X, yy = s.prep.arrays["train"]
+    cfg = cfg.model_copy(update={"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "l2": 0.0, "quiet": True, "compile": False})
+    setup = setup_run(cfg, data, y)
+    X, yy = setup.prep.arrays["train"]
     n = min(batches * cfg.batch_size, len(yy))
-    Xt, yt = to_tensors(X[:n], yy[:n], s.kind, s.device)
-    torch.manual_seed(cfg.seed)
-    model = init_weights(build_model(s.recipe), cfg.init)
-    trainer = Trainer(model, loss=s.loss, optimizer=cfg.optimizer, lr=1e-3 if cfg.lr == "auto" else cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                      kind=s.kind, device=s.device, callbacks=[_StopWhenLearned(tol, steps)], clip_norm=cfg.clip_norm,
-                      clip_value=cfg.clip_value, accumulate=cfg.accumulate, precision=cfg.precision)
+    Xt, yt = to_tensors(X[:n], yy[:n], setup.kind, setup.device)
+    model, _ = build_model(setup, cfg.seed)
+    trainer = build_trainer(setup, model, [_StopWhenLearned(tol, steps)])
     subset_eval = TensorBatches(Xt, yt, batch_size=4096, shuffle=False)
     train = TensorBatches(Xt, yt, batch_size=cfg.batch_size, seed=cfg.seed)
     if cfg.lr == "auto":
-        from ..api import auto_lr
-
         auto_lr(trainer, train)
     lr = trainer.optimizer.param_groups[0]["lr"]
     initial = trainer.evaluate(subset_eval)["val/loss"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from trainwise import TrainwiseError
-from trainwise.diagnose import sanity
+from trainwise.tune import sanity
 
 
 def test_a_capable_model_overfits_a_tiny_subset():

@@ -1,0 +1,79 @@
+"""Every choice list, and the parsers of option strings, declared once: config validation, the CLI's help,
+the error messages and the modules that implement a choice all read them from here.
+
+>>> sorted(ACTIVATIONS)[:2]
+['gelu', 'leaky_relu']
+>>> parse_image_size("64,48"), parse_augment("flip,rotate=15")
+((64, 48), {'flip': 0.5, 'rotate': 15.0})
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .errors import TrainwiseError, check_choice
+
+__all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "INITS", "TASKS",
+           "MISSING", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "parse_augment", "parse_image_size"]
+
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss,
+          "l1": nn.L1Loss, "huber": nn.HuberLoss}
+CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
+PRECISIONS = ("32", "bf16", "fp16")
+INITS = ("default", "xavier", "kaiming", "normal")
+TASKS = ("auto", "classification", "regression")
+MISSING = ("error", "drop", "median")
+MODES = ("auto", "min", "max")
+PENALIZE = ("weights", "all")
+IMAGE_NORMS = ("half", "train", "imagenet", "none")
+CHANNELS = ("auto", "1", "3")
+
+# augmentation name -> (default value, what the value means, allowed range)
+AUGMENTS = {"flip": (0.5, "probability of a horizontal flip", (0, 1)),
+            "vflip": (0.5, "probability of a vertical flip", (0, 1)),
+            "rotate": (10.0, "maximum rotation in degrees (uniform in [-v, v])", (0, 180)),
+            "crop": (0.8, "random resized crop: smallest kept area fraction (aspect 3/4..4/3), resized back", (0.01, 1)),
+            "translate": (0.1, "maximum shift as a fraction of width/height", (0, 1)),
+            "jitter": (0.2, "brightness/contrast (and saturation for RGB) factors uniform in [1-v, 1+v]", (0, 1))}
+
+
+def parse_augment(spec: str | None) -> dict[str, float]:
+    """``"flip,rotate=10"`` -> ``{"flip": 0.5, "rotate": 10.0}``; empty or ``none`` -> ``{}``.
+
+    >>> parse_augment("flip,rotate=15,crop=0.7")
+    {'flip': 0.5, 'rotate': 15.0, 'crop': 0.7}
+    """
+    out: dict[str, float] = {}
+    if not spec or spec.strip().lower() == "none":
+        return out
+    for part in spec.split(","):
+        name, _, value = part.strip().partition("=")
+        check_choice("augmentation", name, AUGMENTS)
+        default, meaning, (lo, hi) = AUGMENTS[name]
+        try:
+            v = float(value) if value else default
+        except ValueError:
+            raise TrainwiseError(f"augment '{part}': '{value}' is not a number", hint=f"e.g. {name}={default}") from None
+        if not lo <= v <= hi:
+            raise TrainwiseError(f"augment '{part}': {v:g} is outside [{lo}, {hi}] ({meaning})", hint=f"e.g. {name}={default}")
+        out[name] = v
+    return out
+
+
+def parse_image_size(value) -> tuple[int, int] | None:
+    """``28`` -> (28, 28); ``"64,48"`` -> (64, 48) as (height, width); None stays None."""
+    if value is None:
+        return None
+    parts = [p for p in str(value).replace("x", ",").split(",") if p.strip()] if isinstance(value, str) else \
+        list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        size = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise TrainwiseError(f"image_size={value!r} is not a size", hint="give one number (28) or height,width (64,48)")
+    return size

@@ -1,0 +1,353 @@
+"""The one path from a validated `RunConfig` and the data to the named parts of a run, and one training run
+made of them. Every entry point (fit, resume, restarts, CV folds, search trials, ensemble members, sanity,
+lr-find, auto, the estimator) goes through here; nothing else re-reads the config.
+
+    setup_run(cfg, data)  -> RunSetup: prepared data (splits, preprocessing fit on train), loss, model recipe, device
+    build_model(setup)    -> the initialized model (starting weights loaded, layers frozen as configured)
+    build_batches(setup)  -> train/val/test batches (augmentation on the training batches)
+    build_trainer(...)    -> Trainer with loss, optimizer, penalties and callbacks (early stopping, doctor, schedule)
+    train_run(setup)      -> RunResult: history, best epoch, best/test metrics, model, diagnostics. Writes nothing;
+                             a `RunWriter` passed in (report.writer) is what puts a run on disk.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .data import PreparedData, RawData, TensorBatches, from_arrays, load_source, prepare, prepare_dataset
+from .data.augment import Augment, AugmentedBatches, check_images
+from .diagnose.doctor import HealthTracker, data_checks, diagnose
+from .errors import TrainwiseError
+from .models import build_model as build_module
+from .models import init_weights, resolve_model
+from .models.check import check_model_fits
+from .models.summary import summarize
+from .models.transfer import freeze, load_initial_weights
+from .report.plots import confusion_matrix
+from .train import Callback, EarlyStopping, LRSchedule, Penalty, ProgressTable, Trainer, resolve_loss
+from .train.callbacks import resolve_mode
+from .train.components import output_size, target_kind
+from .train.lr_finder import lr_find
+from .train.transfer import Unfreeze
+
+__all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
+           "train_run", "model_for", "auto_lr", "resolve_device", "monitor_of", "config_yaml", "OK_STATUSES"]
+
+OK_STATUSES = ("completed", "early_stopped")  # a run that ended normally: its weights and test split may be used
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; an unavailable or unknown device is an input error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise TrainwiseError(f"unknown device '{device}'", hint="use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainwiseError(f"device '{device}' was asked for but CUDA is not available here", hint="use --device cpu (or auto)")
+    return dev
+
+
+def monitor_of(cfg: RunConfig) -> tuple[str, str]:
+    """The metric that decides "better" and its direction: ``cfg.monitor``, or train/loss without a validation split."""
+    monitor = cfg.monitor if cfg.split[1] > 0 or not cfg.monitor.startswith("val/") else "train/loss"
+    return monitor, resolve_mode(monitor, cfg.mode)
+
+
+@dataclass
+class RunSetup:
+    """Everything a run derives from its config before the first epoch. ``cfg`` has loss and task resolved."""
+
+    cfg: RunConfig
+    prep: PreparedData
+    loss: str
+    kind: str
+    recipe: dict
+    device: torch.device
+    user_model: nn.Module | None = None
+    t_start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def output_size(self) -> int:
+        return output_size(self.loss, self.prep.n_classes)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What preprocess.json holds: how to feed new data to the model (JSON only)."""
+        p = self.prep
+        image = {"channels": p.input_shape[0], "size": list(p.input_shape[1:])} if len(p.input_shape) == 3 else None
+        return {"features": p.preprocessor.state_dict(), "target": p.target.state_dict(), "loss": self.loss,
+                "kind": self.kind, "class_names": p.class_names, "target_name": p.target_name, "image": image}
+
+    def baseline(self) -> dict[str, float] | None:
+        """The trivial model's train metric and loss: majority class / class priors, or the mean (R² 0)."""
+        y = self.prep.arrays["train"][1] if "train" in self.prep.arrays else None  # a torch Dataset has no arrays
+        if y is None:
+            return None
+        if self.kind == "regression":
+            return {"metric": 0.0, "loss": 1.0 if self.loss == "mse" and self.cfg.standardize else None}
+        p = np.bincount(y.astype(int)) / len(y)
+        p = p[p > 0]
+        return {"metric": float(p.max()), "loss": float(-(p * np.log(p)).sum())}
+
+
+def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
+    """The unsplit data a config names (or ``data``/``y`` arrays)."""
+    if data is not None and not isinstance(data, str):
+        return from_arrays(data, y)
+    return load_source(cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed, data_dir=cfg.data_dir,
+                       image_size=cfg.image_size, channels=cfg.channels)
+
+
+def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn.Module | None = None,
+              raw: RawData | None = None) -> RunSetup:
+    """Data prepared (split, preprocessing fit on train), loss, model recipe and device for ``cfg``.
+    ``raw``: already loaded data (cross-validation passes each fold's rows as its given splits)."""
+    t_start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    if isinstance(data, torch.utils.data.Dataset):
+        prep = prepare_dataset(data, task=cfg.task, split=cfg.split, seed=cfg.seed)
+    else:
+        raw = raw or load_raw(cfg, data, y)
+        prep = prepare(raw, task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
+                       impute=cfg.missing == "median", image_norm=cfg.image_norm)
+    loss = resolve_loss(cfg.loss, prep.task, prep.n_classes)
+    cfg = cfg.model_copy(update={"loss": loss, "task": prep.task})
+    recipe = resolve_model(cfg.model, prep.input_shape, output_size(loss, prep.n_classes),
+                           activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
+    if user_model is not None:
+        recipe = {"builder": "python", "class": type(user_model).__qualname__}
+    return RunSetup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start)
+
+
+def build_model(setup: RunSetup, seed: int, *, load_weights: bool = True) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The model for one seed on the run's device, and what fine-tuning loaded/froze (for the summary).
+    ``load_weights=False``: a resumed run, whose weights come from its checkpoint."""
+    cfg = setup.cfg
+    torch.manual_seed(seed)  # model init; the batcher has its own generator seeded the same way
+    model = setup.user_model if setup.user_model is not None else init_weights(build_module(setup.recipe), cfg.init)
+    info: dict[str, Any] = {}
+    if cfg.init_from and load_weights:
+        info.update(load_initial_weights(model, cfg.init_from))
+    if cfg.train_last or cfg.freeze:
+        info["frozen"] = freeze(model, train_last=cfg.train_last, prefixes=cfg.freeze)
+        info["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if cfg.unfreeze_after:
+        info["unfreeze_after"], info["unfreeze_lr_factor"] = cfg.unfreeze_after, cfg.unfreeze_lr_factor
+    return model.to(setup.device), info or None
+
+
+def build_batches(setup: RunSetup, seed: int, *, augment: bool = True) -> dict[str, Any]:
+    """Batches per split on the run's device; the training batches shuffled by ``seed`` (and augmented)."""
+    cfg = setup.cfg
+    batches = setup.prep.batches(kind=setup.kind, device=setup.device, batch_size=cfg.batch_size, seed=seed,
+                                 num_workers=cfg.num_workers)
+    if cfg.augment and augment:
+        check_images(setup.prep.input_shape, cfg.augment)
+        pre = setup.prep.preprocessor
+        batches["train"] = AugmentedBatches(batches["train"], Augment(cfg.augment, mean=pre.mean_, std=pre.std_, seed=seed))
+    n_train = batches["train"].num_samples
+    if cfg.batch_size > n_train:
+        raise TrainwiseError(f"batch_size={cfg.batch_size} is larger than the training split ({n_train} rows)",
+                             hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
+    return batches
+
+
+def build_trainer(setup: RunSetup, model: nn.Module, callbacks: list[Callback], *,
+                  optimizer: str | None | torch.optim.Optimizer = "config") -> Trainer:
+    """The Trainer for ``model``: loss, optimizer (``None``: evaluation only), penalties, clipping, precision."""
+    cfg = setup.cfg
+    penalty = Penalty(model, l1=cfg.l1, l2=cfg.l2, penalize=cfg.penalize) if cfg.l1 or cfg.l2 else None
+    return Trainer(model, loss=setup.loss, optimizer=cfg.optimizer if optimizer == "config" else optimizer,
+                   lr=1e-3 if cfg.lr == "auto" else cfg.lr, momentum=cfg.momentum,
+                   nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, kind=setup.kind, callbacks=callbacks,
+                   device=setup.device, target_std=setup.prep.target.std, penalty=penalty, accumulate=cfg.accumulate,
+                   clip_norm=cfg.clip_norm, clip_value=cfg.clip_value, precision=cfg.precision, compile=cfg.compile)
+
+
+def model_for(cfg: RunConfig) -> tuple[nn.Module, RunSetup]:
+    """The model a config would train (initialized with its seed, starting weights loaded and layers frozen as
+    configured), and the data set-up it was sized for."""
+    setup = setup_run(cfg)
+    model, _ = build_model(setup, cfg.seed)
+    return model, setup
+
+
+def auto_lr(trainer: Trainer, batches: Any, console=None):
+    """Run the LR finder (model and optimizer restored afterwards) and set its suggestion as the optimizer's LR;
+    the result is kept as ``trainer.lr_finder`` (a writer saves its curve)."""
+    result = lr_find(trainer, batches)
+    if result.suggestion is None:
+        raise TrainwiseError(f"the LR finder could not suggest a learning rate ({result.stop_reason})",
+                             hint="give --lr explicitly, e.g. --lr 1e-3, and check the data with `trainwise sanity`")
+    for g in trainer.optimizer.param_groups:
+        g["lr"] = result.suggestion
+    trainer.lr_finder = result
+    if console is not None:
+        console.print(f"lr auto: the LR finder suggests {result.suggestion:.2e} ({result.stop_reason})")
+    return result
+
+
+@dataclass
+class RunResult:
+    """One finished training run, in memory: the trainer (model, history, status), its early-stopping tracker,
+    batches, the test metrics (once `evaluate_test` ran) and the doctor's diagnoses."""
+
+    setup: RunSetup
+    trainer: Trainer
+    stopper: EarlyStopping
+    batches: dict[str, Any]
+    seed: int
+    transfer: dict[str, Any] | None = None
+    test: dict[str, float] | None = None
+    confusion: list[list[int]] | None = None
+    diagnostics: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return self.trainer.history
+
+    @property
+    def model(self) -> nn.Module:
+        return self.trainer.model
+
+    @property
+    def ok(self) -> bool:
+        return self.trainer.status in OK_STATUSES
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.stopper.best_epoch_ or (self.trainer.epoch or None)
+
+    @property
+    def best(self) -> dict[str, float]:
+        """The best epoch's validation metrics (training metrics when there is no validation split)."""
+        row = self.history[self.best_epoch - 1] if self.best_epoch else {}
+        has_val = "val" in self.batches
+        return {k: v for k, v in row.items() if k.startswith("val/") or (not has_val and k.startswith("train/"))}
+
+    @property
+    def health(self) -> HealthTracker | None:
+        return next((c for c in self.trainer.callbacks if isinstance(c, HealthTracker)), None)
+
+    def evaluate_test(self, *, trained: bool = True) -> dict[str, float] | None:
+        """Look at the test split once, on the final (best) weights; classification also gets its confusion matrix.
+        Only a run that ended normally is tested (``trained=False``: a model assembled from trained runs)."""
+        if (trained and not self.ok) or "test" not in self.batches:
+            return None
+        self.test = self.trainer.evaluate(self.batches["test"], prefix="test")
+        if self.setup.kind != "regression" and isinstance(self.batches["test"], TensorBatches):
+            test = self.batches["test"]
+            out = self.trainer.predict(test.X)
+            pred = out.argmax(-1) if self.setup.kind == "multiclass" else (out[:, 0] > 0).long()
+            self.confusion = confusion_matrix(test.y.reshape(-1).long().cpu().numpy(), pred.cpu().numpy(),
+                                              len(self.class_names))
+        return self.test
+
+    @property
+    def class_names(self) -> list[str]:
+        prep = self.setup.prep
+        return prep.class_names or [str(i) for i in range(prep.n_classes or 2)]
+
+    def summary(self, extra: dict[str, Any] | None = None, previous_tests: int = 0) -> dict[str, Any]:
+        """The run's summary (what summary.json holds); ``previous_tests`` counts earlier looks at its test split."""
+        s, trainer, cfg = self.setup, self.trainer, self.setup.cfg
+        return {
+            "status": trainer.status, "stop_reason": trainer.stop_reason, "epochs_run": trainer.epoch,
+            "best_epoch": self.best_epoch, "monitor": self.stopper.monitor, "best": self.best,
+            "test": self.test, "test_evaluations": previous_tests + (self.test is not None),
+            "seed": self.seed, "wall_time_s": round(time.perf_counter() - s.t_start, 3),
+            "train_samples_per_s": round(trainer.train_samples / trainer.train_time_s, 1) if trainer.train_time_s else None,
+            "data": s.prep.describe(),
+            "model": {"spec": cfg.model if s.user_model is None else s.recipe["class"], "recipe": s.recipe,
+                      "parameters": sum(p.numel() for p in trainer.model.parameters())},
+            "loss": s.loss, "optimizer": cfg.optimizer, "lr": self.history[0]["lr"] if self.history else None,
+            "lr_finder": trainer.lr_finder.to_dict() if trainer.lr_finder else None,
+            "device": str(s.device), "diagnostics": self.diagnostics, "transfer": self.transfer,
+            "augment": cfg.augment, "test_confusion": self.confusion, **(extra or {}),
+            "versions": {"trainwise": _version(), "torch": torch.__version__, "python": platform.python_version()},
+        }
+
+
+def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callback] | tuple = (), writer=None,
+              console=None, resume_state: dict | None = None, checkpoint: bool | None = None,
+              evaluate_test: bool = True) -> RunResult:
+    """Build model, batches and trainer for ``seed`` (default: the config's), train, diagnose, and look at the
+    test split once (``evaluate_test``). ``writer`` (a `RunWriter`) adds its file callbacks and writes the run
+    at the end; without one nothing touches the disk. ``checkpoint`` overrides ``cfg.checkpoint``."""
+    cfg = setup.cfg
+    seed = cfg.seed if seed is None else seed
+    model, transfer = build_model(setup, seed, load_weights=resume_state is None)
+    batches = build_batches(setup, seed)
+    check_model_fits(model, batches["train"].head(2), setup.recipe, cfg.model, setup.output_size)
+    show = not cfg.quiet
+    if show and seed == cfg.seed and resume_state is None:
+        from rich.console import Console  # rich is loaded only when something is printed
+
+        console = console or Console(highlight=False)
+        console.print(str(summarize(model, setup.prep.input_shape, batch_size=cfg.batch_size, device=setup.device)), markup=False)
+    monitor = cfg.monitor if "val" in batches or not cfg.monitor.startswith("val/") else "train/loss"
+    stopper = EarlyStopping(monitor, cfg.mode, cfg.patience if cfg.early_stopping else None, cfg.min_delta, cfg.restore_best)
+    cbs: list[Callback] = [stopper, HealthTracker()]
+    if cfg.schedule != "none":
+        cbs.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma, warmup_epochs=cfg.warmup_epochs,
+                              monitor=monitor, mode=cfg.mode, patience=cfg.schedule_patience))
+    if cfg.unfreeze_after:
+        cbs.append(Unfreeze(cfg.unfreeze_after, cfg.unfreeze_lr_factor))
+    cbs += list(callbacks)
+    if show:
+        cbs.append(ProgressTable(monitor, cfg.mode, console=console))
+    if writer is not None:  # last: the checkpoint it writes holds every other callback's state
+        cbs += writer.callbacks(stopper, checkpoint=cfg.checkpoint if checkpoint is None else checkpoint)
+    trainer = build_trainer(setup, model, cbs)
+    trainer.transfer = transfer
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    elif cfg.lr == "auto":
+        auto_lr(trainer, batches["train"], console=console if show else None)
+    result = RunResult(setup, trainer, stopper, batches, seed, transfer)
+    try:
+        trainer.fit(batches["train"], batches.get("val"), epochs=cfg.epochs)
+    finally:
+        if writer is not None and trainer.history:
+            writer.write_model(result)
+        if trainer.status == "failed":
+            _diagnose(result)
+            if writer is not None:
+                writer.write_summary(result, result.summary())  # the summary says what went wrong
+    if evaluate_test:
+        result.evaluate_test()
+    _diagnose(result)
+    return result
+
+
+def _diagnose(result: RunResult) -> None:
+    s, trainer, stopper = result.setup, result.trainer, result.stopper
+    tracker = result.health
+    result.diagnostics = diagnose(trainer.history, tracker.stats() if tracker else None, kind=s.kind,
+                                  baseline=s.baseline(),
+                                  early_stopped_at=stopper.best_epoch_ if trainer.status == "early_stopped" else None,
+                                  restore_best=s.cfg.restore_best)
+    if "train" in s.prep.arrays:
+        result.diagnostics += data_checks(s.prep.arrays, s.prep.task, s.prep.class_names)
+
+
+def _version() -> str:
+    try:
+        return version("trainwise")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def config_yaml(cfg: RunConfig) -> str:
+    """The config as a run directory keeps it (without the run directory itself)."""
+    return cfg.model_copy(update={"run_dir": None}).to_yaml()
+

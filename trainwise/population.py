@@ -1,0 +1,105 @@
+"""A population of runs: restarts, CV folds, search trials and ensemble members are all members of one.
+
+A `Member` is "the same run with one thing changed": a config (or a shared `RunSetup`), a training seed,
+a writer for its own folder, extra callbacks. `run_population` trains the members (one after another
+today; vectorized or in worker processes later, with no change to callers), `is_better` is the one
+comparison of two monitored values, `select_best` picks the best member and `spread` reports mean ± std in
+one format everywhere.
+
+>>> is_better(0.2, 0.3, "min"), is_better(0.2, 0.3, "max")
+(True, False)
+>>> spread([{"val/loss": 1.0}, {"val/loss": 3.0}], ["val/loss"])
+{'val/loss': {'mean': 2.0, 'std': 1.0, 'values': [1.0, 3.0]}}
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import RunConfig
+from .data import RawData
+from .errors import TrainwiseError
+from .pipeline import RunResult, RunSetup, setup_run, train_run
+from .train import Callback
+from .train.callbacks import is_better
+
+__all__ = ["Member", "MemberResult", "run_population", "is_better", "select_best", "spread"]
+
+
+def select_best(values: Sequence[float | None], mode: str) -> int | None:
+    """Index of the best value (the first one on ties), or None when none is usable."""
+    best: int | None = None
+    for i, v in enumerate(values):
+        if is_better(v, None if best is None else values[best], mode):
+            best = i
+    return best
+
+
+def spread(rows: Sequence[dict[str, float]], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Mean, (population) standard deviation and the values of each metric in ``keys`` over ``rows``."""
+    return {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows])),
+                "values": [r[k] for r in rows]} for k in keys}
+
+
+@dataclass
+class Member:
+    """One run of a population. ``setup``: a shared set-up (restarts share one split); otherwise one is built
+    from ``cfg`` (and ``raw``: a fold's rows as its given splits). ``seed``: the training seed (default the
+    config's). ``writer``: where its files go (None: in memory). ``evaluate_test``: look at its test split."""
+
+    name: str
+    cfg: RunConfig | None = None
+    setup: RunSetup | None = None
+    raw: RawData | None = None
+    seed: int | None = None
+    writer: Any = None
+    callbacks: Sequence[Callback] = ()
+    evaluate_test: bool = False
+    checkpoint: bool | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MemberResult:
+    """A member's run (``result``), or the input error that stopped it (``error``)."""
+
+    member: Member
+    result: RunResult | None = None
+    error: TrainwiseError | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # what the caller recorded about it (e.g. its summary)
+
+    @property
+    def best(self) -> float:
+        """The best monitored value (NaN when it never had a finite one)."""
+        if self.result is None or not self.result.stopper.best_epoch_:
+            return float("nan")
+        return self.result.stopper.best_
+
+
+def run_population(members: Sequence[Member], *, data: Any = None, y: Any = None, console=None,
+                   catch: bool = False, on_start: Callable[[int, Member], None] | None = None,
+                   on_done: Callable[[int, MemberResult], None] | None = None) -> list[MemberResult]:
+    """Train every member, one after another. ``catch``: record a member's input error and go on (search
+    trials) instead of raising it (restarts, folds). ``on_start(i, member)`` is called before each one,
+    ``on_done(i, member_result)`` after it (it may raise to stop the population)."""
+    out: list[MemberResult] = []
+    for i, m in enumerate(members):
+        if on_start is not None:
+            on_start(i, m)
+        try:
+            setup = m.setup if m.setup is not None else setup_run(m.cfg, data, y, raw=m.raw)
+            if m.writer is not None and m.setup is None:
+                m.writer.write_config(setup.cfg)
+            result = train_run(setup, m.seed, callbacks=list(m.callbacks), writer=m.writer, console=console,
+                               checkpoint=m.checkpoint, evaluate_test=m.evaluate_test)
+            out.append(MemberResult(m, result))
+        except TrainwiseError as e:
+            if not catch:
+                raise
+            out.append(MemberResult(m, error=e))
+        if on_done is not None:
+            on_done(i, out[-1])
+    return out

@@ -1,0 +1,112 @@
+"""The run-directory writer: the one place that puts a run on disk. The training core decides and keeps
+everything in memory; this writes it down.
+
+    write_config(cfg)          config.yaml (fully resolved; `trainwise fit --config` reproduces the run)
+    callbacks(tracker)         per epoch: metrics.csv, checkpoints/last (and best), TensorBoard event files
+    write_model(result)        model.safetensors + model.json + preprocess.json, metrics.csv, curves.png, lr_find.*
+    write_summary(result, s)   confusion.png, gradient_flow.png, summary.json, report.html
+
+Every file is written atomically, so an interrupted run keeps its finished epochs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..runs import atomic_write, new_run_dir, save_artifacts, write_json, write_metrics_csv
+from ..train import Callback, Checkpoint, EarlyStopping, MetricsCSV
+from ..train.metrics import main_metric
+from .html import write_report
+from .plots import plot_confusion, plot_curves, plot_gradient_flow, plot_lr_find
+
+__all__ = ["RunWriter", "save_lr_find"]
+
+
+def save_lr_find(result, directory: str | Path) -> None:
+    """An LR range test's ``lr_find.csv`` (step, lr, loss, smoothed) and ``lr_find.png`` (the curve, the
+    suggestion marked) in ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = ["step,lr,loss,smoothed"] + [f"{i + 1},{lr!r},{loss!r},{s!r}" for i, (lr, loss, s) in
+                                       enumerate(zip(result.lrs, result.losses, result.smoothed))]
+    atomic_write(directory / "lr_find.csv", "\n".join(rows) + "\n")
+    plot_lr_find(result.lrs, result.losses, result.smoothed, result.suggestion, directory / "lr_find.png")
+
+
+class RunWriter:
+    """Writes one run into ``run_dir``. ``tensorboard``: also write TensorBoard logs (every ``histogram_every``
+    epochs: histograms). Use `RunWriter.create` for a new run directory (refused if it already holds a run).
+
+    >>> import tempfile; w = RunWriter(tempfile.mkdtemp())
+    >>> [type(c).__name__ for c in w.callbacks(None, checkpoint=True)]
+    ['MetricsCSV', 'Checkpoint']
+    """
+
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = False, histogram_every: int = 5):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.tensorboard, self.histogram_every = tensorboard, histogram_every
+
+    @classmethod
+    def create(cls, run_dir: str | Path | None, data_name: str, **options: Any) -> RunWriter:
+        """A writer for a new run: ``run_dir`` (refused if it holds a run), or runs/<data>-<time> when None."""
+        return cls(new_run_dir(None if run_dir is None else str(run_dir), data_name), **options)
+
+    @classmethod
+    def for_config(cls, cfg, run_dir: str | Path | None = None) -> RunWriter:
+        """A writer with the config's TensorBoard options (``run_dir`` defaults to the config's)."""
+        return cls.create(run_dir if run_dir is not None else cfg.run_dir, cfg.data, tensorboard=cfg.tensorboard,
+                          histogram_every=cfg.histogram_every)
+
+    def sub(self, name: str) -> RunWriter:
+        """A writer for a member run in a subfolder (a restart, a fold, a trial)."""
+        return RunWriter(self.run_dir / name, tensorboard=self.tensorboard, histogram_every=self.histogram_every)
+
+    def write_config(self, cfg) -> None:
+        atomic_write(self.run_dir / "config.yaml", cfg.model_copy(update={"run_dir": None}).to_yaml())
+
+    def callbacks(self, tracker: EarlyStopping | None, *, checkpoint: bool) -> list[Callback]:
+        """The per-epoch file callbacks; the checkpoint comes last, as it saves every other callback's state."""
+        cbs: list[Callback] = [MetricsCSV(self.run_dir / "metrics.csv")]
+        if self.tensorboard:
+            from .tensorboard import TensorBoard  # tensorboard is heavy: loaded only when asked for
+
+            cbs.append(TensorBoard(self.run_dir / "tensorboard", histogram_every=self.histogram_every))
+        if checkpoint:
+            cbs.append(Checkpoint(self.run_dir / "checkpoints", tracker=tracker))
+        return cbs
+
+    def write_model(self, result) -> None:
+        """Weights, model.json, preprocess.json, metrics.csv, curves.png (and the LR finder's curve, if it ran)."""
+        trainer = result.trainer
+        save_artifacts(self.run_dir, trainer.model, result.setup.recipe, result.setup.preprocessing())
+        if trainer.history:  # an ensemble of trained runs has none of its own
+            write_metrics_csv(self.run_dir / "metrics.csv", trainer.history)
+            plot_curves(trainer.history, self.run_dir / "curves.png", metric=main_metric(result.setup.kind),
+                        best_epoch=result.stopper.best_epoch_ or trainer.epoch)
+        if trainer.lr_finder is not None:
+            save_lr_find(trainer.lr_finder, self.run_dir)
+
+    def write_summary(self, result, summary: dict[str, Any]) -> None:
+        """summary.json and what is drawn from it: confusion matrix, gradient flow, report.html."""
+        if result.confusion is not None:
+            plot_confusion(result.confusion, result.class_names, self.run_dir / "confusion.png")
+        tracker = result.health
+        if tracker is not None and tracker.grad_norms_ and tracker.weight_names_:
+            plot_gradient_flow(tracker.weight_names_, tracker.grad_norms_, self.run_dir / "gradient_flow.png")
+        write_json(self.run_dir / "summary.json", summary)
+        if (self.run_dir / "model.safetensors").is_file():
+            write_report(self.run_dir, model=result.model if result.setup.user_model is not None else None)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        write_json(self.run_dir / name, obj)
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write(self.run_dir / name, text)
+
+    def copy_from(self, sub: RunWriter, names: tuple[str, ...]) -> None:
+        """Make a member run's files the run's own (restarts: the chosen seed)."""
+        for name in names:
+            src = sub.run_dir / name
+            if src.is_file():
+                atomic_write(self.run_dir / name, src.read_bytes())
