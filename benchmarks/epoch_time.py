@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from trainwise import EarlyStopping, Trainer, TensorBatches
+from trainwise import EarlyStopping, TensorBatches, Trainer
 from trainwise.diagnose.doctor import HealthTracker
 
 N, D, C = 60_000, 784, 10

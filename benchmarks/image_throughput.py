@@ -164,13 +164,13 @@ def main():
     for spec in args.models:
         for B in args.batch_sizes:
             makers = {
-                "dataloader": lambda: run_dataloader(X, y, spec, B, args.samples, False),
-                "dataloader+aug": lambda: run_dataloader(X, y, spec, B, args.samples, True),
-                "trainwise": lambda: run_trainwise(X, y, spec, B, args.samples, None),
-                "trainwise+aug": lambda: run_trainwise(X, y, spec, B, args.samples, "trainwise"),
+                "dataloader": lambda spec=spec, B=B: run_dataloader(X, y, spec, B, args.samples, False),
+                "dataloader+aug": lambda spec=spec, B=B: run_dataloader(X, y, spec, B, args.samples, True),
+                "trainwise": lambda spec=spec, B=B: run_trainwise(X, y, spec, B, args.samples, None),
+                "trainwise+aug": lambda spec=spec, B=B: run_trainwise(X, y, spec, B, args.samples, "trainwise"),
             }
             if has_kornia:
-                makers["kornia+aug"] = lambda: run_trainwise(X, y, spec, B, args.samples, "kornia")
+                makers["kornia+aug"] = lambda spec=spec, B=B: run_trainwise(X, y, spec, B, args.samples, "kornia")
             rows = measure(makers, args.repeats)
             base, base_aug = rows["dataloader"], rows["dataloader+aug"]
             cells = []

@@ -36,7 +36,7 @@ def test_same_seed_same_metrics_csv(tmp_path):
     a, b = (pd.read_csv(r.run_dir / "metrics.csv").drop(columns="time/epoch_s") for r in runs)
     assert a.to_csv() == b.to_csv()
     texts = [(r.run_dir / "metrics.csv").read_text().splitlines() for r in runs]
-    strip = lambda lines: [",".join(l.split(",")[:-1]) for l in lines]  # noqa: E731 - drop the time column
+    strip = lambda lines: [",".join(line.split(",")[:-1]) for line in lines]  # noqa: E731 - drop the time column
     assert strip(texts[0]) == strip(texts[1])
 
 

@@ -31,7 +31,7 @@ def test_config_reproduces_run_with_overrides(cli, tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert cli("fit", "--data", "iris", "--epochs", "6", "--lr", "0.01", "--quiet", "--run-dir", str(a))[0] == 0
     assert cli("fit", "--config", str(a / "config.yaml"), "--run-dir", str(b))[0] == 0
-    strip = lambda p: [",".join(l.split(",")[:-1]) for l in (p / "metrics.csv").read_text().splitlines()]  # noqa: E731
+    strip = lambda p: [",".join(line.split(",")[:-1]) for line in (p / "metrics.csv").read_text().splitlines()]  # noqa: E731
     assert strip(a) == strip(b) and len(strip(a)) == 7
     assert cli("fit", "--config", str(a / "config.yaml"), "--epochs", "3", "--run-dir", str(c))[0] == 0
     assert json.loads((c / "summary.json").read_text())["epochs_run"] == 3

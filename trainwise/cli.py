@@ -2,13 +2,31 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
-from .config import CHOICES, RunConfig, suggest_key
+import torch
+from rich.console import Console
+
+from .api import evaluate, fit, predict
+from .config import CHOICES, RunConfig, load_config, suggest_key
+from .data import to_tensors
+from .data.images import IMAGE_SUFFIXES
+from .diagnose import explain_backprop, format_backprop, gradcheck
 from .errors import TrainwiseError, did_you_mean
+from .models.summary import summarize
+from .pipeline import build_batches, build_trainer, model_for
+from .report.html import write_report
+from .report.writer import save_lr_find
+from .runs import new_run_dir
+from .train import make_loss
+from .train.lr_finder import lr_find
+from .tune import cross_validate, sanity, tune
+from .tune.auto import auto
 
 __all__ = ["main", "build_parser"]
 
@@ -49,7 +67,8 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
                      allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,evaluate,predict,sanity,lr-find,tune,cv,auto,summary,gradcheck,backprop,report}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser,
+                                metavar="{fit,evaluate,predict,sanity,lr-find,tune,cv,auto,summary,gradcheck,backprop,report}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
@@ -157,10 +176,6 @@ def _config_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _auto(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from .tune.auto import auto
-
     result = auto(budget_minutes=args.budget_minutes, out=args.out, ensemble=args.ensemble, console=Console(highlight=False, soft_wrap=True),
                   **_config_options(args))
     print(f"{result['status']} in {result.get('wall_time_s', '?')} s; summary: {args.out or 'runs/'}")
@@ -168,18 +183,11 @@ def _auto(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report.html import write_report
-
     print(f"report written to {write_report(args.run_dir)}")
     return 0
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from .api import fit
-    from .config import load_config
-
     overrides: dict[str, Any] = _config_options(args)
     console = Console(highlight=False, soft_wrap=True)
     if args.resume:
@@ -216,8 +224,6 @@ def print_diagnostics(console, diagnostics: list[dict]) -> None:
 
 
 def _sanity(args: argparse.Namespace) -> int:
-    from .tune import sanity
-
     options = _config_options(args)
     result = sanity(batches=args.batches, steps=args.steps, tol=args.tol, config=RunConfig.build(options, source="option"))
     print(result.verdict)
@@ -225,24 +231,12 @@ def _sanity(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    import json
-
-    from .pipeline import model_for
-
     cfg = RunConfig.build(_config_options(args), source="option")
     model, setup = model_for(cfg)
     if args.command == "summary":
-        from .models.summary import summarize
-
         s = summarize(model, setup.prep.input_shape, batch_size=cfg.batch_size, device=setup.device)
         print(json.dumps(s.to_dict(), indent=2) if args.json else f"{cfg.model} on {cfg.data}\n{s}")
         return 0
-    import torch
-
-    from .data import to_tensors
-    from .diagnose import gradcheck
-    from .train import make_loss
-
     X, y = setup.prep.arrays["train"]
     xt, yt = to_tensors(X[:args.rows], y[:args.rows], setup.kind, torch.device("cpu"))
     result = gradcheck(model.cpu(), make_loss(setup.loss), xt, yt, max_elements=args.elements, tol=args.tol, seed=cfg.seed)
@@ -251,11 +245,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _lr_find(args: argparse.Namespace) -> int:
-    from .pipeline import build_batches, build_trainer, model_for
-    from .report.writer import save_lr_find
-    from .runs import new_run_dir
-    from .train.lr_finder import lr_find
-
     cfg = RunConfig.build(_config_options(args), source="option")
     model, s = model_for(cfg)
     trainer = build_trainer(s, model, [])
@@ -273,10 +262,6 @@ def _lr_find(args: argparse.Namespace) -> int:
 
 
 def _cv(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from .tune import cross_validate
-
     options = _config_options(args)
     console = Console(highlight=False, soft_wrap=True)
     r = cross_validate(folds=args.folds, rotate=args.rotate, console=console, **options)
@@ -291,10 +276,6 @@ def _cv(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from .tune import tune
-
     if args.storage and not args.study_name:
         raise TrainwiseError("--storage needs --study-name", hint="name the shared study, e.g. --study-name digits-search")
     options = _config_options(args)
@@ -310,18 +291,12 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _mkdir(path: str):
-    from pathlib import Path
-
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
     return p
 
 
 def _backprop(args: argparse.Namespace) -> int:
-    import json
-
-    from .diagnose import explain_backprop, format_backprop
-
     params = {k: getattr(args, k) for k in ("w1", "w2", "b1", "b2", "w3", "w4", "b3")}
     r = explain_backprop(args.x, args.y, **params)
     print(json.dumps(r, indent=2) if args.json else format_backprop(r))
@@ -329,20 +304,12 @@ def _backprop(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .api import evaluate
-
     for k, v in evaluate(args.run_dir, args.data, force_test=args.force_test).items():
         print(f"{k}: {v:.6g}")
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .api import predict
-
-    from .data.images import IMAGE_SUFFIXES
-
     images = any(Path(p).suffix.lower() in IMAGE_SUFFIXES for p in args.inputs)
     output = args.output or (None if images else str(Path(args.inputs[0]).with_suffix("")) + ".predictions.csv")
     frame = predict(args.run_dir, args.inputs if images else args.inputs[0], output)

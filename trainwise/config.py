@@ -9,8 +9,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import TrainwiseError, check_choice, did_you_mean
-from .options import (ACTIVATIONS, CHANNELS, IMAGE_NORMS, INITS, LOSSES, MISSING, MODES, OPTIMIZERS, PENALIZE,
-                      PRECISIONS, SCHEDULES, TASKS, parse_augment, parse_image_size)
+from .options import (
+    ACTIVATIONS,
+    CHANNELS,
+    IMAGE_NORMS,
+    INITS,
+    LOSSES,
+    MISSING,
+    MODES,
+    OPTIMIZERS,
+    PENALIZE,
+    PRECISIONS,
+    SCHEDULES,
+    TASKS,
+    parse_augment,
+    parse_image_size,
+)
 
 __all__ = ["RunConfig", "CHOICES", "load_config", "read_yaml_mapping", "suggest_key"]
 
@@ -70,7 +84,8 @@ class RunConfig(BaseModel):
     dropout: float = Field(0.1, ge=0, lt=1, description="MLP dropout probability after each hidden layer")
     batch_norm: bool = Field(False, description="MLP batch norm after each hidden linear layer")
     # --- transfer learning ---
-    init_from: str | None = Field(None, description="start from a run's weights (RUN_DIR) or a .safetensors state dict; a head of another size is replaced")
+    init_from: str | None = Field(None, description="start from a run's weights (RUN_DIR) or a .safetensors state dict; "
+                                                   "a head of another size is replaced")
     train_last: int | None = Field(None, ge=1, description="freeze all but the last N layers that have parameters")
     freeze: str | None = Field(None, description="freeze parameters whose names start with these comma-separated prefixes, e.g. 0.,3.")
     unfreeze_after: int | None = Field(None, ge=1, description="unfreeze everything after this many epochs ...")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
-from torch import nn
 
 from .data import Preprocessor, TargetEncoder, TensorBatches, load_source, prepare, to_tensors
 from .data.images import IMAGE_SUFFIXES, read_image, to_unit
@@ -89,8 +89,6 @@ def predict(run_dir: str | Path, inputs: str | Path | list, output: str | Path |
 
 
 def _read_table(run, path: Path):
-    import pandas as pd
-
     pp = run.preprocessing
     if pp.get("image"):
         raise TrainwiseError(f"run '{run.path}' was trained on images; '{path}' is not one",
@@ -111,8 +109,6 @@ def _read_table(run, path: Path):
 
 
 def _predict_images(run, paths: list[Path]):
-    import pandas as pd
-
     image = run.preprocessing.get("image")
     if not image:
         raise TrainwiseError(f"run '{run.path}' was trained on table rows (input shape {run.summary['data']['input_shape']}), "
@@ -142,8 +138,6 @@ def _forward(run, X: np.ndarray) -> torch.Tensor:
 
 
 def _frame(run, out: torch.Tensor):
-    import pandas as pd
-
     pp = run.preprocessing
     t = pp["target"]
     if pp["kind"] == "regression":

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load, save
 
 from .errors import TrainwiseError
 
@@ -85,8 +86,6 @@ def new_run_dir(run_dir: str | None, data_name: str) -> Path:
 
 def save_artifacts(run_dir: Path, model: torch.nn.Module, recipe: dict, preprocessing: dict) -> None:
     """Weights as safetensors plus model.json (how to build it) and preprocess.json (how to feed it)."""
-    from safetensors.torch import save
-
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(run_dir / "model.safetensors", save(tensors))
     write_json(run_dir / "model.json", recipe)
@@ -98,8 +97,6 @@ def save_artifacts(run_dir: Path, model: torch.nn.Module, recipe: dict, preproce
 
 def encode_state(state: Any) -> bytes:
     """Serialize a state dict (as returned by `Trainer.state_dict`) to safetensors bytes."""
-    from safetensors.torch import save
-
     tensors: dict[str, torch.Tensor] = {}
 
     def enc(o: Any) -> Any:
@@ -125,8 +122,6 @@ def encode_state(state: Any) -> bytes:
 
 def decode_state(data: bytes, *, map_location: str | torch.device | None = None) -> Any:
     """The inverse of `encode_state`; tensors go back to their device (or ``map_location``)."""
-    from safetensors.torch import load
-
     tensors = load(data)
     header_len = int.from_bytes(data[:8], "little")
     metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {})

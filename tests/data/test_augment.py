@@ -135,7 +135,8 @@ def test_fused_path_matches_a_pixel_space_reference(C):
 
     mean, std = [0.4, 0.5, 0.6][:C], [0.2, 0.25, 0.3][:C]
     aug = Augment("flip,rotate=15,crop=0.7,translate=0.1,jitter=0.4", mean=mean, std=std, seed=5)
-    x = (torch.rand(6, C, 9, 13, generator=torch.Generator().manual_seed(1)) - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    x = torch.rand(6, C, 9, 13, generator=torch.Generator().manual_seed(1))
+    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
     state = aug.generator.get_state()
     out = aug(x)
     g = torch.Generator()

@@ -4,10 +4,26 @@ import pytest
 
 import trainwise
 from trainwise.diagnose.doctor import SEVERITIES, data_checks, diagnose
-from trainwise.diagnose.rules import (DATA_RULES, RULES, DataEvidence, Evidence, class_imbalance, dead_units,
-                                      exploding_gradients, lr_diverges, lr_stalls, lr_too_low, non_finite_loss,
-                                      overfitting, resolve, run_rules, saturated_activations, train_test_overlap,
-                                      underfitting, vanishing_gradients)
+from trainwise.diagnose.rules import (
+    DATA_RULES,
+    RULES,
+    DataEvidence,
+    Evidence,
+    class_imbalance,
+    dead_units,
+    exploding_gradients,
+    lr_diverges,
+    lr_stalls,
+    lr_too_low,
+    non_finite_loss,
+    overfitting,
+    resolve,
+    run_rules,
+    saturated_activations,
+    train_test_overlap,
+    underfitting,
+    vanishing_gradients,
+)
 
 NAN = float("nan")
 BASE = {"metric": 0.1, "loss": 2.3}  # ten balanced classes

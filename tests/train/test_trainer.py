@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainwise import MLP, Callback, EarlyStopping, Trainer, TensorBatches, TrainwiseError
+from trainwise import MLP, Callback, EarlyStopping, TensorBatches, Trainer, TrainwiseError
 from trainwise.train.metrics import MetricAccumulator
 
 

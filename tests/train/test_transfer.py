@@ -7,8 +7,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 import trainwise
-from trainwise.models.transfer import freeze, parameter_layers
 from trainwise.errors import TrainwiseError
+from trainwise.models.transfer import freeze, parameter_layers
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 from .batching import DeviceLoader, TensorBatches, to_tensors
 from .prepare import PreparedData, PreparedDataset, infer_task, prepare, prepare_dataset
 from .preprocess import Preprocessor, TargetEncoder
-from .sources import BUILTINS, RawData, from_arrays, load_source
+from .raw import RawData
+from .sources import BUILTINS, from_arrays, load_source
 from .splits import fold_indices, split_indices
 
 __all__ = ["BUILTINS", "DeviceLoader", "PreparedData", "PreparedDataset", "Preprocessor", "RawData", "TargetEncoder", "TensorBatches",

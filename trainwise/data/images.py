@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import urllib.request
 from pathlib import Path
@@ -17,7 +18,8 @@ import numpy as np
 
 from ..errors import TrainwiseError
 from ..options import parse_image_size
-from .sources import RawData
+from ..runs import atomic_write
+from .raw import RawData
 
 __all__ = ["IDX_SETS", "IMAGE_SUFFIXES", "to_unit", "read_idx", "write_idx", "load_idx_set", "load_image_folder", "read_image",
            "parse_image_size", "cache_dir"]
@@ -90,8 +92,6 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     code = {v: k for k, v in _IDX_TYPES.items()}[np.dtype(array.dtype).newbyteorder(">").str.replace("|", ">")]
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">i4").tobytes()
     payload = header + np.ascontiguousarray(array, array.dtype.newbyteorder(">")).tobytes()
-    from ..runs import atomic_write
-
     atomic_write(path, gzip.compress(payload, compresslevel=1) if str(path).endswith(".gz") else payload)
 
 
@@ -129,8 +129,6 @@ def load_idx_set(name: str, data_dir: str | Path | None = None, *, download: boo
 
 def _download(mirrors: tuple[str, ...], filename: str, md5: str, folder: Path) -> Path | None:
     """Fetch one file from the first mirror that answers, checking its MD5; None when offline."""
-    from ..runs import atomic_write
-
     errors = []
     for base in mirrors:
         try:
@@ -152,7 +150,7 @@ def _download(mirrors: tuple[str, ...], filename: str, md5: str, folder: Path) -
 # --- image files and folders --------------------------------------------------------------------
 def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     """One image file as uint8 (C, H, W): converted to grayscale (1) or RGB (3), resized (bilinear) to ``size``."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # Pillow: loaded only when image files are read
 
     try:
         with Image.open(path) as img:
@@ -204,11 +202,7 @@ def load_image_folder(folder: str | Path, *, image_size=None, channels: str | in
 
 def _decode_all(files: list[Path], size, channels) -> tuple[np.ndarray, dict]:
     """Decode every image once (memory, then disk cache), as uint8 (N, C, H, W)."""
-    import io
-
-    from PIL import Image
-
-    from ..runs import atomic_write
+    from PIL import Image  # Pillow: loaded only when image files are read
 
     stats = [(str(p.resolve()), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]]
     key = hashlib.sha1(repr((stats, size, channels)).encode()).hexdigest()[:20]

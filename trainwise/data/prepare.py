@@ -6,11 +6,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.utils.data import Subset
 
 from ..errors import TrainwiseError
 from .batching import DeviceLoader, TensorBatches, to_tensors
 from .preprocess import Preprocessor, TargetEncoder
-from .sources import RawData
+from .raw import RawData
 from .splits import split_indices
 
 __all__ = ["PreparedData", "PreparedDataset", "prepare", "prepare_dataset", "infer_task"]
@@ -138,8 +140,6 @@ class PreparedDataset(PreparedData):
         return self._labels[self.indices["train"]]
 
     def batches(self, *, kind: str, device, batch_size: int, seed: int, num_workers: int = 0) -> dict[str, DeviceLoader]:
-        from torch.utils.data import Subset
-
         return {k: DeviceLoader(Subset(self.dataset, idx.tolist()), batch_size=batch_size if k == "train" else 1024,
                                 shuffle=k == "train", seed=seed, num_workers=num_workers, device=device, kind=kind)
                 for k, idx in self.indices.items() if len(idx)}
@@ -147,8 +147,6 @@ class PreparedDataset(PreparedData):
 
 def prepare_dataset(dataset, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: int = 0) -> PreparedDataset:
     """Split a torch Dataset of ``(x, y)`` items by index (stratified when it is classification)."""
-    import torch
-
     n = len(dataset)
     x0, y0 = dataset[0]
     y0 = torch.as_tensor(y0)

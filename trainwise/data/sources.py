@@ -1,13 +1,15 @@
 """Data sources: built-in sets, .npz and .csv files, and in-memory arrays. Each yields a `RawData`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..errors import TrainwiseError, check_choice
+from .images import load_idx_set, load_image_folder
+from .raw import RawData
 
 __all__ = ["RawData", "BUILTINS", "load_source", "from_arrays"]
 
@@ -22,24 +24,6 @@ _SKLEARN = {
 BUILTINS = (*_SKLEARN, "toy-regression", "fashion-mnist", "mnist")
 
 
-@dataclass
-class RawData:
-    """Features and target before splitting. ``X`` is a numeric array or, for CSV, a DataFrame."""
-
-    X: np.ndarray | pd.DataFrame
-    y: np.ndarray
-    name: str
-    task: str | None = None  # known for built-ins; inferred from y otherwise
-    class_names: list[str] | None = None
-    target_name: str = "y"
-    given_splits: dict[str, np.ndarray] | None = None  # row indices of pre-split files
-    dropped_rows: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
 def load_source(data: str, *, target: str | None = None, missing: str = "error", seed: int = 0,
                 data_dir: str | None = None, image_size=None, channels: str = "auto") -> RawData:
     """Load a built-in data set by name, a .csv / .npz file, or a folder of images (one subfolder per class)."""
@@ -48,24 +32,21 @@ def load_source(data: str, *, target: str | None = None, missing: str = "error",
     if data == "toy-regression":
         return toy_regression(seed)
     if data in ("fashion-mnist", "mnist"):
-        from .images import load_idx_set
-
         return load_idx_set(data, data_dir)
     path = Path(data)
     if path.is_dir():
-        from .images import load_image_folder
-
         return load_image_folder(path, image_size=image_size, channels=channels)
     if path.suffix.lower() in (".csv", ".npz"):
         if not path.is_file():
-            raise TrainwiseError(f"data file '{path}' does not exist", hint="check the path, or use a built-in data set: " + ", ".join(BUILTINS) + ", or an image folder")
+            raise TrainwiseError(f"data file '{path}' does not exist",
+                                 hint="check the path, or use a built-in data set: " + ", ".join(BUILTINS) + ", or an image folder")
         return _csv(path, target, missing) if path.suffix.lower() == ".csv" else _npz(path)
     check_choice("data set", data, BUILTINS)  # raises with a suggestion
     raise AssertionError("unreachable")
 
 
 def _sklearn(name: str) -> RawData:
-    import sklearn.datasets
+    import sklearn.datasets  # scikit-learn's loaders are slow to import: only for a built-in set
 
     loader, task = _SKLEARN[name]
     bunch = getattr(sklearn.datasets, loader)()
@@ -75,8 +56,6 @@ def _sklearn(name: str) -> RawData:
 
 def toy_regression(seed: int = 0) -> RawData:
     """The lecture's toy regression: x = -3, -2.85, ..., 2.85 (40 points), y = x^2 + x * N(0, 1)."""
-    import torch
-
     g = torch.Generator().manual_seed(seed)
     x = torch.arange(-3, 3, 0.15)
     y = x**2 + x * torch.normal(0.0, 1.0, (len(x),), generator=g)
@@ -102,7 +81,8 @@ def _npz(path: Path) -> RawData:
         if len(X) != len(y):
             raise TrainwiseError(f"'{path}': X_{s} has {len(X)} rows but y_{s} has {len(y)}", hint=f"give X_{s} and y_{s} the same number of rows")
         if X.shape[1:] != Xs[0].shape[1:]:
-            raise TrainwiseError(f"'{path}': X_{s} rows have shape {X.shape[1:]} but X_train rows have {Xs[0].shape[1:]}", hint="all splits need the same features")
+            raise TrainwiseError(f"'{path}': X_{s} rows have shape {X.shape[1:]} but X_train rows have {Xs[0].shape[1:]}",
+                                 hint="all splits need the same features")
     bounds = np.cumsum([0] + [len(y) for y in ys])
     splits = {s: np.arange(bounds[i], bounds[i + 1]) for i, s in enumerate(split_keys)}
     raw = from_arrays(np.concatenate(Xs), np.concatenate(ys), name=str(path))
@@ -121,10 +101,12 @@ def from_arrays(X, y, *, name: str = "arrays") -> RawData:
     if len(X) != len(y):
         raise TrainwiseError(f"{name}: X has {len(X)} rows but y has {len(y)}", hint="give one target per row of X")
     if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
-        raise TrainwiseError(f"{name}: X has non-numeric dtype {X.dtype}", hint="encode features as numbers, or use a .csv file, which one-hot encodes text columns")
+        raise TrainwiseError(f"{name}: X has non-numeric dtype {X.dtype}",
+                             hint="encode features as numbers, or use a .csv file, which one-hot encodes text columns")
     bad = ~np.isfinite(X.astype(np.float64, copy=False)).reshape(len(X), -1).all(axis=1)
     if bad.any():
-        raise TrainwiseError(f"{name}: {int(bad.sum())} rows of X hold NaN or infinite values", hint="clean the array, or save it as .csv and use --missing drop|median")
+        raise TrainwiseError(f"{name}: {int(bad.sum())} rows of X hold NaN or infinite values",
+                             hint="clean the array, or save it as .csv and use --missing drop|median")
     return RawData(X.astype(np.float32, copy=False), y, name)
 
 
@@ -147,7 +129,8 @@ def _csv(path: Path, target: str | None, missing: str) -> RawData:
         listing = ", ".join(f"'{c}' ({n})" for c, n in counts.items())
         if missing == "error":
             raise TrainwiseError(f"'{path}' has missing values in columns {listing}",
-                                 hint="pass --missing drop to drop those rows, or --missing median to fill features with train-split medians (most frequent value for text)")
+                                 hint="pass --missing drop to drop those rows, or --missing median to fill features with train-split medians "
+                                      "(most frequent value for text)")
         # rows without a target can never be used; with 'drop' rows missing any feature go too
         keep = df[target].notna() if missing == "median" else df.notna().all(axis=1)
         raw.X, raw.y = raw.X[keep.to_numpy()].reset_index(drop=True), raw.y[keep.to_numpy()]

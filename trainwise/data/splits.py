@@ -53,7 +53,7 @@ def fold_indices(n: int, k: int, *, seed: int = 0, test_fraction: float = 0.15, 
     >>> sorted(int(i) for r in runs for i in r["test"]) == list(range(10))
     True
     """
-    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.model_selection import KFold, StratifiedKFold  # slow to import: only for cross-validation
 
     if k < 2 + rotate:
         raise TrainwiseError(f"cross-validation needs at least {2 + rotate} folds{' to rotate' if rotate else ''}, got {k}",
@@ -100,7 +100,7 @@ def quantile_bins(y: np.ndarray, bins: int) -> np.ndarray | None:
 
 
 def _cut(idx: np.ndarray, size: int, seed: int, stratify: np.ndarray | None):
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # slow to import: only when splitting
 
     if size == 0:
         return idx, idx[:0]

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from ..errors import TrainwiseError, did_you_mean
+
 __all__ = ["explain_backprop", "format_backprop", "LECTURE_PARAMS"]
 
 # hidden weights 1 and −1, hidden biases 1 and 2, output weights 1 and 2, output bias −1; one sample (1, 3)
@@ -29,8 +31,6 @@ def explain_backprop(x: float = 1.0, y: float = 3.0, **params: float) -> dict[st
     """
     unknown = set(params) - set(LECTURE_PARAMS)
     if unknown:
-        from ..errors import TrainwiseError, did_you_mean
-
         bad = sorted(unknown)[0]
         raise TrainwiseError(f"unknown parameter '{bad}' of the 1-2-1 network (parameters: {', '.join(LECTURE_PARAMS)})",
                              hint=did_you_mean(bad, LECTURE_PARAMS) or "use w1 w2 b1 b2 w3 w4 b3")

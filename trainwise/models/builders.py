@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import TrainwiseError, check_choice
@@ -89,8 +90,6 @@ class Ensemble(nn.Module):
         self.members, self.kind = nn.ModuleList(members), kind
 
     def forward(self, x):
-        import torch
-
         outs = torch.stack([m(x) for m in self.members])
         if self.kind == "multiclass":
             return torch.logsumexp(outs.log_softmax(-1), 0) - math.log(len(self.members))
@@ -133,7 +132,8 @@ def resolve_model(spec: str, input_shape: tuple[int, ...], output_size: int, *, 
     if rest and (kind.endswith(".py") or "." in kind or "/" in kind):
         return {"builder": "import", "target": spec, "input_shape": list(input_shape), "output_size": output_size}
     raise TrainwiseError(f"unknown model spec '{spec}'",
-                         hint="use mlp:H1,H2,... (e.g. mlp:128,64), cnn:C1,C2[:D1] (e.g. cnn:32,64), linear, path/to/file.py:function or package.module:function")
+                         hint="use mlp:H1,H2,... (e.g. mlp:128,64), cnn:C1,C2[:D1] (e.g. cnn:32,64), linear, path/to/file.py:function "
+                              "or package.module:function")
 
 
 def build_model(recipe: dict[str, Any]) -> nn.Module:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import TrainwiseError, did_you_mean
@@ -21,9 +23,6 @@ def load_initial_weights(model: nn.Module, source: str | Path) -> dict[str, Any]
 
     Returns what happened: ``loaded`` count, ``replaced`` (same name, other shape: kept fresh), ``unused``.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(source)
     path = path / "model.safetensors" if path.is_dir() else path
     if not path.is_file():

@@ -8,6 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config import load_config
+from ..models.summary import summarize
+from ..runs import atomic_write
+from ..saved import load_run
+
 __all__ = ["write_report"]
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -37,10 +42,6 @@ def _img(path: Path, alt: str) -> str:
 def write_report(run_dir: str | Path, model=None) -> Path:
     """Write ``run_dir/report.html`` from the run's files and return its path. ``model``: the trained module,
     for runs whose model cannot be rebuilt from model.json (an nn.Module passed to `fit`)."""
-    from ..config import load_config
-    from ..models.summary import summarize
-    from ..runs import atomic_write
-    from ..saved import load_run
 
     run_dir = Path(run_dir)
     if model is None:

@@ -4,21 +4,23 @@ from __future__ import annotations
 from io import BytesIO
 from pathlib import Path
 
+import numpy as np
+
+from ..runs import atomic_write
+
 __all__ = ["plot_curves", "plot_confusion", "plot_gradient_flow", "plot_lr_find", "confusion_matrix"]
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # heavy: loaded at the first plot, so `import trainwise` stays fast
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the backend
 
     return plt
 
 
 def _save(fig, path: str | Path) -> None:
-    from ..runs import atomic_write
-
     plt = _pyplot()
     fig.tight_layout()
     buf = BytesIO()
@@ -53,7 +55,6 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> list[list[int]]:
     >>> confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], 3)
     [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
     """
-    import numpy as np
 
     m = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(m, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
@@ -62,7 +63,6 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> list[list[int]]:
 
 def plot_confusion(matrix: list[list[int]], class_names: list[str], path: str | Path, *, title: str = "test split") -> None:
     """The confusion matrix as a heat map with counts; rows are true classes."""
-    import numpy as np
 
     plt = _pyplot()
     m = np.asarray(matrix)
@@ -83,7 +83,6 @@ def plot_confusion(matrix: list[list[int]], class_names: list[str], path: str | 
 def plot_gradient_flow(weight_names: list[str], grad_norms: list[list[float]], path: str | Path) -> None:
     """Per-layer gradient norm (log scale), input layer on the left: one faint line per sampled epoch and the
     median in bold. A slope down to the left of several orders of magnitude is vanishing gradients."""
-    import numpy as np
 
     plt = _pyplot()
     g = np.asarray(grad_norms, dtype=float)

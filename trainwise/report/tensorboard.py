@@ -25,7 +25,7 @@ class TensorBoard(Callback):
         self._want_grads, self._grads = False, None
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # heavy (tensorboard, protobuf): only with --tensorboard
 
         self.writer_ = SummaryWriter(str(self.log_dir))
         head = getattr(trainer.train_data, "head", None)

@@ -18,6 +18,7 @@ from ..train import Callback, Checkpoint, EarlyStopping, MetricsCSV
 from ..train.metrics import main_metric
 from .html import write_report
 from .plots import plot_confusion, plot_curves, plot_gradient_flow, plot_lr_find
+from .tensorboard import TensorBoard
 
 __all__ = ["RunWriter", "save_lr_find"]
 
@@ -69,8 +70,6 @@ class RunWriter:
         """The per-epoch file callbacks; the checkpoint comes last, as it saves every other callback's state."""
         cbs: list[Callback] = [MetricsCSV(self.run_dir / "metrics.csv")]
         if self.tensorboard:
-            from .tensorboard import TensorBoard  # tensorboard is heavy: loaded only when asked for
-
             cbs.append(TensorBoard(self.run_dir / "tensorboard", histogram_every=self.histogram_every))
         if checkpoint:
             cbs.append(Checkpoint(self.run_dir / "checkpoints", tracker=tracker))

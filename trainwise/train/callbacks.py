@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 
 from ..errors import TrainwiseError
+from ..runs import atomic_write, save_checkpoint, write_metrics_csv
 from .trainer import Callback, Trainer
 
 __all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "Checkpoint", "resolve_mode", "is_better"]
@@ -90,8 +92,6 @@ class MetricsCSV(Callback):
         self.path = path
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
-        from ..runs import write_metrics_csv
-
         write_metrics_csv(self.path, trainer.history)
 
 
@@ -99,8 +99,6 @@ class ProgressTable(Callback):
     """A live per-epoch table in the terminal (rich): losses, metrics, lr, time; the best epoch marked."""
 
     def __init__(self, monitor: str = "val/loss", mode: str = "auto", console=None):
-        from rich.console import Console
-
         self.console = console or Console(highlight=False)
         self.monitor, self.mode = monitor, resolve_mode(monitor, mode)
         self.best_: float | None = None
@@ -134,8 +132,6 @@ class Checkpoint(Callback):
         self.directory, self.tracker = Path(directory), tracker
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
-        from ..runs import atomic_write, save_checkpoint
-
         data = save_checkpoint(self.directory / "last.safetensors", trainer.state_dict())
         if self.tracker is not None and self.tracker.best_epoch_ == epoch:
             atomic_write(self.directory / "best.safetensors", data)

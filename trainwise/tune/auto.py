@@ -16,8 +16,8 @@ from ..config import RunConfig
 from ..errors import TrainwiseError
 from ..pipeline import build_batches, build_trainer, model_for
 from ..report.writer import RunWriter, save_lr_find
-from .ensemble import ensemble_run
 from ..train.lr_finder import lr_find
+from .ensemble import ensemble_run
 from .sanity import sanity
 from .search import plain, tune
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ..api import fit
 from ..config import RunConfig, read_yaml_mapping
@@ -173,8 +174,6 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
     "test": metrics of the retrained best (or None)}. ``options`` are fixed `fit` options (data, epochs, ...).
     ``timeout`` (seconds) ends the search early; ``enqueue`` lists parameter sets to try first.
     """
-    import pandas as pd  # pandas is loaded only for the results table
-
     check_choice("method", method, METHODS)
     if trials < 1:
         raise TrainwiseError(f"trials must be >= 1, got {trials}", hint="e.g. --trials 20")
@@ -226,7 +225,8 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
     complete = frame[(frame["status"] == "complete") & frame[key].notna()]
     result: dict[str, Any] = {"results": frame, "out": out_dir, "best": None, "best_config": None, "test": None}
     if complete.empty:
-        raise TrainwiseError(f"no trial completed (see {out_dir / 'results.csv'})", hint="check the space and the data with one `trainwise fit`; with a time limit, allow more time")
+        raise TrainwiseError(f"no trial completed (see {out_dir / 'results.csv'})",
+                             hint="check the space and the data with one `trainwise fit`; with a time limit, allow more time")
     best_params = {k: plain(complete.iloc[0][k]) for k in space}
     best_cfg = RunConfig.build({**base, **best_params, "quiet": False}, source="best trial")
     writer.write_text("best_config.yaml", config_yaml(best_cfg.model_copy(update={"checkpoint": True})))
@@ -241,7 +241,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
 
 
 def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout=None, enqueue=()) -> None:
-    import optuna
+    import optuna  # heavy and optional: loaded only for --method optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize" if mode == "min" else "maximize", storage=storage,
@@ -274,7 +274,7 @@ def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeou
 
 def _optuna_rows(storage, study_name, rows, monitor) -> list[dict[str, Any]]:
     """All trials of a shared study (every worker's), in the same row format."""
-    import optuna
+    import optuna  # heavy and optional: loaded only for --method optuna
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     mine = {r["trial"]: r for r in rows}
