@@ -9,6 +9,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 import trainwise
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,metric,bar", [("digits", "test/accuracy", 0.97), ("breast-cancer", "test/accuracy", 0.96),
                                              ("diabetes", "test/r2", 0.40)])
 def test_default_beats_bar_and_sklearn(name, metric, bar, tmp_path):

@@ -234,6 +234,10 @@ class RunConfig(BaseModel):
             raise TrainwiseError(f"invalid {source} value {key}={value!r}: {msg}",
                                  hint=hint or f"set {key} to a valid value (see `trainwise fit --help`)") from None
 
+    def saved_yaml(self) -> str:
+        """The config as a run directory keeps it: without the run directory itself, so it can be rerun elsewhere."""
+        return self.model_copy(update={"run_dir": None}).to_yaml()
+
     def to_yaml(self) -> str:
         data = self.model_dump()
         data["split"] = list(data["split"])

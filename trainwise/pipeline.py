@@ -39,7 +39,7 @@ from .train.lr_finder import lr_find
 from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
-           "train_run", "model_for", "auto_lr", "resolve_device", "monitor_of", "config_yaml", "OK_STATUSES"]
+           "train_run", "model_for", "auto_lr", "resolve_device", "monitor_of", "OK_STATUSES"]
 
 OK_STATUSES = ("completed", "early_stopped")  # a run that ended normally: its weights and test split may be used
 
@@ -345,9 +345,3 @@ def _version() -> str:
         return version("trainwise")
     except PackageNotFoundError:
         return "unknown"
-
-
-def config_yaml(cfg: RunConfig) -> str:
-    """The config as a run directory keeps it (without the run directory itself)."""
-    return cfg.model_copy(update={"run_dir": None}).to_yaml()
-

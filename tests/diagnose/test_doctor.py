@@ -1,5 +1,6 @@
 """Each diagnosis code appears in the situation that causes it; a healthy digits run has none above info."""
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -15,6 +16,7 @@ def _fit(tmp_path, name, data="digits", **options):
     return trainwise.fit(data, run_dir=tmp_path / name, quiet=True, checkpoint=False, **options)
 
 
+@pytest.mark.slow
 def test_healthy_digits_run_has_no_warning(tmp_path, cli):
     r = _fit(tmp_path, "healthy")
     assert _codes(r, ("warning", "error")) == set()
@@ -22,6 +24,7 @@ def test_healthy_digits_run_has_no_warning(tmp_path, cli):
         assert set(d) == {"code", "severity", "evidence", "advice"}
 
 
+@pytest.mark.slow
 def test_deep_sigmoid_mlp_has_vanishing_gradients(tmp_path, cli):
     code, out, err = cli("fit", "--data", "digits", "--model", "mlp:" + ",".join(["32"] * 10), "--activation", "sigmoid",
                          "--quiet", "--run-dir", str(tmp_path / "deep"), "--epochs", "12", "--no-checkpoint")

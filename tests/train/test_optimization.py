@@ -163,6 +163,7 @@ def test_fp16_with_grad_scaler_trains_on_cuda(tmp_path):
     assert r.trainer.scaler is not None and r.history[-1]["train/loss"] < 0.5 * r.history[0]["train/loss"]
 
 
+@pytest.mark.slow
 def test_torch_compile_trains_and_saves_plain_weights(tmp_path):
     r = trainwise.fit("iris", run_dir=tmp_path / "c", quiet=True, epochs=8, compile=True, batch_size=53,
                       lr=0.01, checkpoint=False, split="0.7,0.3,0")

@@ -2,10 +2,12 @@
 import json
 
 import pandas as pd
+import pytest
 
 from trainwise.tune.auto import auto
 
 
+@pytest.mark.slow
 def test_auto_runs_the_recipe_within_budget(tmp_path):
     s = auto("wine", budget_minutes=0.5, out=tmp_path / "a", epochs=15)  # short trials: several complete even on a busy machine
     assert s["status"] == "done" and s["wall_time_s"] <= 30 + 10  # the budget, plus the final retrain's margin

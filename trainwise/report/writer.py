@@ -64,7 +64,7 @@ class RunWriter:
         return RunWriter(self.run_dir / name, tensorboard=self.tensorboard, histogram_every=self.histogram_every)
 
     def write_config(self, cfg) -> None:
-        atomic_write(self.run_dir / "config.yaml", cfg.model_copy(update={"run_dir": None}).to_yaml())
+        atomic_write(self.run_dir / "config.yaml", cfg.saved_yaml())
 
     def callbacks(self, tracker: EarlyStopping | None, *, checkpoint: bool) -> list[Callback]:
         """The per-epoch file callbacks; the checkpoint comes last, as it saves every other callback's state."""

@@ -25,7 +25,7 @@ import pandas as pd
 from ..api import fit
 from ..config import RunConfig, read_yaml_mapping
 from ..errors import TrainwiseError, check_choice
-from ..pipeline import config_yaml, monitor_of
+from ..pipeline import monitor_of
 from ..population import Member, run_population
 from ..report.writer import RunWriter
 from ..train.trainer import Callback, Trainer
@@ -229,7 +229,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
                              hint="check the space and the data with one `trainwise fit`; with a time limit, allow more time")
     best_params = {k: plain(complete.iloc[0][k]) for k in space}
     best_cfg = RunConfig.build({**base, **best_params, "quiet": False}, source="best trial")
-    writer.write_text("best_config.yaml", config_yaml(best_cfg.model_copy(update={"checkpoint": True})))
+    writer.write_text("best_config.yaml", best_cfg.model_copy(update={"checkpoint": True}).saved_yaml())
     result.update(best=best_params, best_config=out_dir / "best_config.yaml")
     if retrain:
         final = fit(config=best_cfg.model_copy(update={"quiet": True, "run_dir": str(out_dir / "best")}))
