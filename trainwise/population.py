@@ -3,8 +3,8 @@
 A `Member` is "the same run with one thing changed": a config (or a shared `RunSetup`), a training seed,
 a writer for its own folder, extra callbacks. `run_population` trains the members (one after another
 today; vectorized or in worker processes later, with no change to callers), `is_better` is the one
-comparison of two monitored values, `select_best` picks the best member and `spread` reports mean ± std in
-one format everywhere.
+comparison of two monitored values, `select_best` picks the best member, `rank` orders them (search results,
+the ensemble's top trials) and `spread` reports mean ± std in one format everywhere.
 
 >>> is_better(0.2, 0.3, "min"), is_better(0.2, 0.3, "max")
 (True, False)
@@ -26,7 +26,7 @@ from .pipeline import RunResult, RunSetup, setup_run, train_run
 from .train import Callback
 from .train.callbacks import is_better
 
-__all__ = ["Member", "MemberResult", "run_population", "is_better", "select_best", "spread"]
+__all__ = ["Member", "MemberResult", "run_population", "is_better", "select_best", "rank", "spread"]
 
 
 def select_best(values: Sequence[float | None], mode: str) -> int | None:
@@ -36,6 +36,17 @@ def select_best(values: Sequence[float | None], mode: str) -> int | None:
         if is_better(v, None if best is None else values[best], mode):
             best = i
     return best
+
+
+def rank(values: Sequence[float | None], mode: str) -> list[int]:
+    """Indices best first (stable on ties); values that are None or NaN go last, in their order.
+
+    >>> rank([0.3, float("nan"), 0.1, 0.3], "min"), rank([0.3, None, 0.1], "max")
+    ([2, 0, 3, 1], [0, 2, 1])
+    """
+    usable = [i for i, v in enumerate(values) if is_better(v, None, mode)]
+    rest = [i for i in range(len(values)) if i not in set(usable)]
+    return sorted(usable, key=lambda i: values[i] if mode == "min" else -values[i]) + rest
 
 
 def spread(rows: Sequence[dict[str, float]], keys: Sequence[str]) -> dict[str, dict[str, Any]]:

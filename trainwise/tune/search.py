@@ -26,7 +26,7 @@ from ..api import fit
 from ..config import RunConfig, read_yaml_mapping
 from ..errors import TrainwiseError, check_choice
 from ..pipeline import monitor_of
-from ..population import Member, run_population
+from ..population import Member, rank, run_population
 from ..report.writer import RunWriter
 from ..train.trainer import Callback, Trainer
 
@@ -220,7 +220,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
     frame = pd.DataFrame(rows)
     if key not in frame:
         frame[key] = np.nan
-    frame = frame.sort_values(key, ascending=mode == "min", na_position="last", kind="stable")
+    frame = frame.iloc[rank(frame[key].tolist(), mode)]
     writer.write_text("results.csv", frame.to_csv(index=False))
     complete = frame[(frame["status"] == "complete") & frame[key].notna()]
     result: dict[str, Any] = {"results": frame, "out": out_dir, "best": None, "best_config": None, "test": None}
