@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -101,7 +102,9 @@ def test_user_model_from_file(tmp_path, blobs):
     X, y = blobs
     r = trainwise.fit(X, y, model=f"{f}:build", quiet=True, run_dir=tmp_path / "r", epochs=5)
     assert r.summary["model"]["parameters"] == 4 * 8 + 8 + 8 * 3 + 3
-    assert trainwise.load_run(r.run_dir).model[0].in_features == 4
+    with pytest.raises(TrainwiseError, match="says this run's model is user code"):
+        trainwise.load_run(r.run_dir)  # a run directory's code is imported only when trusted
+    assert trainwise.load_run(r.run_dir, trust_code=True).model[0].in_features == 4
 
 
 def test_python_module_model_and_shape_error(tmp_path, blobs):
@@ -192,8 +195,10 @@ def test_model_from_package_module(tmp_path, monkeypatch, blobs):
     X, y = blobs
     r = trainwise.fit(X, y, model="zoo.nets:tiny", quiet=True, run_dir=tmp_path / "r", epochs=3)
     assert r.summary["model"]["parameters"] == 4 * 3 + 3
-    assert trainwise.load_run(r.run_dir).recipe == {"builder": "import", "target": "zoo.nets:tiny", "input_shape": [4],
-                                                    "output_size": 3}
+    nets = (tmp_path / "zoo" / "nets.py").resolve()
+    assert trainwise.load_run(r.run_dir, trust_code=True).recipe == {
+        "builder": "import", "target": "zoo.nets:tiny", "file": str(nets), "sha256": hashlib.sha256(nets.read_bytes()).hexdigest(),
+        "input_shape": [4], "output_size": 3}
 
 
 def test_failed_and_interrupted_runs_leave_a_summary(tmp_path):

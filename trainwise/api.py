@@ -2,7 +2,6 @@
 ``evaluate`` and ``predict`` (from `inference`) on a saved run."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +13,14 @@ from .config import RunConfig, load_config
 from .data import PreparedData
 from .errors import TrainwiseError
 from .inference import evaluate, predict
+from .models import is_builtin_spec, resolve_model
 from .pipeline import RunResult, resolve_device, setup_run, train_run
 from .population import Member, run_population, select_best, spread
 from .report.writer import RunWriter
 from .runs import load_checkpoint
+from .saved import read_recipe, read_summary
 from .train import Callback, Trainer
+from .train.state import check_trainer_state
 
 __all__ = ["fit", "evaluate", "predict", "FitResult", "resolve_device"]
 
@@ -49,21 +51,23 @@ class FitResult:
 
 def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | None = None,
         callbacks: list[Callback] = (), console=None, resume: str | Path | None = None, to_disk: bool | None = None,
-        **options: Any) -> FitResult:
+        trust_code: bool = False, **options: Any) -> FitResult:
     """Train a model the careful way.
 
     ``data`` is a built-in name, a .csv/.npz path, or a feature array/tensor (with ``y``). ``options`` are
     any `RunConfig` keys (``model`` may also be an ``nn.Module``); ``config`` is a RunConfig or a YAML file.
     With ``run_dir`` the run is written there; without one nothing touches the disk (``to_disk=True``: write
     to runs/<data>-<time>, as the command line does). ``resume`` continues a stopped run from its last
-    checkpoint (only ``epochs`` and ``quiet`` may change).
+    checkpoint (only ``epochs`` and ``quiet`` may change); its model is rebuilt from the run's model.json, and
+    one that is user code needs ``trust_code=True`` (it is then imported only from the file recorded at fit
+    time, while its SHA-256 matches; ``trust_code`` means nothing without ``resume``).
 
     >>> result = fit("iris", epochs=3, quiet=True)
     >>> sorted(result.summary["test"]), result.run_dir
     (['test/accuracy', 'test/loss'], None)
     """
     if resume is not None:
-        return _resume(Path(resume), data, y, callbacks, console, options)
+        return _resume(Path(resume), data, y, callbacks, console, options, trust_code=trust_code)
     user_model = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
     if isinstance(data, (str, os.PathLike)):
         options["data"], data = str(data), str(data)
@@ -129,8 +133,15 @@ def _fit_restarts(setup, writer: RunWriter | None, callbacks, console) -> FitRes
     return _finish(chosen, writer, extra)
 
 
-def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[str, Any]) -> FitResult:
-    """Continue a stopped run from checkpoints/last.safetensors with the run's own config."""
+def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[str, Any], *,
+            trust_code: bool = False) -> FitResult:
+    """Continue a stopped run from checkpoints/last.safetensors with the run's own config.
+
+    The model is rebuilt from the run's model.json (checked, never from config.yaml's model spec): a built-in
+    one must match config.yaml; one that is user code is refused unless ``trust_code``, and then imported
+    only from the file recorded at fit time while its SHA-256 matches. The checkpoint must fit that model,
+    the optimizer and the config (counters, history); any mismatch is an error naming the file.
+    """
     allowed = {"epochs", "quiet"}
     if set(options) - allowed:
         raise TrainwiseError(f"--resume continues a run with its own config; cannot change {', '.join(sorted(set(options) - allowed))}",
@@ -140,11 +151,11 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
                              hint="give the run directory that `trainwise fit` printed")
     cfg = load_config(run_dir / "config.yaml", options)
     summary_path = run_dir / "summary.json"
-    done = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-    if done and (done.get("status") == "early_stopped" or (done.get("status") == "completed" and cfg.epochs <= done["epochs_run"])):
-        raise TrainwiseError(f"run '{run_dir}' already finished ({done['status']}: {done['stop_reason']})",
+    done = read_summary(summary_path) if summary_path.is_file() else None
+    if done and (done.get("status") == "early_stopped" or (done.get("status") == "completed" and cfg.epochs <= (done.get("epochs_run") or 0))):
+        raise TrainwiseError(f"run '{run_dir}' already finished ({done['status']}: {done.get('stop_reason')})",
                              hint="resume continues interrupted or killed runs; to train longer give --epochs "
-                                  f"above {done['epochs_run']}, or start a new run")
+                                  f"above {done.get('epochs_run')}, or start a new run")
     previous = load_config(run_dir / "config.yaml")
     if cfg.epochs != previous.epochs and cfg.schedule in ("cosine", "onecycle"):
         raise TrainwiseError(f"run '{run_dir}' uses the {cfg.schedule} schedule, which spans its {previous.epochs} epochs",
@@ -158,10 +169,48 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
     if cfg.checkpoint and not last.is_file():
         raise TrainwiseError(f"run '{run_dir}' has no checkpoint yet: it stopped before its first epoch was saved",
                              hint=f"start it again: trainwise fit --config {run_dir / 'config.yaml'} --run-dir NEW_DIR")
-    state = load_checkpoint(last, map_location=resolve_device(cfg.device))
-    setup = setup_run(cfg, data, y)
+    recipe = _recorded_recipe(run_dir, cfg, trust_code)
+    state = check_trainer_state(load_checkpoint(last, map_location=resolve_device(cfg.device)), source=last)
+    _check_epochs(state["epoch"], last, cfg.epochs, previous.epochs)
+    setup = setup_run(cfg, data, y, recipe=recipe)
+    if recipe is not None and recipe["builder"] != "import" and recipe != resolve_model(
+            cfg.model, setup.prep.input_shape, setup.output_size, activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm):
+        raise TrainwiseError(f"'{run_dir / 'model.json'}' does not describe the model of '{run_dir / 'config.yaml'}' "
+                             f"({cfg.model} on inputs of shape {setup.prep.input_shape})",
+                             hint="one of the two files was edited: restore it, or start the run again")
     writer = RunWriter(run_dir, tensorboard=cfg.tensorboard, histogram_every=cfg.histogram_every)
-    result = train_run(setup, callbacks=callbacks, writer=writer, console=console, resume_state=state)
+    result = train_run(setup, callbacks=callbacks, writer=writer, console=console, resume_state=state, resume_source=str(last))
     writer.write_config(setup.cfg)
     return _finish(result, writer, {"resumed_from_epoch": state["epoch"]},
                    previous_tests=(done or {}).get("test_evaluations", 0))
+
+
+def _recorded_recipe(run_dir: Path, cfg: RunConfig, trust_code: bool) -> dict[str, Any] | None:
+    """The model a resumed run continues: its model.json (checked; user code only with ``trust_code`` and a
+    matching hash). Without one (a run from before model.json was written up front) None: only a built-in
+    spec in config.yaml, which imports nothing, is then resolved from the config."""
+    path = run_dir / "model.json"
+    if path.is_file():
+        recipe = read_recipe(path, trust_code=trust_code)
+        if recipe["builder"] == "ensemble":
+            raise TrainwiseError(f"run '{run_dir}' is an ensemble of trained runs, which has nothing to resume",
+                                 hint="resume its member runs, then build the ensemble again")
+        if (recipe["builder"] == "import") != (not is_builtin_spec(cfg.model)):
+            raise TrainwiseError(f"'{path}' ({recipe['builder']}) and '{run_dir / 'config.yaml'}' (model {cfg.model}) "
+                                 "describe different models", hint="one of the two files was edited: restore it, or start the run again")
+        return recipe
+    if not is_builtin_spec(cfg.model):
+        raise TrainwiseError(f"run '{run_dir}' has no model.json recording which file its model code ({cfg.model}) came from "
+                             "and its SHA-256, so it cannot be checked", hint="start the run again (runs now record it before the first epoch)")
+    return None
+
+
+def _check_epochs(done: int, checkpoint: Path, epochs: int, configured: int) -> None:
+    """A checkpoint's epoch counter must be possible under the run's config (and the --epochs asked for)."""
+    if epochs == configured and done > configured:
+        raise TrainwiseError(f"'{checkpoint}' says {done} epochs are done, but the run's config.yaml allows only {configured}",
+                             hint="the checkpoint was edited or comes from another run (if this run was resumed with a "
+                                  "higher --epochs before, give that --epochs again)")
+    if done > epochs:
+        raise TrainwiseError(f"--epochs {epochs} is below the {done} epochs '{checkpoint}' already has",
+                             hint=f"give --epochs above {done} to train longer, or leave it out")

@@ -64,6 +64,12 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=name, metavar=name.upper(), default=argparse.SUPPRESS, help=help_)
 
 
+def _add_trust_code(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument("--trust-code", action="store_true",
+                   help=f"{prefix}allow a run whose model is user code (file.py:function, package.module:function): import the "
+                        "file recorded at fit time, only if its SHA-256 is unchanged. Only for runs from a trusted source")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
                      allow_abbrev=False)
@@ -72,17 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
+    _add_trust_code(fit, "with --resume: ")
     _add_config_options(fit)
     ev = sub.add_parser("evaluate", help="metrics of a saved run on its test split or on --data FILE", allow_abbrev=False)
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--data", metavar="FILE", help=".csv/.npz with targets (default: the run's own test split)")
     ev.add_argument("--force-test", action="store_true", help="evaluate the run's test split again (counted in summary.json)")
+    _add_trust_code(ev)
     pr = sub.add_parser("predict", help="predictions of a saved run for a .csv/.npz file or image files", allow_abbrev=False)
     pr.add_argument("run_dir", metavar="RUN_DIR")
     pr.add_argument("inputs", metavar="INPUT", nargs="+",
                     help=".csv (same columns as training), .npz (array X), or image files (img1.png img2.jpg ...)")
     pr.add_argument("--output", metavar="FILE", help="CSV to write (default for a table: INPUT's name + .predictions.csv; "
                                                      "images: printed only)")
+    _add_trust_code(pr)
     sa = sub.add_parser("sanity", help="can the model overfit a tiny subset? (run this before tuning anything)",
                         allow_abbrev=False)
     sa.add_argument("--batches", type=int, default=2, metavar="N", help="training batches in the subset (default: 2)")
@@ -137,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(au)
     rp = sub.add_parser("report", help="rebuild RUN_DIR/report.html (one self-contained page)", allow_abbrev=False)
     rp.add_argument("run_dir", metavar="RUN_DIR")
+    _add_trust_code(rp)
     parser.subcommands = sub.choices
     return parser
 
@@ -183,17 +193,20 @@ def _auto(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    print(f"report written to {write_report(args.run_dir)}")
+    print(f"report written to {write_report(args.run_dir, trust_code=args.trust_code)}")
     return 0
 
 
 def _fit(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = _config_options(args)
     console = Console(highlight=False, soft_wrap=True)
+    if args.trust_code and not args.resume:
+        raise TrainwiseError("--trust-code is for --resume (loading a run's model code); a new run imports the model you name "
+                             "with --model or in --config without it", hint="leave --trust-code out")
     if args.resume:
         if args.config:
             raise TrainwiseError("--resume and --config cannot be combined", hint="--resume uses the run's own config.yaml")
-        result = fit(resume=args.resume, console=console, **overrides)
+        result = fit(resume=args.resume, console=console, trust_code=args.trust_code, **overrides)
         quiet = overrides.get("quiet", False)
     else:
         cfg = load_config(args.config, overrides) if args.config else RunConfig.build(overrides, source="option")
@@ -304,7 +317,7 @@ def _backprop(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    for k, v in evaluate(args.run_dir, args.data, force_test=args.force_test).items():
+    for k, v in evaluate(args.run_dir, args.data, force_test=args.force_test, trust_code=args.trust_code).items():
         print(f"{k}: {v:.6g}")
     return 0
 
@@ -312,7 +325,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     images = any(Path(p).suffix.lower() in IMAGE_SUFFIXES for p in args.inputs)
     output = args.output or (None if images else str(Path(args.inputs[0]).with_suffix("")) + ".predictions.csv")
-    frame = predict(args.run_dir, args.inputs if images else args.inputs[0], output)
+    frame = predict(args.run_dir, args.inputs if images else args.inputs[0], output, trust_code=args.trust_code)
     if not images:
         print(frame.head(10).to_string(index=False))
         print(f"{len(frame)} predictions written to {output}")

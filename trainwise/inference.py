@@ -20,13 +20,15 @@ from .train import Trainer
 __all__ = ["evaluate", "predict"]
 
 
-def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool = False) -> dict[str, float]:
+def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool = False,
+             trust_code: bool = False) -> dict[str, float]:
     """Loss and metrics of a saved run on ``data``, or on its own test split (rebuilt from its config).
 
     The test split is sealed: `fit` evaluates it once, and a second look is refused unless ``force_test``;
-    every look is counted in summary.json's ``test_evaluations``.
+    every look is counted in summary.json's ``test_evaluations``. ``trust_code``: allow a run whose model is
+    user code (imported from the file recorded at fit time, only while its SHA-256 matches; see `load_run`).
     """
-    run = load_run(run_dir)
+    run = load_run(run_dir, trust_code=trust_code)
     cfg, pp = run.config, run.preprocessing
     if data is None and run.summary.get("cv_fold"):
         raise TrainwiseError(f"'{run_dir}' is fold {run.summary['cv_fold']} of a cross-validation; its test split is not "
@@ -63,14 +65,14 @@ def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool =
     return metrics
 
 
-def predict(run_dir: str | Path, inputs: str | Path | list, output: str | Path | None = None):
+def predict(run_dir: str | Path, inputs: str | Path | list, output: str | Path | None = None, *, trust_code: bool = False):
     """Predictions (and class probabilities) of a saved run as a DataFrame, written as CSV to ``output`` when given.
 
     ``inputs``: a .csv or .npz file of feature rows, or image files (one row per image, with a ``file`` column;
     an unreadable image gets its ``error`` and the others are still predicted). The run's own preprocessing
-    (for images: channels, size, normalization) is applied.
+    (for images: channels, size, normalization) is applied. ``trust_code``: as in `evaluate`.
     """
-    run = load_run(run_dir)
+    run = load_run(run_dir, trust_code=trust_code)
     paths = [Path(p) for p in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
     images = [p.suffix.lower() in IMAGE_SUFFIXES for p in paths]
     if any(images):

@@ -108,9 +108,10 @@ def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
 
 
 def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn.Module | None = None,
-              raw: RawData | None = None) -> RunSetup:
+              raw: RawData | None = None, recipe: dict[str, Any] | None = None) -> RunSetup:
     """Data prepared (split, preprocessing fit on train), loss, model recipe and device for ``cfg``.
-    ``raw``: already loaded data (cross-validation passes each fold's rows as its given splits)."""
+    ``raw``: already loaded data (cross-validation passes each fold's rows as its given splits).
+    ``recipe``: a checked recipe to use instead of resolving ``cfg.model`` (resume: the run's own model.json)."""
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     if isinstance(data, torch.utils.data.Dataset):
@@ -121,8 +122,9 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
                        impute=cfg.missing == "median", image_norm=cfg.image_norm)
     loss = resolve_loss(cfg.loss, prep.task, prep.n_classes)
     cfg = cfg.model_copy(update={"loss": loss, "task": prep.task})
-    recipe = resolve_model(cfg.model, prep.input_shape, output_size(loss, prep.n_classes),
-                           activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
+    if recipe is None:
+        recipe = resolve_model(cfg.model, prep.input_shape, output_size(loss, prep.n_classes),
+                               activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
     return RunSetup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start)
@@ -278,11 +280,12 @@ class RunResult:
 
 
 def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callback] | tuple = (), writer=None,
-              console=None, resume_state: dict | None = None, checkpoint: bool | None = None,
-              evaluate_test: bool = True) -> RunResult:
+              console=None, resume_state: dict | None = None, resume_source: str = "the checkpoint",
+              checkpoint: bool | None = None, evaluate_test: bool = True) -> RunResult:
     """Build model, batches and trainer for ``seed`` (default: the config's), train, diagnose, and look at the
     test split once (``evaluate_test``). ``writer`` (a `RunWriter`) adds its file callbacks and writes the run
-    at the end; without one nothing touches the disk. ``checkpoint`` overrides ``cfg.checkpoint``."""
+    at the end; without one nothing touches the disk. ``checkpoint`` overrides ``cfg.checkpoint``.
+    ``resume_state`` (read from ``resume_source``, named in its errors) continues a run exactly."""
     cfg = setup.cfg
     seed = cfg.seed if seed is None else seed
     model, transfer = build_model(setup, seed, load_weights=resume_state is None)
@@ -310,15 +313,17 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
     trainer = build_trainer(setup, model, cbs)
     trainer.transfer = transfer
     if resume_state is not None:
-        trainer.load_state_dict(resume_state)
+        trainer.load_state_dict(resume_state, source=resume_source)
     elif cfg.lr == "auto":
         auto_lr(trainer, batches["train"], console=console if show else None)
     result = RunResult(setup, trainer, stopper, batches, seed, transfer)
+    if writer is not None:
+        writer.write_recipe(setup.recipe)
     try:
         trainer.fit(batches["train"], batches.get("val"), epochs=cfg.epochs)
     finally:
-        if writer is not None and trainer.history:
-            writer.write_model(result)
+        if writer is not None and trainer.history and trainer.status not in ("not_started", "running"):
+            writer.write_model(result)  # "running" here: fit failed before its first epoch (e.g. a resume that did not fit)
         if trainer.status == "failed":
             _diagnose(result)
             if writer is not None:

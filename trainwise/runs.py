@@ -1,22 +1,27 @@
 """Run-directory files at the lowest layer: atomic writes, metrics.csv, summary.json, weights (safetensors),
-the JSON needed to rebuild model and preprocessing, and checkpoints — nothing is ever pickled.
+the JSON needed to rebuild model and preprocessing, and checkpoints — nothing is ever pickled. Reading files
+back is checked here too: `read_json`, `read_safetensors`, `check_fields` (a JSON object's keys and types) and
+`check_tensors_match` (names, shapes, dtypes) turn a damaged or edited file into an error naming it.
 Reading a whole run back is `trainwise.saved.load_run`."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load, save
+from safetensors.torch import load, load_file, save
 
 from .errors import TrainwiseError
 
 __all__ = ["atomic_write", "write_json", "write_metrics_csv", "new_run_dir", "save_artifacts",
-           "encode_state", "decode_state", "save_checkpoint", "load_checkpoint"]
+           "encode_state", "decode_state", "save_checkpoint", "load_checkpoint", "read_json", "read_safetensors",
+           "damaged", "check_fields", "check_tensors_match", "is_int", "is_number", "is_str_list", "Check"]
 
 
 def _umask() -> int:
@@ -162,3 +167,95 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device | None
         raise TrainwiseError(f"checkpoint '{path}' cannot be read ({type(e).__name__}: {e})",
                              hint="the file is damaged or not a trainwise checkpoint; use checkpoints/best.safetensors "
                                   "or start the run again") from None
+
+
+# --- reading back: a file that was edited, damaged or comes from elsewhere is an error naming it -----------
+
+Check = tuple[Callable[[Any], bool], str]  # (test, what the value should be, in words)
+
+DAMAGED_HINT = "the file was edited, damaged or written by something else: restore it from the original run, or train the run again"
+
+
+def damaged(path: str | Path, problem: str, hint: str = DAMAGED_HINT) -> TrainwiseError:
+    """The error for a run file that is not what trainwise wrote: names the file and what is wrong with it."""
+    return TrainwiseError(f"'{path}' is not a valid trainwise file: {problem}", hint=hint)
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; unreadable or malformed JSON is a `damaged` error naming the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise damaged(path, f"cannot read it as JSON ({type(e).__name__}: {e})") from None
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; one that cannot be parsed is a `damaged` error naming it."""
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - any parsing problem means the file is not a safetensors file
+        raise damaged(path, f"cannot read it as safetensors ({type(e).__name__}: {e})") from None
+
+
+def is_int(v: Any) -> bool:
+    """An int that is not a bool (JSON ``true`` would otherwise pass as 1)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    """A finite int or float that is not a bool."""
+    return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def is_str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v, default=str) if not isinstance(v, torch.Tensor) else f"a tensor of shape {tuple(v.shape)}"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_fields(obj: Any, fields: Mapping[str, Check], *, path: str | Path, where: str = "",
+                 optional: Iterable[str] = (), extra: bool = False) -> dict[str, Any]:
+    """Check that ``obj`` (read from ``path``) is an object with exactly ``fields`` (``optional`` ones may be
+    absent; ``extra``: other keys are allowed), each passing its test; return it. ``where`` prefixes names.
+
+    >>> check_fields({"a": 1}, {"a": (is_int, "an integer")}, path="x.json")
+    {'a': 1}
+    >>> check_fields({"a": "1"}, {"a": (is_int, "an integer")}, path="x.json")
+    Traceback (most recent call last):
+    trainwise.errors.TrainwiseError: 'x.json' is not a valid trainwise file: 'a' is "1", expected an integer. HINT: ...
+    """
+    if not isinstance(obj, dict):
+        raise damaged(path, f"{f'{where[:-1]!r}' if where else 'its content'} is {_short(obj)}, expected a JSON object")
+    optional = set(optional)
+    missing = [k for k in fields if k not in obj and k not in optional]
+    if missing:
+        raise damaged(path, "missing " + ", ".join(f"'{where}{k}'" for k in missing))
+    unknown = [k for k in obj if k not in fields]
+    if unknown and not extra:
+        raise damaged(path, "unknown " + ", ".join(f"'{where}{k}'" for k in unknown) + " (expected "
+                      + ", ".join(fields) + ")")
+    for key, (ok, what) in fields.items():
+        if key in obj and not ok(obj[key]):
+            raise damaged(path, f"'{where}{key}' is {_short(obj[key])}, expected {what}")
+    return obj
+
+
+def check_tensors_match(expected: Mapping[str, torch.Tensor], found: Any, *, path: str | Path, what: str = "the model") -> None:
+    """``found`` (tensors read from ``path``) must have exactly the names, shapes and dtypes of ``expected``
+    (e.g. a model's state dict; meta tensors will do), so that loading it cannot fail or go silently wrong."""
+    if not isinstance(found, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in found.items()):
+        raise damaged(path, f"its weights for {what} are not a mapping of names to tensors")
+    hint = ("the file does not belong to this run (another model's weights, or edited): use the run's own file, "
+            "or train the run again")
+    missing, unknown = [k for k in expected if k not in found], [k for k in found if k not in expected]
+    if missing or unknown:
+        parts = ([f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"] if missing else []) + \
+                ([f"unexpected {', '.join(unknown[:4])}{' ...' if len(unknown) > 4 else ''}"] if unknown else [])
+        raise damaged(path, f"its tensors do not fit {what}: {'; '.join(parts)}", hint)
+    for k, t in expected.items():
+        if tuple(found[k].shape) != tuple(t.shape) or found[k].dtype != t.dtype:
+            raise damaged(path, f"tensor '{k}' has shape {tuple(found[k].shape)} ({found[k].dtype}), but {what} needs "
+                                f"{tuple(t.shape)} ({t.dtype})", hint)

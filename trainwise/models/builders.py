@@ -1,11 +1,11 @@
 """Model specs -> modules. A spec is a string (``mlp:128,64``, ``file.py:fn``, ``pkg.mod:fn``); the resolved
-recipe is a JSON-safe dict saved with the run, so a model is rebuilt without unpickling anything."""
+recipe is a JSON-safe dict saved with the run, so a model is rebuilt without unpickling anything. A built-in
+recipe is data only; a user-code recipe records its file's absolute path and SHA-256 (`usercode`), and
+building it imports that file only while the hash matches. Reading a recipe back from a run is checked by
+`recipe.check_recipe` first (and user code refused there unless trusted, see `trainwise.saved.load_run`)."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,9 +13,20 @@ from torch import nn
 
 from ..errors import TrainwiseError, check_choice
 from ..options import ACTIVATIONS
+from .usercode import is_user_spec, load_function, user_recipe
 
-__all__ = ["MLP", "CNN", "Ensemble", "resolve_model", "build_model", "ACTIVATIONS"]
+__all__ = ["MLP", "CNN", "Ensemble", "resolve_model", "build_model", "is_builtin_spec", "ACTIVATIONS"]
 
+BUILTIN_KINDS = ("mlp", "linear", "cnn")
+
+
+def is_builtin_spec(spec: str) -> bool:
+    """Whether ``spec`` names a built-in model (resolving it imports nothing).
+
+    >>> is_builtin_spec("mlp:128,64"), is_builtin_spec("linear"), is_builtin_spec("zoo.nets:tiny")
+    (True, True, False)
+    """
+    return spec.partition(":")[0] in BUILTIN_KINDS
 
 
 class MLP(nn.Sequential):
@@ -129,24 +140,30 @@ def resolve_model(spec: str, input_shape: tuple[int, ...], output_size: int, *, 
                                  hint="use image data (--data fashion-mnist, mnist or an image folder), or an MLP (mlp:128,64)")
         return {"builder": "cnn", "input_shape": list(input_shape), "channels": channels, "dense": _sizes(spec, dense),
                 "out_features": output_size, "activation": activation, "dropout": dropout, "batch_norm": batch_norm}
-    if rest and (kind.endswith(".py") or "." in kind or "/" in kind):
-        return {"builder": "import", "target": spec, "input_shape": list(input_shape), "output_size": output_size}
+    if is_user_spec(spec):
+        return user_recipe(spec, input_shape, output_size)
     raise TrainwiseError(f"unknown model spec '{spec}'",
                          hint="use mlp:H1,H2,... (e.g. mlp:128,64), cnn:C1,C2[:D1] (e.g. cnn:32,64), linear, path/to/file.py:function "
                               "or package.module:function")
 
 
-def build_model(recipe: dict[str, Any]) -> nn.Module:
-    """Build the module a recipe (from `resolve_model`, or a run's ``model.json``) describes."""
-    if recipe["builder"] == "mlp":
+def build_model(recipe: dict[str, Any], *, source: str = "the model recipe") -> nn.Module:
+    """Build the module a recipe (from `resolve_model`, or a run's checked ``model.json``) describes. A user-code
+    recipe imports its recorded file, refused when that file is missing or its SHA-256 changed (``source``:
+    where the recipe came from, for the error)."""
+    builder = recipe["builder"]
+    if builder == "mlp":
         return MLP(recipe["in_features"], recipe["hidden"], recipe["out_features"], activation=recipe["activation"],
                    dropout=recipe["dropout"], batch_norm=recipe["batch_norm"])
-    if recipe["builder"] == "ensemble":
-        return Ensemble([build_model(r) for r in recipe["members"]], kind=recipe["kind"])
-    if recipe["builder"] == "cnn":
+    if builder == "ensemble":
+        return Ensemble([build_model(r, source=source) for r in recipe["members"]], kind=recipe["kind"])
+    if builder == "cnn":
         return CNN(tuple(recipe["input_shape"]), recipe["channels"], recipe["dense"], recipe["out_features"],
                    activation=recipe["activation"], dropout=recipe["dropout"], batch_norm=recipe["batch_norm"])
-    fn = _import_function(recipe["target"])
+    if builder != "import":
+        raise TrainwiseError(f"{source} has model builder {builder!r}, which cannot be built here",
+                             hint="a recipe's builder is mlp, cnn, ensemble or import (an nn.Module passed to fit is not rebuilt)")
+    fn = load_function(recipe, source=source)
     try:
         model = fn(tuple(recipe["input_shape"]), recipe["output_size"])
     except Exception as e:  # noqa: BLE001 - user code: report where it failed
@@ -157,28 +174,3 @@ def build_model(recipe: dict[str, Any]) -> nn.Module:
         raise TrainwiseError(f"model function '{recipe['target']}' returned {type(model).__name__}, not a torch.nn.Module",
                              hint="return an nn.Module")
     return model
-
-
-def _import_function(target: str):
-    where, _, name = target.rpartition(":")
-    if where.endswith(".py"):
-        path = Path(where)
-        if not path.is_file():
-            raise TrainwiseError(f"model file '{path}' does not exist", hint="give path/to/file.py:function")
-        spec = importlib.util.spec_from_file_location(f"trainwise_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:  # noqa: BLE001
-            raise TrainwiseError(f"cannot import model file '{path}': {type(e).__name__}: {e}", hint="fix the error in that file") from None
-    else:
-        try:
-            module = importlib.import_module(where)
-        except ImportError as e:
-            raise TrainwiseError(f"cannot import module '{where}' for model '{target}': {e}",
-                                 hint="install the package or give path/to/file.py:function") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
-        check_choice(f"function in '{where}'", name, public)
-    return fn

@@ -11,7 +11,7 @@ from typing import Any
 from ..config import load_config
 from ..models.summary import summarize
 from ..runs import atomic_write
-from ..saved import load_run
+from ..saved import load_run, read_summary
 
 __all__ = ["write_report"]
 
@@ -39,16 +39,17 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def write_report(run_dir: str | Path, model=None) -> Path:
-    """Write ``run_dir/report.html`` from the run's files and return its path. ``model``: the trained module,
-    for runs whose model cannot be rebuilt from model.json (an nn.Module passed to `fit`)."""
+def write_report(run_dir: str | Path, model=None, *, trust_code: bool = False) -> Path:
+    """Write ``run_dir/report.html`` from the run's files and return its path. ``model``: the trained module
+    (the writer passes it; nothing is rebuilt then). Without it the model is rebuilt by `load_run`, which
+    refuses a model that is user code unless ``trust_code``."""
 
     run_dir = Path(run_dir)
     if model is None:
-        run = load_run(run_dir)
+        run = load_run(run_dir, trust_code=trust_code)
         model, s, cfg = run.model, run.summary, run.config
     else:
-        s, cfg = json.loads((run_dir / "summary.json").read_text()), load_config(run_dir / "config.yaml")
+        s, cfg = read_summary(run_dir / "summary.json"), load_config(run_dir / "config.yaml")
     data = s.get("data", {})
     parts = [f"<h1>trainwise run: {_e(data.get('name', run_dir.name))}</h1>",
              f"<p>{_e(s.get('status'))} — {_e(s.get('stop_reason'))}; {s.get('epochs_run')} epochs, best epoch "

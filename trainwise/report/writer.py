@@ -2,6 +2,7 @@
 everything in memory; this writes it down.
 
     write_config(cfg)          config.yaml (fully resolved; `trainwise fit --config` reproduces the run)
+    write_recipe(recipe)       model.json before the first epoch (a killed run's resume checks it)
     callbacks(tracker)         per epoch: metrics.csv, checkpoints/last (and best), TensorBoard event files
     write_model(result)        model.safetensors + model.json + preprocess.json, metrics.csv, curves.png, lr_find.*
     write_summary(result, s)   confusion.png, gradient_flow.png, summary.json, report.html
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..models import user_code
 from ..runs import atomic_write, new_run_dir, save_artifacts, write_json, write_metrics_csv
 from ..train import Callback, Checkpoint, EarlyStopping, MetricsCSV
 from ..train.metrics import main_metric
@@ -66,6 +68,11 @@ class RunWriter:
     def write_config(self, cfg) -> None:
         atomic_write(self.run_dir / "config.yaml", cfg.saved_yaml())
 
+    def write_recipe(self, recipe: dict[str, Any]) -> None:
+        """model.json before training starts: what the model is (for user code: which file, with which SHA-256),
+        so that `--resume` of a killed run can check it. `write_model` writes it again with the weights."""
+        write_json(self.run_dir / "model.json", recipe)
+
     def callbacks(self, tracker: EarlyStopping | None, *, checkpoint: bool) -> list[Callback]:
         """The per-epoch file callbacks; the checkpoint comes last, as it saves every other callback's state."""
         cbs: list[Callback] = [MetricsCSV(self.run_dir / "metrics.csv")]
@@ -95,7 +102,10 @@ class RunWriter:
             plot_gradient_flow(tracker.weight_names_, tracker.grad_norms_, self.run_dir / "gradient_flow.png")
         write_json(self.run_dir / "summary.json", summary)
         if (self.run_dir / "model.safetensors").is_file():
-            write_report(self.run_dir, model=result.model if result.setup.user_model is not None else None)
+            # a built-in model is rebuilt from the files just written (data only); user code is not imported
+            # again: the report gets the trained module (an nn.Module passed to fit cannot be rebuilt at all)
+            in_memory = result.setup.user_model is not None or bool(user_code(result.setup.recipe))
+            write_report(self.run_dir, model=result.model if in_memory else None)
 
     def write_json(self, name: str, obj: Any) -> None:
         write_json(self.run_dir / name, obj)

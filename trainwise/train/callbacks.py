@@ -81,7 +81,11 @@ class EarlyStopping(Callback):
         return {"best": self.best_, "best_epoch": self.best_epoch_, "wait": self.wait_, "best_weights": self.best_weights_}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_, self.best_epoch_, self.wait_ = state["best"], state["best_epoch"], state["wait"]
+        best, best_epoch, wait = state["best"], state["best_epoch"], state["wait"]
+        if not (best is None or isinstance(best, (int, float))) or not (best_epoch is None or isinstance(best_epoch, int)) \
+                or not isinstance(wait, int) or wait < 0:
+            raise ValueError(f"early-stopping state best={best!r}, best_epoch={best_epoch!r}, wait={wait!r} is not possible")
+        self.best_, self.best_epoch_, self.wait_ = best, best_epoch, wait
         self.best_weights_ = state.get("best_weights")
 
 

@@ -14,6 +14,7 @@ from ..errors import TrainwiseError, check_choice
 from ..options import PRECISIONS
 from .components import make_loss, make_optimizer, target_kind
 from .metrics import MetricAccumulator
+from .state import check_trainer_state
 
 __all__ = ["Trainer", "Callback", "HOOKS", "PRECISIONS"]
 
@@ -97,6 +98,7 @@ class Trainer:
         self.status, self.stop_reason = "not_started", None
         self.train_time_s, self.train_samples = 0.0, 0
         self._stop, self._stop_now, self._resume, self.max_epochs, self.train_data = False, False, None, 0, None
+        self._resume_source = "the state"
         # only callbacks that override a hook are called for it: an unused hook costs nothing per step
         self._hooks = {h: [getattr(c, h) for c in self.callbacks if getattr(type(c), h) is not getattr(Callback, h)]
                        for h in HOOKS}
@@ -246,31 +248,52 @@ class Trainer:
             state["data"] = self.train_data.state_dict()
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, source: str = "the state") -> None:
         """Restore a `state_dict`: the model and counters now, the rest when `fit` starts (after the callbacks'
-        ``on_fit_start`` has built what they need, e.g. a LR scheduler), so the run goes on exactly."""
+        ``on_fit_start`` has built what they need, e.g. a LR scheduler), so the run goes on exactly.
+
+        The state is checked first (`check_trainer_state`: layout, counters, model and optimizer tensors); one
+        that does not fit is a `TrainwiseError` naming ``source`` (e.g. the checkpoint file), before anything
+        is changed."""
+        check_trainer_state(state, source=source, model=self.model, optimizer=self.optimizer)
         self.model.load_state_dict(state["model"])
         self.epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
         self.train_time_s, self.train_samples = state["train_time_s"], state["train_samples"]
-        self._resume = state
+        self._resume, self._resume_source = state, source
 
     def _apply_resume(self, train: Any) -> None:
         state, self._resume = self._resume, None
         if state is None:
             return
-        if state["optimizer"] is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
+        with self._restoring("the optimizer"):
+            if state["optimizer"] is not None:
+                self.optimizer.load_state_dict(state["optimizer"])
+        with self._restoring("the grad scaler"):
+            if self.scaler and state["scaler"]:
+                self.scaler.load_state_dict(state["scaler"])
         saved = state["callbacks"]
         for i, c in enumerate(self.callbacks):
             if _cb_key(i, c) in saved:
-                c.load_state_dict(saved[_cb_key(i, c)])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+                with self._restoring(f"callback {_cb_key(i, c)}"):
+                    c.load_state_dict(saved[_cb_key(i, c)])
+        with self._restoring("the random number generators"):
+            torch.set_rng_state(state["rng"]["torch"])
+            if state["rng"]["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         if "data" in state and hasattr(train, "load_state_dict"):
-            train.load_state_dict(state["data"])
+            with self._restoring("the training batches' shuffle state"):
+                train.load_state_dict(state["data"])
+
+    @contextlib.contextmanager
+    def _restoring(self, what: str):
+        """A part of a checked state that still cannot be restored is an error naming its source."""
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001 - whatever the part raises, the cause is the state it was given
+            raise TrainwiseError(f"'{self._resume_source}' cannot be resumed: restoring {what} failed "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+                                 hint="the checkpoint is damaged or belongs to another run: resume the run it came "
+                                      "from, or start the run again") from None
 
 
 def _cb_key(i: int, c: Callback) -> str:

@@ -6,7 +6,6 @@ lower-variance model. The result is an ordinary run folder: `evaluate`, `predict
 """
 from __future__ import annotations
 
-import dataclasses
 import platform
 import time
 from pathlib import Path
@@ -23,18 +22,20 @@ from ..train import EarlyStopping
 __all__ = ["ensemble_run"]
 
 
-def ensemble_run(members: list[str | Path], run_dir: str | Path, *, info: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def ensemble_run(members: list[str | Path], run_dir: str | Path, *, info: list[dict[str, Any]] | None = None,
+                 trust_code: bool = False) -> dict[str, Any]:
     """Combine the runs in ``members`` (same data, split and preprocessing) into ``run_dir``; evaluate its
-    validation split, and its test split once. Returns the summary (also written to summary.json)."""
+    validation split, and its test split once. Returns the summary (also written to summary.json).
+    ``trust_code``: members whose model is user code may be loaded (see `trainwise.saved.load_run`)."""
     t0 = time.perf_counter()
-    runs = [load_run(m) for m in members]
+    runs = [load_run(m, trust_code=trust_code) for m in members]
     cfg = runs[0].config
     pp = runs[0].preprocessing
     recipe = {"builder": "ensemble", "kind": pp["kind"], "members": [r.recipe for r in runs]}
     model = build_model(recipe)
     for slot, run in zip(model.members, runs):
         slot.load_state_dict(run.model.state_dict())
-    setup = dataclasses.replace(setup_run(cfg.model_copy(update={"device": "cpu"})), recipe=recipe)
+    setup = setup_run(cfg.model_copy(update={"device": "cpu"}), recipe=recipe)  # config.yaml's model spec is not resolved
     writer = RunWriter(run_dir)
     writer.write_config(cfg)
     result = RunResult(setup, build_trainer(setup, model, [], optimizer=None), EarlyStopping(), build_batches(setup, cfg.seed), cfg.seed)
