@@ -64,7 +64,7 @@ def test_image_folder_trains_and_predicts_from_the_cli(cli, bitmoji_dir, tmp_pat
     broken.write_bytes(b"not an image")
     files = [str(p) for p in (*eva, broken, *other, big)]
     code, out, err = cli("predict", str(run), *files, str(tmp_path / "missing.png"))
-    assert code == 1
+    assert code == 2
     lines = out.splitlines()
     assert [ln.split(":")[0] for ln in lines] == [files[0], files[1], files[3], files[4], files[5]]
     assert [ln.split(": ")[1].split(" ")[0] for ln in lines] == ["eva", "eva", "not_eva", "not_eva", "not_eva"]

@@ -55,7 +55,7 @@ def test_every_entry_point_builds_its_parts_through_the_pipeline(entry, tmp_path
         return original(cfg, *args, **kwargs)
 
     for module in ("trainwise.pipeline", "trainwise.api", "trainwise.population", "trainwise.tune.cv",
-                   "trainwise.tune.sanity"):
+                   "trainwise.tune.sanity", "trainwise.tune.search"):
         mod = __import__(module, fromlist=["x"])
         if hasattr(mod, "setup_run"):
             monkeypatch.setattr(mod, "setup_run", spy)
@@ -75,7 +75,7 @@ def test_every_entry_point_builds_its_parts_through_the_pipeline(entry, tmp_path
     else:
         trainwise.tune.tune({"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}, method="grid", trials=2,
                             out=tmp_path / "t", retrain=False, data="iris", **common)
-        expected = 2
+        expected = 3  # the input-error probe (before the output folder exists) and one per trial
     assert len(calls) == expected and all(isinstance(c, RunConfig) for c in calls)
 
 

@@ -35,6 +35,7 @@ NOT_PARAMETERS = {
     "task",                                 # fixed by the class: classifier or regressor
     "split",                                # replaced by validation_fraction; no test split is held out
     "missing",                              # scikit-learn's validation refuses NaN: use SimpleImputer
+    "na_values",                            # CSV files only
     "image_size", "channels", "image_norm", "augment",  # image data only; the estimators take 2-D features
     "num_workers",                          # DataLoader workers for torch Datasets; arrays are batched in memory
     "quiet",                                # replaced by verbose

@@ -14,10 +14,10 @@ from .data import PreparedData
 from .errors import TrainwiseError
 from .inference import evaluate, predict
 from .models import is_builtin_spec, resolve_model
-from .pipeline import RunResult, resolve_device, setup_run, train_run
+from .pipeline import RunResult, check_run, resolve_device, setup_run, train_run
 from .population import Member, run_population, select_best, spread
 from .report.writer import RunWriter
-from .runs import load_checkpoint
+from .runs import check_output_dir, load_checkpoint
 from .saved import read_recipe, read_summary
 from .train import Callback, Trainer
 from .train.state import check_trainer_state
@@ -79,8 +79,12 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     if user_model is not None and cfg.restarts > 1:
         raise TrainwiseError("restarts need a fresh model per seed, but `model` is one nn.Module instance",
                              hint="pass model as a spec string (mlp:..., file.py:function) so each restart builds its own")
+    to_disk = cfg.run_dir is not None if to_disk is None else to_disk
+    if to_disk:
+        check_output_dir(cfg.run_dir)
     setup = setup_run(cfg, data, y, user_model=user_model)
-    writer = RunWriter.for_config(cfg) if (cfg.run_dir is not None if to_disk is None else to_disk) else None
+    check_run(setup)  # every input error before the run directory exists: nothing half-made is left
+    writer = RunWriter.for_config(cfg) if to_disk else None
     if writer is not None:
         writer.write_config(setup.cfg)
     if cfg.restarts > 1:
@@ -94,6 +98,7 @@ def _finish(result: RunResult, writer: RunWriter | None, extra: dict[str, Any] |
     summary = result.summary(extra, previous_tests)
     if writer is not None:
         writer.write_summary(result, summary)
+        writer.close()
     return FitResult.of(result, summary, writer)
 
 
@@ -150,12 +155,18 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
         raise TrainwiseError(f"'{run_dir}' is not a trainwise run directory (no config.yaml)",
                              hint="give the run directory that `trainwise fit` printed")
     cfg = load_config(run_dir / "config.yaml", options)
+    # first: a run another process is writing (or resuming) is refused before anything is read or written
+    writer = RunWriter(run_dir, tensorboard=cfg.tensorboard, histogram_every=cfg.histogram_every, lock=True)
     summary_path = run_dir / "summary.json"
     done = read_summary(summary_path) if summary_path.is_file() else None
     if done and (done.get("status") == "early_stopped" or (done.get("status") == "completed" and cfg.epochs <= (done.get("epochs_run") or 0))):
         raise TrainwiseError(f"run '{run_dir}' already finished ({done['status']}: {done.get('stop_reason')})",
                              hint="resume continues interrupted or killed runs; to train longer give --epochs "
                                   f"above {done.get('epochs_run')}, or start a new run")
+    if done and done.get("status") == "failed" and done.get("diverged_at"):
+        raise TrainwiseError(f"run '{run_dir}' failed ({done.get('stop_reason')}); continuing it would continue the failure",
+                             hint="fix the cause and start a new run (trainwise fit --config "
+                                  f"{run_dir / 'config.yaml'} --run-dir NEW_DIR, with the fix as an option)")
     previous = load_config(run_dir / "config.yaml")
     if cfg.epochs != previous.epochs and cfg.schedule in ("cosine", "onecycle"):
         raise TrainwiseError(f"run '{run_dir}' uses the {cfg.schedule} schedule, which spans its {previous.epochs} epochs",
@@ -178,7 +189,6 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
         raise TrainwiseError(f"'{run_dir / 'model.json'}' does not describe the model of '{run_dir / 'config.yaml'}' "
                              f"({cfg.model} on inputs of shape {setup.prep.input_shape})",
                              hint="one of the two files was edited: restore it, or start the run again")
-    writer = RunWriter(run_dir, tensorboard=cfg.tensorboard, histogram_every=cfg.histogram_every)
     result = train_run(setup, callbacks=callbacks, writer=writer, console=console, resume_state=state, resume_source=str(last))
     writer.write_config(setup.cfg)
     return _finish(result, writer, {"resumed_from_epoch": state["epoch"]},

@@ -2,27 +2,31 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 
+from . import signals
 from .api import evaluate, fit, predict
 from .config import CHOICES, RunConfig, load_config, suggest_key
 from .data import to_tensors
 from .data.images import IMAGE_SUFFIXES
 from .diagnose import explain_backprop, format_backprop, gradcheck
-from .errors import TrainwiseError, did_you_mean
+from .errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, Terminated, TrainwiseError, did_you_mean
 from .models.summary import summarize
 from .pipeline import build_batches, build_trainer, model_for
 from .report.html import write_report
 from .report.writer import save_lr_find
-from .runs import new_run_dir
+from .runs import check_output_dir, new_run_dir
 from .train import make_loss
 from .train.lr_finder import lr_find
 from .tune import cross_validate, sanity, tune
@@ -131,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                         allow_abbrev=False)
     tu.add_argument("--space", required=True, metavar="FILE", help="YAML: option: {type: loguniform|uniform|int|categorical, ...}")
     tu.add_argument("--method", default="random", choices=["grid", "random", "optuna"], help="(default: random)")
-    tu.add_argument("--trials", type=int, default=10, metavar="N", help="trials to run (grid: at most N points; default 10)")
+    tu.add_argument("--trials", type=int, default=None, metavar="N",
+                    help="trials to run (default: 10; grid: every point, or N of them drawn at random)")
     tu.add_argument("--storage", metavar="URL", help="Optuna storage shared by several workers, e.g. sqlite:///study.db")
     tu.add_argument("--study-name", metavar="NAME", help="the shared study's name (with --storage)")
     tu.add_argument("--out", metavar="DIR", help="where trials, results.csv and best_config.yaml go (default: runs/<data>-tune-<time>)")
@@ -160,24 +165,75 @@ def main(argv: list[str] | None = None) -> int:
             parser.subcommands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # argparse's exits (usage errors: 2, --help: 0) as a return value
         return int(e.code or 0)
+    sigs = _Signals(args.command)
     try:
-        handler = _HANDLERS.get(args.command)
-        if handler is not None:
-            return handler(args)
-        parser.print_help()
-        return 2
+        with sigs:
+            handler = _HANDLERS.get(args.command)
+            if handler is not None:
+                code = handler(args)
+                if sigs.received and code == EXIT_OK:  # a signal came while the finished run was saved
+                    code = EXIT_INTERRUPTED
+                return EXIT_TERMINATED if code == EXIT_INTERRUPTED and sigs.received == "SIGTERM" else code
+            parser.print_help()
+            return EXIT_BAD_INPUT
     except TrainwiseError as e:
         print(f"trainwise {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"trainwise {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt as e:
+        print(f"trainwise {args.command}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(e, Terminated) or sigs.received == "SIGTERM" else EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into `head`, which closed early: not an error of ours
+        _quiet_stdout()
+        return EXIT_OK
     except Exception as e:  # noqa: BLE001 - a bug, not bad input: short message, traceback on request
         if os.environ.get("TRAINWISE_DEBUG"):
             raise
         print(f"trainwise {args.command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
               "HINT: rerun with TRAINWISE_DEBUG=1 for the traceback and report it", file=sys.stderr)
-        return 1
+        return EXIT_BUG
+
+
+class _Signals:
+    """SIGTERM is handled like Ctrl-C (the run checkpoints, writes its summary and can be resumed). While the run
+    is being saved after the first signal, a second one is only announced, so the summary still gets written;
+    a third stops at once (files already written stay whole: every write is atomic)."""
+
+    def __init__(self, command: str):
+        self.command, self.received, self.count, self._old = command, None, 0, {}
+
+    def __enter__(self) -> _Signals:
+        signals.reset()
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread (main() called from a thread): leave Python's handlers alone
+            self._old = {}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum: int, _frame) -> None:
+        self.count += 1
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+            if not signals.should_defer():
+                raise signals.interrupt_for(self.received)
+            signals.STATE.pending = self.received  # between training loops: the save finishes, no next loop starts
+        if self.count <= 2:
+            print(f"trainwise {self.command}: saving the run (checkpoint, summary) before stopping; "
+                  "signal again to stop at once", file=sys.stderr, flush=True)
+            return
+        raise signals.interrupt_for(self.received)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so Python's exit-time flush does not complain."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _config_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -189,7 +245,7 @@ def _auto(args: argparse.Namespace) -> int:
     result = auto(budget_minutes=args.budget_minutes, out=args.out, ensemble=args.ensemble, console=Console(highlight=False, soft_wrap=True),
                   **_config_options(args))
     print(f"{result['status']} in {result.get('wall_time_s', '?')} s; summary: {args.out or 'runs/'}")
-    return 0 if result["status"] == "done" else 1
+    return EXIT_OK if result["status"] == "done" else EXIT_INTERRUPTED if result["status"] == "interrupted" else EXIT_FAILED
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -223,7 +279,10 @@ def _fit(args: argparse.Namespace) -> int:
     test = ", ".join(f"{k} {v:.4f}" for k, v in (s["test"] or {}).items()) or "not evaluated"
     console.print(f"[bold]{s['status']}[/bold] — test: {test} — {s['wall_time_s']:.1f}s — run: {result.run_dir}")
     print_diagnostics(console, s.get("diagnostics") or [])
-    return 130 if s["status"] == "interrupted" else 0
+    if s["status"] == "failed":
+        print(f"trainwise fit: training failed: {s['stop_reason']}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_INTERRUPTED if s["status"] == "interrupted" else EXIT_OK
 
 
 def print_diagnostics(console, diagnostics: list[dict]) -> None:
@@ -240,7 +299,7 @@ def _sanity(args: argparse.Namespace) -> int:
     options = _config_options(args)
     result = sanity(batches=args.batches, steps=args.steps, tol=args.tol, config=RunConfig.build(options, source="option"))
     print(result.verdict)
-    return 0 if result.can_learn else 1
+    return EXIT_OK if result.can_learn else EXIT_FAILED
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -254,11 +313,12 @@ def _inspect(args: argparse.Namespace) -> int:
     xt, yt = to_tensors(X[:args.rows], y[:args.rows], setup.kind, torch.device("cpu"))
     result = gradcheck(model.cpu(), make_loss(setup.loss), xt, yt, max_elements=args.elements, tol=args.tol, seed=cfg.seed)
     print(f"{cfg.model} on {args.rows} rows of {cfg.data}, loss {setup.loss}, float64, central differences\n{result}")
-    return 0 if result.passed else 1
+    return EXIT_OK if result.passed else EXIT_FAILED
 
 
 def _lr_find(args: argparse.Namespace) -> int:
     cfg = RunConfig.build(_config_options(args), source="option")
+    check_output_dir(args.out, "--out")
     model, s = model_for(cfg)
     trainer = build_trainer(s, model, [])
     result = lr_find(trainer, build_batches(s, cfg.seed, augment=False)["train"], start_lr=args.start_lr, end_lr=args.end_lr,
@@ -267,7 +327,7 @@ def _lr_find(args: argparse.Namespace) -> int:
     save_lr_find(result, out)
     if result.suggestion is None:
         print(f"no suggestion: {result.stop_reason}; see {out / 'lr_find.png'}")
-        return 1
+        return EXIT_FAILED
     print(f"suggested lr {result.suggestion:.2e} (steepest descent of the smoothed loss, at most the minimum's "
           f"LR/10 = {result.min_over_10:.2e}); {len(result.lrs)} steps, {result.stop_reason}")
     print(f"curve: {out / 'lr_find.png'}, points: {out / 'lr_find.csv'}")
@@ -317,15 +377,30 @@ def _backprop(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    for k, v in evaluate(args.run_dir, args.data, force_test=args.force_test, trust_code=args.trust_code).items():
+    with _warnings_to_stderr(args.command):
+        metrics = evaluate(args.run_dir, args.data, force_test=args.force_test, trust_code=args.trust_code)
+    for k, v in metrics.items():
         print(f"{k}: {v:.6g}")
     return 0
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr(command: str):
+    """Warnings about the input (e.g. categories never seen in training) as one line each, not Python's format."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                print(f"trainwise {command}: warning: {w.message}", file=sys.stderr)
 
 
 def _predict(args: argparse.Namespace) -> int:
     images = any(Path(p).suffix.lower() in IMAGE_SUFFIXES for p in args.inputs)
     output = args.output or (None if images else str(Path(args.inputs[0]).with_suffix("")) + ".predictions.csv")
-    frame = predict(args.run_dir, args.inputs if images else args.inputs[0], output, trust_code=args.trust_code)
+    with _warnings_to_stderr(args.command):
+        frame = predict(args.run_dir, args.inputs if images else args.inputs[0], output, trust_code=args.trust_code)
     if not images:
         print(frame.head(10).to_string(index=False))
         print(f"{len(frame)} predictions written to {output}")
@@ -343,7 +418,7 @@ def _predict(args: argparse.Namespace) -> int:
     if failed.any():
         print(f"{int(failed.sum())} of {len(frame)} images could not be read (see above); the others were predicted",
               file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT  # some inputs were unreadable (named above)
     return 0
 
 

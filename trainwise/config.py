@@ -1,6 +1,7 @@
 """Run configuration: every default with a comment, YAML load/dump, validation that names the fix."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from .options import (
     LOSSES,
     MISSING,
     MODES,
+    NA_VALUES,
     OPTIMIZERS,
     PENALIZE,
     PRECISIONS,
@@ -24,6 +26,7 @@ from .options import (
     TASKS,
     parse_augment,
     parse_image_size,
+    parse_na_values,
 )
 
 __all__ = ["RunConfig", "CHOICES", "load_config", "read_yaml_mapping", "suggest_key"]
@@ -62,7 +65,7 @@ class RunConfig(BaseModel):
     0.01
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # inf/nan: never a setting
 
     # --- data ---
     data: str = Field("digits", description="built-in name (digits, iris, ..., fashion-mnist, mnist), a .csv / .npz file, or an image folder")
@@ -73,6 +76,7 @@ class RunConfig(BaseModel):
         (0.70, 0.15, 0.15), description="train,val,test fractions (the lecture's 70/15/15)")
     standardize: bool = Field(True, description="standardize features (and a regression target) with train-split statistics")
     missing: str = Field("error", description="missing values: an error, drop the rows, or median (train-split medians)")
+    na_values: str = Field(NA_VALUES, description="CSV: comma-separated cell values read as missing, besides an empty cell")
     # --- images ---
     image_size: str | None = Field(None, description="image folders: resize to N or H,W pixels (default: the first image's size)")
     channels: str = Field("auto", description="image folders: 1 (grayscale), 3 (RGB), auto (3 if any image has colour)")
@@ -94,7 +98,7 @@ class RunConfig(BaseModel):
     loss: str = Field("auto", description="the loss; auto picks it from the task")
     optimizer: str = Field("adam", description="the optimizer")
     lr: float | str = Field(1e-3, description="learning rate (Adam's usual default), or auto: the LR finder's suggestion")
-    momentum: float = Field(0.9, ge=0, description="SGD/RMSprop momentum (the lecture's 0.9)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD/RMSprop momentum (the lecture's 0.9)")
     nesterov: bool = Field(False, description="SGD Nesterov momentum")
     weight_decay: float = Field(0.0, ge=0, description="optimizer weight decay (coupled for sgd/adam, decoupled for adamw)")
     init: str = Field("default", description="weight init: default (PyTorch's), xavier, kaiming, normal (N(0, 0.01²))")
@@ -137,7 +141,10 @@ class RunConfig(BaseModel):
     @field_validator("data", "run_dir", "data_dir", "init_from", mode="before")
     @classmethod
     def _paths(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, os.PathLike) else v
+        v = str(v) if isinstance(v, os.PathLike) else v
+        if isinstance(v, str) and "\x00" in v:
+            raise ValueError("a path cannot contain a NUL character. HINT: give the file or folder name as it is on disk")
+        return v
 
     @field_validator("split", mode="before")
     @classmethod
@@ -173,10 +180,19 @@ class RunConfig(BaseModel):
         try:
             value = float(v)
         except (TypeError, ValueError):
-            raise ValueError(f"'{v}' is neither a number nor 'auto'; e.g. 0.001, 3e-4 or auto") from None
-        if not value > 0:
-            raise ValueError(f"the learning rate must be > 0, got {value:g}")
+            raise ValueError(f"'{v}' is neither a number nor 'auto'. HINT: give e.g. 0.001, 3e-4 or auto") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"the learning rate must be > 0 and finite, got {value:g}. HINT: give e.g. 0.001, 3e-4 or auto")
         return value
+
+    @field_validator("na_values", mode="before")
+    @classmethod
+    def _na(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            v = ",".join("" if x is None else str(x) for x in v)
+        if isinstance(v, str):
+            parse_na_values(v)
+        return v
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -192,9 +208,9 @@ class RunConfig(BaseModel):
     @field_validator("augment", "freeze", mode="before")
     @classmethod
     def _spec(cls, v: Any) -> Any:
-        if v is None or (isinstance(v, str) and v.lower() in ("none", "null", "")):
+        if v is None or v is False or (isinstance(v, str) and v.lower() in ("none", "null", "", "false")):
             return None
-        if v is not None and not isinstance(v, str):
+        if isinstance(v, (list, tuple)):
             v = ",".join(map(str, v))
         return v
 
@@ -210,9 +226,20 @@ class RunConfig(BaseModel):
                 parse_augment(self.augment)
             except TrainwiseError as e:
                 raise ValueError(f"augment: {e.message}. HINT: {e.hint}") from None
+        if self.target is not None and not self.data.lower().endswith(".csv"):
+            raise ValueError(f"target: '{self.data}' is not a .csv file, so target={self.target!r} would be ignored "
+                             "(built-in sets, .npz files, image folders and arrays carry their own targets). "
+                             "HINT: leave --target out, or give a .csv file with that column")
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise ValueError(f"warmup_epochs: a warmup of {self.warmup_epochs:g} epochs only applies to the cosine schedule, "
+                             f"but schedule is '{self.schedule}'. HINT: add --schedule cosine, or leave --warmup-epochs out")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs: a warmup of {self.warmup_epochs:g} epochs is not shorter than the run "
+                             f"(epochs={self.epochs}), so the cosine part would never start. "
+                             f"HINT: use --warmup-epochs below {self.epochs} (e.g. {max(self.epochs // 10, 1)}), or more --epochs")
         if self.early_stopping and self.split[1] == 0 and self.monitor.startswith("val/"):
-            raise ValueError("split: early stopping monitors a validation metric but the validation fraction is 0; "
-                             "give a validation fraction (e.g. --split 0.7,0.15,0.15) or --no-early-stopping")
+            raise ValueError("split: early stopping monitors a validation metric but the validation fraction is 0. "
+                             "HINT: give a validation fraction (e.g. --split 0.7,0.15,0.15) or --no-early-stopping")
         return self
 
     @classmethod
@@ -220,6 +247,9 @@ class RunConfig(BaseModel):
         """Validate ``values`` into a config; every problem becomes one TrainwiseError naming the key."""
         fields = cls.model_fields
         for key in values:
+            if not isinstance(key, str):
+                raise TrainwiseError(f"{source} has the key {key!r}, which is not a name; valid keys: {', '.join(fields)}",
+                                     hint="write each setting as name: value, e.g. lr: 0.001")
             if key not in fields:
                 hint = suggest_key(key) or "see `trainwise fit --help` for the valid keys"
                 raise TrainwiseError(f"unknown {source} key '{key}'; valid keys: {', '.join(fields)}", hint=hint)
@@ -231,8 +261,7 @@ class RunConfig(BaseModel):
             key = ".".join(str(p) for p in err["loc"]) or msg.split(":")[0]
             value = values.get(key, err.get("input"))
             msg, _, hint = msg.partition(". HINT: ")
-            raise TrainwiseError(f"invalid {source} value {key}={value!r}: {msg}",
-                                 hint=hint or f"set {key} to a valid value (see `trainwise fit --help`)") from None
+            raise TrainwiseError(f"invalid {source} value {key}={value!r}: {msg}", hint=hint or _allowed(key)) from None
 
     def saved_yaml(self) -> str:
         """The config as a run directory keeps it: without the run directory itself, so it can be rerun elsewhere."""
@@ -242,6 +271,19 @@ class RunConfig(BaseModel):
         data = self.model_dump()
         data["split"] = list(data["split"])
         return yaml.safe_dump(data, sort_keys=False)
+
+
+def _allowed(key: str) -> str:
+    """The fix for a value pydantic refused: what the field takes (type, bounds) and its default."""
+    field = RunConfig.model_fields.get(key.split(".")[0])
+    if field is None:
+        return f"set {key} to a valid value (see `trainwise fit --help`)"
+    kind = {int: "a whole number", float: "a finite number", bool: "true or false"}.get(
+        next((a for a in (int, float, bool) if field.annotation in (a, a | None)), None), "a valid value")
+    bounds = [f"{op} {getattr(m, attr)}" for m in field.metadata
+              for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if getattr(m, attr, None) is not None]
+    default = field.default if not isinstance(field.default, tuple) else ",".join(map(str, field.default))
+    return f"set {key} to {kind}{' ' + ' and '.join(bounds) if bounds else ''} (default: {default})"
 
 
 def _choice(what: str, value: str, choices: tuple[str, ...]) -> str:
@@ -258,9 +300,15 @@ def read_yaml_mapping(path: str | Path, what: str, hint: str) -> dict[str, Any]:
     if not path.is_file():
         raise TrainwiseError(f"{what} does not exist", hint=hint)
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_bytes())
     except yaml.YAMLError as e:
         raise TrainwiseError(f"{what} is not valid YAML: {e}", hint="fix the YAML syntax") from None
+    except OSError as e:
+        raise TrainwiseError(f"{what} cannot be read: {e.strerror or e}", hint="check the file's permissions") from None
+    except RecursionError:  # a YAML bomb of nested brackets
+        raise TrainwiseError(f"{what} is nested too deeply to be a config", hint=hint) from None
+    if values is None:
+        raise TrainwiseError(f"{what} is empty (no key: value lines)", hint=hint)
     if not isinstance(values, dict):
         raise TrainwiseError(f"{what} must hold a mapping of key: value", hint=hint)
     return values

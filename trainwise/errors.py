@@ -4,7 +4,20 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["TrainwiseError", "did_you_mean", "check_choice"]
+__all__ = ["TrainwiseError", "Terminated", "did_you_mean", "check_choice", "EXIT_OK", "EXIT_BUG", "EXIT_BAD_INPUT",
+           "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
+
+# The command line's exit codes (README: "Exit codes").
+EXIT_OK = 0            # done (also: stopped early, as configured)
+EXIT_BUG = 1           # an internal error: a bug in trainwise, please report it
+EXIT_BAD_INPUT = 2     # bad input (a TrainwiseError): nothing was trained, nothing half-made was left
+EXIT_FAILED = 3        # training failed (e.g. diverged: no finite epoch); the run directory says why
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): checkpoint + summary written, `--resume` continues
+EXIT_TERMINATED = 143  # SIGTERM (batch schedulers, docker stop): as Ctrl-C
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the command line's SIGTERM handler: a run stops as on Ctrl-C (checkpoint, summary, resumable)."""
 
 
 class TrainwiseError(Exception):

@@ -2,18 +2,19 @@
 image files), both with exactly the run's own preprocessing."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .data import Preprocessor, TargetEncoder, TensorBatches, load_source, prepare, to_tensors
+from .data import Preprocessor, TargetEncoder, TensorBatches, load_source, open_npz, prepare, read_npz_array, read_table, to_tensors
 from .data.images import IMAGE_SUFFIXES, read_image, to_unit
 from .errors import TrainwiseError
 from .models.check import check_model_fits
 from .pipeline import load_raw
-from .runs import atomic_write, write_json
+from .runs import atomic_write, check_output_file, write_json
 from .saved import load_run
 from .train import Trainer
 
@@ -36,6 +37,12 @@ def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool =
                                                                      "pass --data FILE to evaluate it on other data")
     image = pp.get("image")
     if data is None:
+        status = run.summary.get("status")
+        if status not in (None, "completed", "early_stopped") and not force_test:
+            raise TrainwiseError(f"run '{run_dir}' is unfinished (status '{status}': {run.summary.get('stop_reason')}); "
+                                 "its test split is evaluated on the final model, once",
+                                 hint=f"finish it with `trainwise fit --resume {run_dir}` (it then evaluates the test split), "
+                                      "or pass --force-test to evaluate the weights it has now (the look is counted)")
         seen = run.summary.get("test_evaluations", 0)
         if seen and not force_test:
             previous = ", ".join(f"{k} {v:.4f}" for k, v in (run.summary.get("test") or {}).items())
@@ -52,8 +59,8 @@ def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool =
     else:
         raw = load_source(data, target=cfg.target or pp["target_name"], missing=cfg.missing, seed=cfg.seed,
                           data_dir=cfg.data_dir, image_size=image["size"] if image else None,
-                          channels=str(image["channels"]) if image else "auto")
-        X = Preprocessor.from_state(pp["features"]).transform(raw.X)
+                          channels=str(image["channels"]) if image else "auto", na_values=cfg.na_values)
+        X = _transform(Preprocessor.from_state(pp["features"]), raw.X, data)
         yy, prefix = TargetEncoder.from_state(pp["target"]).encode(raw.y, what=f"target of '{data}'"), "eval"
     trainer = Trainer(run.model, loss=pp["loss"], kind=pp["kind"], optimizer=None,
                       target_std=pp["target"]["std"])
@@ -72,6 +79,8 @@ def predict(run_dir: str | Path, inputs: str | Path | list, output: str | Path |
     an unreadable image gets its ``error`` and the others are still predicted). The run's own preprocessing
     (for images: channels, size, normalization) is applied. ``trust_code``: as in `evaluate`.
     """
+    if output is not None:
+        check_output_file(output)
     run = load_run(run_dir, trust_code=trust_code)
     paths = [Path(p) for p in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
     images = [p.suffix.lower() in IMAGE_SUFFIXES for p in paths]
@@ -84,7 +93,7 @@ def predict(run_dir: str | Path, inputs: str | Path | list, output: str | Path |
         raise TrainwiseError(f"got {len(paths)} input files; tables are predicted one file at a time", hint="give one .csv or .npz file")
     else:
         X = _read_table(run, paths[0])
-        frame = _frame(run, _forward(run, Preprocessor.from_state(run.preprocessing["features"]).transform(X)))
+        frame = _frame(run, _forward(run, _transform(Preprocessor.from_state(run.preprocessing["features"]), X, paths[0])))
     if output is not None:
         atomic_write(output, frame.to_csv(index=False))
     return frame
@@ -98,16 +107,35 @@ def _read_table(run, path: Path):
     if not path.is_file():
         raise TrainwiseError(f"input file '{path}' does not exist", hint="give a .csv or .npz file of feature rows")
     if path.suffix.lower() == ".csv":
-        X = pd.read_csv(path)
+        X = read_table(path, run.config.na_values)
         return X.drop(columns=[pp["target_name"]]) if pp["target_name"] in X.columns else X
     if path.suffix.lower() == ".npz":
-        npz = np.load(path, allow_pickle=False)
+        npz = open_npz(path)
         key = next((k for k in ("X", "X_test") if k in npz.files), None)
         if key is None:
             raise TrainwiseError(f"'{path}' has no array 'X' (keys: {npz.files})", hint="save features with numpy.savez(path, X=...)")
-        return npz[key]
+        X = read_npz_array(npz, key, path)
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool) or np.iscomplexobj(X) or X.ndim < 1:
+            raise TrainwiseError(f"'{path}': array '{key}' has dtype {X.dtype} and shape {X.shape}, not rows of real numbers",
+                                 hint="save the features as numbers: numpy.savez(path, X=X.astype('float32'))")
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(X.astype(np.float64).reshape(len(X), -1)) <= np.finfo(np.float32).max).all(axis=1)
+        if bad.any():
+            raise TrainwiseError(f"'{path}': {int(bad.sum())} rows of '{key}' hold NaN, infinite or too large values, "
+                                 f"e.g. row {int(np.flatnonzero(bad)[0])}", hint="clean those rows before predicting")
+        return X
     raise TrainwiseError(f"cannot predict from '{path}': unsupported file type '{path.suffix}'",
                          hint="use a .csv or .npz file, or image files (" + ", ".join(IMAGE_SUFFIXES) + ")")
+
+
+def _transform(pre: Preprocessor, X, source) -> np.ndarray:
+    """The run's preprocessing applied to ``X``, with a warning per one-hot column for categories the training
+    split never had (encoded as all zeros), naming the values and how many rows hold them."""
+    for col, values in pre.unseen_categories(X).items():
+        listing = ", ".join(f"{v!r} ({n})" for v, n in list(values.items())[:5]) + (", ..." if len(values) > 5 else "")
+        warnings.warn(f"'{source}': column '{col}' has {sum(values.values())} row(s) with categories never seen in training: "
+                      f"{listing}; they are encoded as all zeros (no category)", UserWarning, stacklevel=3)
+    return pre.transform(X)
 
 
 def _predict_images(run, paths: list[Path]):

@@ -13,7 +13,8 @@ from torch import nn
 from .errors import TrainwiseError, check_choice
 
 __all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "INITS", "TASKS",
-           "MISSING", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "parse_augment", "parse_image_size"]
+           "MISSING", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
+           "parse_na_values"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss,
@@ -28,6 +29,8 @@ MISSING = ("error", "drop", "median")
 MODES = ("auto", "min", "max")
 PENALIZE = ("weights", "all")
 IMAGE_NORMS = ("half", "train", "imagenet", "none")
+# CSV cells read as missing: the usual markers (the trailing comma: an empty cell, which is always missing)
+NA_VALUES = "?,NA,N/A,n/a,NaN,nan,null,None,"
 CHANNELS = ("auto", "1", "3")
 
 # augmentation name -> (default value, what the value means, allowed range)
@@ -77,3 +80,15 @@ def parse_image_size(value) -> tuple[int, int] | None:
     if len(size) != 2 or min(size) < 1:
         raise TrainwiseError(f"image_size={value!r} is not a size", hint="give one number (28) or height,width (64,48)")
     return size
+
+
+def parse_na_values(spec: str) -> list[str]:
+    """``"?,NA"`` -> the cell values a CSV reader treats as missing; an empty cell always is one.
+
+    >>> parse_na_values("?,NA")
+    ['?', 'NA', '']
+    """
+    if not isinstance(spec, str):
+        raise TrainwiseError(f"na_values={spec!r} is not a comma-separated list", hint=f"e.g. --na-values '{NA_VALUES}'")
+    values = [v.strip() for v in spec.split(",")]
+    return [v for v in dict.fromkeys(values) if v] + [""]

@@ -33,13 +33,13 @@ from .models.summary import summarize
 from .models.transfer import freeze, load_initial_weights
 from .report.plots import confusion_matrix
 from .train import Callback, EarlyStopping, LRSchedule, Penalty, ProgressTable, Trainer, resolve_loss
-from .train.callbacks import resolve_mode
+from .train.callbacks import check_monitor, logged_metrics, resolve_mode
 from .train.components import output_size, target_kind
 from .train.lr_finder import lr_find
 from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
-           "train_run", "model_for", "auto_lr", "resolve_device", "monitor_of", "OK_STATUSES"]
+           "train_run", "model_for", "auto_lr", "resolve_device", "monitor_of", "OK_STATUSES", "check_run", "check_batch_size"]
 
 OK_STATUSES = ("completed", "early_stopped")  # a run that ended normally: its weights and test split may be used
 
@@ -104,7 +104,7 @@ def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
     if data is not None and not isinstance(data, str):
         return from_arrays(data, y)
     return load_source(cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed, data_dir=cfg.data_dir,
-                       image_size=cfg.image_size, channels=cfg.channels)
+                       image_size=cfg.image_size, channels=cfg.channels, na_values=cfg.na_values)
 
 
 def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn.Module | None = None,
@@ -156,11 +156,34 @@ def build_batches(setup: RunSetup, seed: int, *, augment: bool = True) -> dict[s
         check_images(setup.prep.input_shape, cfg.augment)
         pre = setup.prep.preprocessor
         batches["train"] = AugmentedBatches(batches["train"], Augment(cfg.augment, mean=pre.mean_, std=pre.std_, seed=seed))
-    n_train = batches["train"].num_samples
-    if cfg.batch_size > n_train:
-        raise TrainwiseError(f"batch_size={cfg.batch_size} is larger than the training split ({n_train} rows)",
-                             hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
+    check_batch_size(cfg.batch_size, batches["train"].num_samples)
     return batches
+
+
+def check_batch_size(batch_size: int, n_train: int) -> None:
+    if batch_size > n_train:
+        raise TrainwiseError(f"batch_size={batch_size} is larger than the training split ({n_train} rows)",
+                             hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
+
+
+def check_run(setup: RunSetup) -> None:
+    """What `train_run` would find wrong with its parts, found before anything is written (no half-made run
+    directory): the model builds (starting weights, frozen layers) and takes two training rows, the batch fits
+    the training split, augmentation gets images, optimizer and precision suit the device, the monitor is logged."""
+    cfg, prep = setup.cfg, setup.prep
+    train = prep.indices["train"]
+    check_batch_size(cfg.batch_size, len(train))
+    if cfg.augment:
+        check_images(prep.input_shape, cfg.augment)
+    x = torch.from_numpy(np.ascontiguousarray(prep.arrays["train"][0][:2], dtype=np.float32)) if "train" in prep.arrays \
+        else torch.stack([torch.as_tensor(prep.dataset[int(i)][0]) for i in train[:2]])
+    model, _ = build_model(setup, cfg.seed)
+    check_model_fits(model, x.to(setup.device), setup.recipe, cfg.model, setup.output_size)
+    build_trainer(setup, model, [])
+    has_val = len(prep.indices.get("val", ())) > 0
+    extras = ("penalty",) * bool(cfg.l1 or cfg.l2) + ("grad_norm",) * bool(cfg.clip_norm or cfg.clip_value)
+    check_monitor(cfg.monitor if has_val or not cfg.monitor.startswith("val/") else "train/loss",
+                  logged_metrics(setup.kind, val=has_val, extras=extras))
 
 
 def build_trainer(setup: RunSetup, model: nn.Module, callbacks: list[Callback], *,
@@ -227,6 +250,8 @@ class RunResult:
 
     @property
     def best_epoch(self) -> int | None:
+        if self.trainer.status == "failed":
+            return self.stopper.best_epoch_ or None  # None when no epoch was finite
         return self.stopper.best_epoch_ or (self.trainer.epoch or None)
 
     @property
@@ -264,6 +289,7 @@ class RunResult:
         s, trainer, cfg = self.setup, self.trainer, self.setup.cfg
         return {
             "status": trainer.status, "stop_reason": trainer.stop_reason, "epochs_run": trainer.epoch,
+            "diverged_at": dict(zip(("epoch", "batch"), trainer.non_finite_at)) if trainer.non_finite_at else None,
             "best_epoch": self.best_epoch, "monitor": self.stopper.monitor, "best": self.best,
             "test": self.test, "test_evaluations": previous_tests + (self.test is not None),
             "seed": self.seed, "wall_time_s": round(time.perf_counter() - s.t_start, 3),
@@ -323,7 +349,9 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
         trainer.fit(batches["train"], batches.get("val"), epochs=cfg.epochs)
     finally:
         if writer is not None and trainer.history and trainer.status not in ("not_started", "running"):
-            writer.write_model(result)  # "running" here: fit failed before its first epoch (e.g. a resume that did not fit)
+            # "running" here: fit failed before its first epoch (e.g. a resume that did not fit); a failed run
+            # keeps its metrics and curves but no weights: they are not a trained model
+            writer.write_model(result, weights=trainer.status != "failed")
         if trainer.status == "failed":
             _diagnose(result)
             if writer is not None:

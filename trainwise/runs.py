@@ -21,7 +21,8 @@ from .errors import TrainwiseError
 
 __all__ = ["atomic_write", "write_json", "write_metrics_csv", "new_run_dir", "save_artifacts",
            "encode_state", "decode_state", "save_checkpoint", "load_checkpoint", "read_json", "read_safetensors",
-           "damaged", "check_fields", "check_tensors_match", "is_int", "is_number", "is_str_list", "Check"]
+           "damaged", "check_fields", "check_tensors_match", "is_int", "is_number", "is_str_list", "Check",
+           "check_output_dir", "check_output_file", "RunLock", "clean_temp"]
 
 
 def _umask() -> int:
@@ -50,7 +51,26 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    """Strict JSON (what jq and JavaScript read): a NaN or infinite float is written as null; in an object at the
+    top, ``non_finite`` then lists where, with the value it stood for (``{"test.test/loss": "nan"}``)."""
+    found: dict[str, str] = {}
+    obj = _strict(obj, "", found)
+    if found and isinstance(obj, dict):
+        obj = {**obj, "non_finite": found}
+    atomic_write(path, json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n")
+
+
+def _strict(o: Any, where: str, found: dict[str, str]) -> Any:
+    if hasattr(o, "tolist") and not isinstance(o, (str, bytes)):
+        o = o.tolist()
+    if isinstance(o, float) and not math.isfinite(o):
+        found[where or "."] = str(o)
+        return None
+    if isinstance(o, dict):
+        return {k: _strict(v, f"{where}.{k}" if where else str(k), found) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_strict(v, f"{where}[{i}]", found) for i, v in enumerate(o)]
+    return o
 
 
 def _json_default(o: Any) -> Any:
@@ -72,10 +92,57 @@ def _fmt(v: Any) -> str:
     return "" if v is None else repr(float(v)) if isinstance(v, float) else str(v)
 
 
+class RunLock:
+    """One writer per run directory: an exclusive ``flock`` on ``<run_dir>/.lock``, which also records who holds
+    it. The kernel drops the lock when its process dies, so a lock left by a killed run is never in the way.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); lock = RunLock(d)
+    >>> try: RunLock(d)
+    ... except TrainwiseError as e: print("in use by another trainwise process" in str(e))
+    True
+    >>> lock.release(); RunLock(d).release()
+    """
+
+    def __init__(self, run_dir: str | Path):
+        import fcntl  # POSIX only: imported where it is used
+
+        self.fd: int | None = None
+        self.path = Path(run_dir) / ".lock"
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "an unknown process"
+            os.close(fd)
+            raise TrainwiseError(f"run directory '{run_dir}' is in use by another trainwise process ({holder})",
+                                 hint="wait for that run to finish (or stop it), or give another --run-dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}, since {datetime.now():%Y-%m-%d %H:%M:%S}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def clean_temp(run_dir: str | Path) -> list[Path]:
+    """Remove the temp files (``.<name>.<random>.tmp``) a killed atomic write left in ``run_dir`` and its
+    subfolders; the files they were replacing are whole. Call it holding the run's `RunLock`."""
+    removed = [p for p in Path(run_dir).rglob(".*.tmp") if p.is_file()]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
+
+
 def new_run_dir(run_dir: str | None, data_name: str) -> Path:
     """The given folder (created; refused if it already holds a run) or runs/<data>-<timestamp>."""
     if run_dir is None:
-        stem = Path(data_name).stem if data_name.endswith((".csv", ".npz")) else data_name
+        # a path data set (data/x.csv, /abs/images/) is named by its last part: the run still goes under runs/
+        stem = Path(data_name.rstrip("/\\")).name.replace(".csv", "").replace(".npz", "") or "data"
         base = Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
         path, i = base, 1
         while path.exists():
@@ -259,3 +326,43 @@ def check_tensors_match(expected: Mapping[str, torch.Tensor], found: Any, *, pat
         if tuple(found[k].shape) != tuple(t.shape) or found[k].dtype != t.dtype:
             raise damaged(path, f"tensor '{k}' has shape {tuple(found[k].shape)} ({found[k].dtype}), but {what} needs "
                                 f"{tuple(t.shape)} ({t.dtype})", hint)
+
+
+def check_output_dir(path: str | Path | None, option: str = "--run-dir") -> None:
+    """Refuse, before any work, a folder that ``option`` names (None: the default runs/) and that cannot be
+    created or written: a file in its place or on its path, or a place without write permission (read-only
+    disk). Nothing is created; a temporary file is written and removed in the nearest existing parent."""
+    p = Path("runs") if path is None else Path(path)
+    where = f"{option} '{p}'" if path is not None else f"the default run folder '{p}'"
+    if p.exists() and not p.is_dir():
+        raise TrainwiseError(f"{where} is a file, not a folder",
+                             hint=f"give {option} a folder path (it is created if needed), or move the file away")
+    parent = p
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise TrainwiseError(f"{where} cannot be created: '{parent}' on its path is a file",
+                             hint=f"give {option} a path whose parents are folders")
+    _check_writable(parent, where, option)
+
+
+def check_output_file(path: str | Path, option: str = "--output") -> None:
+    """Refuse, before any work, an output file path that names a folder or lies in a folder that does not exist
+    or cannot be written."""
+    p = Path(path)
+    if p.is_dir():
+        raise TrainwiseError(f"{option} '{p}' is a folder, not a file", hint=f"give {option} a file name, e.g. {p / 'predictions.csv'}")
+    parent = p.parent
+    if not parent.is_dir():
+        raise TrainwiseError(f"{option} '{p}': the folder '{parent}' does not exist",
+                             hint=f"create it first (mkdir -p {parent}), or give a file in an existing folder")
+    _check_writable(parent, f"{option} '{p}'", option)
+
+
+def _check_writable(folder: Path, where: str, option: str) -> None:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise TrainwiseError(f"{where} cannot be written: no write access to '{folder}' ({e.strerror or e})",
+                             hint=f"give {option} a place you can write to, e.g. under your home folder") from None

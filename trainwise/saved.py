@@ -50,6 +50,11 @@ def load_run(run_dir: str | Path, *, trust_code: bool = False) -> LoadedRun:
     path = Path(run_dir)
     needed = ["config.yaml", "model.json", "model.safetensors", "preprocess.json"]
     absent = [n for n in needed if not (path / n).is_file()]
+    if absent and (path / "summary.json").is_file():
+        summary = read_summary(path / "summary.json")
+        if summary.get("status") == "failed":
+            raise TrainwiseError(f"run '{path}' failed in training and has no trained weights: {summary.get('stop_reason')}",
+                                 hint="fix the cause and train again with `trainwise fit`")
     if absent:
         raise TrainwiseError(f"'{path}' is not a finished trainwise run (missing {', '.join(absent)})",
                              hint="give the run directory that `trainwise fit` printed")

@@ -63,6 +63,7 @@ EXCLUDED = {
     "task": "fixed by the estimator: TrainwiseClassifier or TrainwiseRegressor",
     "split": "replaced by validation_fraction; the estimator never holds out a test split",
     "missing": "scikit-learn input validation refuses NaN; put a SimpleImputer in front",
+    "na_values": "CSV files only; the estimators take arrays",
     "image_size": "image folders only; the estimators take 2-D feature arrays",
     "channels": "image folders only",
     "image_norm": "images only",

@@ -69,7 +69,7 @@ def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_weights(tmp_path)
 
     r = _fit(tmp_path, "nan", "iris", epochs=10, callbacks=[Poison(), Grab()], restore_best=False)
     assert r.summary["epochs_run"] == 3 and r.summary["status"] == "early_stopped"
-    assert "non-finite in epoch 3" in r.summary["stop_reason"]
+    assert "non-finite at step 15 (epoch 3, batch 1 of 7)" in r.summary["stop_reason"]
     assert torch.equal(r.model[1].weight, seen["w"])  # rolled back to the end of epoch 2
     assert {"non_finite_loss", "lr_too_high"} <= _codes(r, ("error",))
 

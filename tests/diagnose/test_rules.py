@@ -73,7 +73,7 @@ def test_evidence_is_built_once_and_frozen():
 
 
 def test_non_finite_loss():
-    check(non_finite_loss(ev([1.0, 0.9, NAN])), "non_finite_loss", "error", "NaN/inf in epoch 3", "last good weights")
+    check(non_finite_loss(ev([1.0, 0.9, NAN])), "non_finite_loss", "error", "NaN/inf in epoch 3", "the weights of epoch 2 were kept")
     check(non_finite_loss(ev([1.0], {"non_finite_epoch": 4})), "non_finite_loss", "error", "epoch 4")
     assert non_finite_loss(ev([1.0, 0.9, 0.8])) is None
 

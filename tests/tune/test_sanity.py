@@ -43,4 +43,4 @@ def test_cli_sanity_exit_codes(cli):
     code, out, _ = cli("sanity", "--data", "iris", "--lr", "0.01")
     assert code == 0 and out.startswith("the model can learn")
     code, out, _ = cli("sanity", "--data", "iris", "--lr", "1e-8", "--steps", "20")
-    assert code == 1 and out.startswith("it cannot")
+    assert code == 3 and out.startswith("it cannot")

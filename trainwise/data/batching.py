@@ -6,6 +6,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from ..errors import TrainwiseError
+
 __all__ = ["TensorBatches", "DeviceLoader", "to_tensors", "shape_targets"]
 
 
@@ -31,7 +33,16 @@ class TensorBatches:
     """
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, *, batch_size: int, shuffle: bool = True, seed: int = 0):
-        self.X, self.y, self.batch_size, self.shuffle = X, y, batch_size, shuffle
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise TrainwiseError(f"TensorBatches: batch_size={batch_size!r} is not a positive integer", hint="e.g. batch_size=64")
+        for name, t in (("X", X), ("y", y)):
+            if not isinstance(t, torch.Tensor) or t.ndim == 0:
+                raise TrainwiseError(f"TensorBatches: {name} must be a tensor with one row per sample, got "
+                                     f"{type(t).__name__}{' of shape ()' if isinstance(t, torch.Tensor) else ''}",
+                                     hint=f"pass torch tensors, e.g. torch.as_tensor({name})")
+        if len(X) != len(y):
+            raise TrainwiseError(f"TensorBatches: X has {len(X)} rows but y has {len(y)}", hint="give one target per row of X")
+        self.X, self.y, self.batch_size, self.shuffle = X, y, int(batch_size), shuffle
         self.generator = torch.Generator().manual_seed(seed)  # CPU generator: same order on every device
 
     def __len__(self) -> int:

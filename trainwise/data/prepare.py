@@ -107,6 +107,7 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
         if len(rows) == 0:
             continue
         arrays[name] = (pre.transform(take(raw.X, rows)), target.encode(y[rows], what=f"{name} split of {raw.name}"))
+        _check_finite(arrays[name], name, raw.name, pre)
     if task == "classification":
         seen = set(np.unique(arrays["train"][1]).tolist())
         absent = [target.classes[i] for i in range(len(target.classes)) if i not in seen]
@@ -115,6 +116,18 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
                                  hint="put examples of every class in the training data")
     names = raw.class_names or ([str(c) for c in target.classes] if task == "classification" else None)
     return PreparedData(arrays, task, pre, target, raw.name, raw.target_name, names, idx, list(raw.notes))
+
+
+def _check_finite(arrays: tuple[np.ndarray, np.ndarray], split: str, name: str, pre: Preprocessor) -> None:
+    """Standardized with the training split's statistics, a value far outside the training range can overflow float32."""
+    X, y = arrays
+    bad_x = ~np.isfinite(X.reshape(len(X), -1)).all(axis=0) if X.ndim > 1 else np.zeros(0, bool)
+    if bad_x.any() or (y.dtype.kind == "f" and not np.isfinite(y).all()):
+        names = pre.feature_names_ or [str(i) for i in range(bad_x.size)]
+        what = ", ".join(f"'{names[i]}'" for i in np.flatnonzero(bad_x)[:5] if i < len(names)) if bad_x.any() else "the target"
+        raise TrainwiseError(f"{name}: after standardizing with the training split's mean and spread, {what} in the {split} split "
+                             "no longer fits in float32 (values far outside the training split's range, or a near-constant column)",
+                             hint="rescale or clip that column (e.g. log of a wide-ranging value), or pass --no-standardize")
 
 
 class PreparedDataset(PreparedData):

@@ -84,16 +84,37 @@ class Preprocessor:
             raise TrainwiseError(f"input is missing feature columns: {', '.join(missing)}",
                                  hint=f"give all training columns: {', '.join(self.columns_)}")
         cols = [c for c in self.columns_ if c not in self.categories_]
-        block = X[cols].astype(np.float64)
+        block = (X[cols] if fitting else pd.DataFrame({c: _numbers(X[c], c) for c in cols}, index=X.index)).astype(np.float64)
         if self.fill_:
             block = block.fillna({c: v for c, v in self.fill_.items() if c in cols})
         if fitting:
             self.feature_names_ = cols + [f"{c}={v}" for c, cats in self.categories_.items() for v in cats]
-        if not fitting and block.isna().any().any():
-            bad = block.isna().sum()
-            raise TrainwiseError("input has missing values in " + ", ".join(f"'{c}' ({n})" for c, n in bad[bad > 0].items()),
-                                 hint="fill them, or train with --missing median so they are filled the same way")
+        if not fitting:
+            bad = pd.concat([block.isna().sum(), X[[c for c in self.categories_ if c not in self.fill_]].isna().sum()])
+            if bad.any():
+                raise TrainwiseError("input has missing values in " + ", ".join(f"'{c}' ({n})" for c, n in bad[bad > 0].items()),
+                                     hint="fill them, or train with --missing median so they are filled the same way")
         return block.to_numpy()
+
+    def unseen_categories(self, X: np.ndarray | pd.DataFrame) -> dict[str, dict[str, int]]:
+        """Per one-hot column, the values in ``X`` that the training split never had, with their counts:
+        `transform` encodes such a value as all zeros (no category), which `predict` warns about.
+
+        >>> p = Preprocessor().fit(pd.DataFrame({"color": ["red", "blue"]}))
+        >>> p.unseen_categories(pd.DataFrame({"color": ["red", "pink", "pink"]}))
+        {'color': {'pink': 2}}
+        """
+        if self.columns_ is None or not isinstance(X, pd.DataFrame):
+            return {}
+        X = X.set_axis([str(c) for c in X.columns], axis=1)
+        out = {}
+        for col, cats in self.categories_.items():
+            if col in X.columns:
+                values = X[col].dropna()
+                new = values[~values.isin(cats)]
+                if len(new):
+                    out[col] = {str(k): int(n) for k, n in new.value_counts().items()}
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"standardize": self.standardize, "impute": self.impute, "image_norm": self.image_norm, "columns": self.columns_,
@@ -106,6 +127,20 @@ class Preprocessor:
         p.columns_, p.categories_, p.fill_ = state["columns"], state["categories"], state["fill"]
         p.mean_, p.std_, p.feature_names_ = state["mean"], state["std"], state["feature_names"]
         return p
+
+
+def _numbers(s: pd.Series, col: str) -> pd.Series:
+    """A column that was numeric in training, as numbers; text in it is an error naming the rows."""
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return s
+    numbers = pd.to_numeric(s.astype(str).str.strip().where(s.notna()), errors="coerce")
+    rows = np.flatnonzero((s.notna() & numbers.isna()).to_numpy())
+    if len(rows):
+        listing = ", ".join(f"{s.iloc[i]!r} (row {i + 1})" for i in rows[:5])
+        raise TrainwiseError(f"input column '{col}' was numeric in training but holds text in {len(rows)} row(s): {listing}"
+                             + (", ..." if len(rows) > 5 else "") + " (rows count from 1 after the header)",
+                             hint=f"give numbers in '{col}' (leave a cell empty if the value is missing)")
+    return numbers
 
 
 _IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -137,7 +172,8 @@ class TargetEncoder:
         if task == "classification":
             return cls(task, classes=sorted(pd.unique(y).tolist(), key=_sort_key))
         yt = y[train_idx].astype(np.float64)
-        return cls(task, mean=float(yt.mean()), std=float(yt.std()) or 1.0) if standardize else cls(task)
+        std = float(yt.std())
+        return cls(task, mean=float(yt.mean()), std=std if std > 1e-12 else 1.0) if standardize else cls(task)
 
     def encode(self, y: np.ndarray, *, what: str = "target") -> np.ndarray:
         if self.task == "classification":

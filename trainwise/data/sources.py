@@ -1,6 +1,7 @@
 """Data sources: built-in sets, .npz and .csv files, and in-memory arrays. Each yields a `RawData`."""
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +9,13 @@ import pandas as pd
 import torch
 
 from ..errors import TrainwiseError, check_choice
+from ..options import NA_VALUES, parse_na_values
 from .images import load_idx_set, load_image_folder
 from .raw import RawData
 
-__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays"]
+__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "read_table", "open_npz", "read_npz_array"]
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: a larger number would become inf
 
 # name -> (sklearn loader, task)
 _SKLEARN = {
@@ -25,8 +29,9 @@ BUILTINS = (*_SKLEARN, "toy-regression", "fashion-mnist", "mnist")
 
 
 def load_source(data: str, *, target: str | None = None, missing: str = "error", seed: int = 0,
-                data_dir: str | None = None, image_size=None, channels: str = "auto") -> RawData:
-    """Load a built-in data set by name, a .csv / .npz file, or a folder of images (one subfolder per class)."""
+                data_dir: str | None = None, image_size=None, channels: str = "auto", na_values: str = NA_VALUES) -> RawData:
+    """Load a built-in data set by name, a .csv / .npz file, or a folder of images (one subfolder per class).
+    ``na_values``: the CSV cells read as missing (see `read_table`)."""
     if data in _SKLEARN:
         return _sklearn(data)
     if data == "toy-regression":
@@ -40,7 +45,7 @@ def load_source(data: str, *, target: str | None = None, missing: str = "error",
         if not path.is_file():
             raise TrainwiseError(f"data file '{path}' does not exist",
                                  hint="check the path, or use a built-in data set: " + ", ".join(BUILTINS) + ", or an image folder")
-        return _csv(path, target, missing) if path.suffix.lower() == ".csv" else _npz(path)
+        return _csv(path, target, missing, na_values) if path.suffix.lower() == ".csv" else _npz(path)
     check_choice("data set", data, BUILTINS)  # raises with a suggestion
     raise AssertionError("unreachable")
 
@@ -62,22 +67,31 @@ def toy_regression(seed: int = 0) -> RawData:
     return RawData(x[:, None].numpy(), y.numpy(), "toy-regression", "regression")
 
 
-def _npz(path: Path) -> RawData:
+def open_npz(path: Path):
+    """An .npz file opened without pickle; a file that is not one is an error naming it."""
+    if not zipfile.is_zipfile(path):
+        raise TrainwiseError(f"'{path}' is not a .npz file (a zip archive of arrays)", hint="save it with numpy.savez(path, X=..., y=...)")
     try:
-        npz = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
         raise TrainwiseError(f"cannot read '{path}' as .npz: {e}", hint="save it with numpy.savez(path, X=..., y=...)") from None
+
+
+def _npz(path: Path) -> RawData:
+    npz = open_npz(path)
     keys = set(npz.files)
     if {"X", "y"} <= keys:
-        return from_arrays(npz["X"], npz["y"], name=str(path))
+        return from_arrays(read_npz_array(npz, "X", path), read_npz_array(npz, "y", path), name=str(path))
     split_keys = [s for s in ("train", "val", "test") if {f"X_{s}", f"y_{s}"} <= keys]
     if "train" not in split_keys or "val" not in split_keys:
         raise TrainwiseError(
             f"'{path}' has keys {sorted(keys)}; expected X and y, or pre-split X_train, y_train, X_val, y_val [, X_test, y_test]",
             hint="save it with numpy.savez(path, X=features, y=targets)")
-    Xs = [npz[f"X_{s}"] for s in split_keys]
-    ys = [npz[f"y_{s}"] for s in split_keys]
+    Xs = [read_npz_array(npz, f"X_{s}", path) for s in split_keys]
+    ys = [read_npz_array(npz, f"y_{s}", path) for s in split_keys]
     for s, X, y in zip(split_keys, Xs, ys):
+        if X.ndim == 0 or y.ndim == 0:
+            raise TrainwiseError(f"'{path}': X_{s} or y_{s} is a single number, not rows", hint="save one row per sample")
         if len(X) != len(y):
             raise TrainwiseError(f"'{path}': X_{s} has {len(X)} rows but y_{s} has {len(y)}", hint=f"give X_{s} and y_{s} the same number of rows")
         if X.shape[1:] != Xs[0].shape[1:]:
@@ -90,31 +104,117 @@ def _npz(path: Path) -> RawData:
     return raw
 
 
+def read_npz_array(npz, key: str, path: Path) -> np.ndarray:
+    """One array of an open .npz file; object arrays (which only pickle can read) and unreadable members are
+    errors naming the file and the key."""
+    try:
+        return npz[key]
+    except ValueError as e:  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
+        raise TrainwiseError(f"'{path}': array '{key}' holds Python objects ({e}), which trainwise does not unpickle",
+                             hint="save numbers (or strings for labels): numpy.savez(path, X=X.astype('float32'), y=y)") from None
+    except Exception as e:  # noqa: BLE001 - a damaged zip member can raise many kinds of errors
+        raise TrainwiseError(f"'{path}': cannot read array '{key}': {type(e).__name__}: {e}",
+                             hint="save it again with numpy.savez(path, X=..., y=...)") from None
+
+
 def from_arrays(X, y, *, name: str = "arrays") -> RawData:
     """Wrap numpy arrays or tensors (features first axis = rows) as RawData, checking they fit together."""
-    X = X.detach().cpu().numpy() if hasattr(X, "detach") else np.asarray(X)
-    y = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
+    if y is None:
+        raise TrainwiseError(f"{name}: features X were given without targets y",
+                             hint="pass the targets too: fit(X, y), one per row of X")
+    X, y = (_array(v, what, name) for v, what in ((X, "X"), (y, "y")))
+    if X.ndim == 0 or y.ndim == 0:
+        raise TrainwiseError(f"{name}: {'X' if X.ndim == 0 else 'y'} is a single value, not one row per sample",
+                             hint="give X as rows of features and y as one target per row")
     if X.ndim < 2:
         X = X[:, None]
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
+    if y.ndim != 1:
+        raise TrainwiseError(f"{name}: y has shape {y.shape}, but trainwise trains one target per row",
+                             hint="give y as a 1-D array (class labels or values), e.g. y[:, 0], or one model per target column")
     if len(X) != len(y):
         raise TrainwiseError(f"{name}: X has {len(X)} rows but y has {len(y)}", hint="give one target per row of X")
+    if len(X) == 0 or X[0].size == 0:
+        raise TrainwiseError(f"{name}: X has shape {X.shape}: no {'rows' if len(X) == 0 else 'features'}",
+                             hint="give at least a few rows with at least one feature each")
     if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
         raise TrainwiseError(f"{name}: X has non-numeric dtype {X.dtype}",
                              hint="encode features as numbers, or use a .csv file, which one-hot encodes text columns")
-    bad = ~np.isfinite(X.astype(np.float64, copy=False)).reshape(len(X), -1).all(axis=1)
+    if np.iscomplexobj(X):
+        raise TrainwiseError(f"{name}: X holds complex numbers", hint="give real numbers (e.g. split real and imaginary parts into columns)")
+    values = X.astype(np.float64, copy=False).reshape(len(X), -1)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(values) & (np.abs(values) <= _FLOAT32_MAX)).all(axis=1)
     if bad.any():
-        raise TrainwiseError(f"{name}: {int(bad.sum())} rows of X hold NaN or infinite values",
+        raise TrainwiseError(f"{name}: {int(bad.sum())} rows of X hold NaN, infinite or too large values (beyond ±3.4e38, "
+                             f"float32's range), e.g. row {int(np.flatnonzero(bad)[0])}",
                              hint="clean the array, or save it as .csv and use --missing drop|median")
+    if np.issubdtype(y.dtype, np.number) and y.dtype != bool:
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.isfinite(y.astype(np.float64)) & (np.abs(y.astype(np.float64)) <= _FLOAT32_MAX))
+        if bad.any():
+            raise TrainwiseError(f"{name}: {int(bad.sum())} values of y are NaN, infinite or too large, e.g. row {int(np.flatnonzero(bad)[0])}",
+                                 hint="drop those rows, or give finite targets")
     return RawData(X.astype(np.float32, copy=False), y, name)
 
 
-def _csv(path: Path, target: str | None, missing: str) -> RawData:
+def _array(v, what: str, name: str) -> np.ndarray:
     try:
-        df = pd.read_csv(path)
-    except Exception as e:  # noqa: BLE001
-        raise TrainwiseError(f"cannot read '{path}' as CSV: {e}", hint="check the file is comma-separated with a header row") from None
+        return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+    except (TypeError, ValueError) as e:  # ragged lists and the like
+        raise TrainwiseError(f"{name}: {what} is not an array ({type(e).__name__}: {e})",
+                             hint=f"give {what} as a numpy array, a tensor or a list of equal-length rows") from None
+
+
+def read_table(path: Path, na_values: str = NA_VALUES) -> pd.DataFrame:
+    """A CSV file as a DataFrame, with the checks every table gets (in training and at predict time): an empty
+    cell or one of the comma-separated ``na_values`` markers is missing; a column of numbers with a few stray words
+    is refused naming their rows (rather than one-hot encoded as if it were text); infinite numbers and numbers
+    beyond float32's range are refused naming their rows."""
+    markers = parse_na_values(na_values)
+    try:
+        df = pd.read_csv(path, na_values=markers, keep_default_na=False, low_memory=False)
+    except UnicodeDecodeError as e:
+        raise TrainwiseError(f"cannot read '{path}' as CSV: it is not UTF-8 text (byte {e.start}: {e.reason})",
+                             hint="save the file as UTF-8 text (comma-separated, with a header row)") from None
+    except Exception as e:  # noqa: BLE001 - pandas raises many kinds of errors for a file that is not a CSV
+        raise TrainwiseError(f"cannot read '{path}' as CSV: {type(e).__name__}: {str(e).strip()[:300]}",
+                             hint="check the file is comma-separated text with a header row") from None
+    df = df.set_axis([str(c) for c in df.columns], axis=1)
+    shown = ", ".join(repr(m) for m in markers)
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
+            present = s.dropna()
+            numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+            if len(present) and numbers.notna().all():
+                s = df[col] = pd.to_numeric(s.astype(str).str.strip().where(s.notna()), errors="coerce")
+            elif numbers.notna().sum() * 2 > len(present):
+                words = present[numbers.isna()]
+                listing = ", ".join(f"{v!r} (row {i + 1})" for i, v in words.head(5).items())
+                raise TrainwiseError(
+                    f"'{path}': column '{col}' holds numbers except in {len(words)} row(s): {listing}"
+                    + (", ..." if len(words) > 5 else "") + " (rows count from 1 after the header)",
+                    hint=f"fix those cells; if they mark missing values, add the marker to --na-values (now {shown}) "
+                         "and choose --missing drop or median")
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            if pd.api.types.is_complex_dtype(s):
+                raise TrainwiseError(f"'{path}': column '{col}' holds complex numbers", hint="give real numbers")
+            v = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                bad = np.flatnonzero(~np.isnan(v) & ~(np.abs(v) <= _FLOAT32_MAX))
+            if len(bad):
+                listing = ", ".join(f"{v[i]:g} (row {i + 1})" for i in bad[:5])
+                raise TrainwiseError(
+                    f"'{path}': column '{col}' holds {len(bad)} infinite or too large number(s) (beyond ±3.4e38, float32's "
+                    f"range): {listing}" + (", ..." if len(bad) > 5 else "") + " (rows count from 1 after the header)",
+                    hint="replace them with finite numbers, or empty those cells and choose --missing drop or median")
+    return df
+
+
+def _csv(path: Path, target: str | None, missing: str, na_values: str = NA_VALUES) -> RawData:
+    df = read_table(path, na_values)
     if target is None:
         raise TrainwiseError(f"'{path}' is a CSV file but no target column was given; columns: {', '.join(map(str, df.columns))}",
                              hint="pass --target COLUMN (target: COLUMN in a config file)")
@@ -122,13 +222,15 @@ def _csv(path: Path, target: str | None, missing: str) -> RawData:
         check_choice(f"target column in '{path}'", target, [str(c) for c in df.columns])
     if len(df.columns) < 2:
         raise TrainwiseError(f"'{path}' has no feature columns besides the target '{target}'", hint="add feature columns")
+    if len(df) == 0:
+        raise TrainwiseError(f"'{path}' has a header but no data rows", hint="give a file with rows of data")
     raw = RawData(df.drop(columns=[target]), df[target].to_numpy(), str(path), target_name=target)
     counts = df.isna().sum()
     counts = counts[counts > 0]
     if len(counts):
         listing = ", ".join(f"'{c}' ({n})" for c, n in counts.items())
         if missing == "error":
-            raise TrainwiseError(f"'{path}' has missing values in columns {listing}",
+            raise TrainwiseError(f"'{path}' has missing values in columns {listing} (empty cells or --na-values markers)",
                                  hint="pass --missing drop to drop those rows, or --missing median to fill features with train-split medians "
                                       "(most frequent value for text)")
         # rows without a target can never be used; with 'drop' rows missing any feature go too
@@ -139,4 +241,8 @@ def _csv(path: Path, target: str | None, missing: str) -> RawData:
                                                                f"filled with train-split medians ({raw.dropped_rows} rows without a target dropped)"))
         if len(raw.y) == 0:
             raise TrainwiseError(f"'{path}': no rows left after dropping rows with missing values", hint="use --missing median")
+        empty = [c for c in raw.X.columns if raw.X[c].isna().all()]
+        if empty:
+            raise TrainwiseError(f"'{path}': column(s) {', '.join(map(repr, empty))} hold no values at all",
+                                 hint="drop those columns from the file")
     return raw

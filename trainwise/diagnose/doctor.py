@@ -93,10 +93,16 @@ class HealthTracker(Callback):
             self._step_stats = None
         if not math.isfinite(logs.get("train/loss", 0.0)):
             self.non_finite_epoch_ = epoch
-            if self._last_good is not None:
+            where = _where(trainer, epoch)
+            if self._last_good is None:  # no finite epoch: there are no weights worth keeping
+                lr = trainer.optimizer.param_groups[0]["lr"]
+                trainer.fail(f"training diverged: the loss became non-finite {where}, before any epoch finished "
+                             f"with a finite loss; no weights were kept. Try: a lower learning rate "
+                             f"(--lr {lr / 10:.3g}), gradient clipping (--clip-norm 1.0), or check the inputs for NaN/inf")
+            else:
                 trainer.model.load_state_dict(self._last_good)
-            trainer.request_stop(f"the training loss became non-finite in epoch {epoch}; "
-                                 f"weights rolled back to the end of epoch {epoch - 1}")
+                trainer.request_stop(f"the training loss became non-finite {where}; "
+                                     f"weights rolled back to the end of epoch {epoch - 1}")
         else:
             self._last_good = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
@@ -111,6 +117,17 @@ class HealthTracker(Callback):
         return {"weight_names": self.weight_names_, "grad_norms": self.grad_norms_, "dead_fraction": dead,
                 "saturation": {n: float(np.mean(v)) for n, v in self.saturation_.items()},
                 "non_finite_epoch": self.non_finite_epoch_}
+
+
+def _where(trainer: Trainer, epoch: int) -> str:
+    """'at step S (epoch E, batch B of N)': where the training loss first became non-finite."""
+    at = trainer.non_finite_at
+    if at is None or at[0] != epoch:
+        return f"in epoch {epoch}"
+    batch = at[1]
+    n = len(trainer.train_data) if hasattr(trainer.train_data, "__len__") else None
+    step = (epoch - 1) * trainer.steps_per_epoch + -(-batch // trainer.accumulate) if trainer.steps_per_epoch else None
+    return (f"at step {step} " if step else "") + f"(epoch {epoch}, batch {batch}" + (f" of {n})" if n else ")")
 
 
 def diagnose(history: list[dict[str, float]], stats: dict[str, Any] | None = None, *, kind: str = "multiclass",

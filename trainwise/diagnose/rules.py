@@ -122,8 +122,10 @@ def non_finite_loss(ev: Evidence) -> Outcome:
     'the training loss became NaN/inf in epoch 2'
     """
     if ev.non_finite_epoch:
+        kept = (f"the weights of epoch {ev.non_finite_epoch - 1} were kept" if ev.non_finite_epoch > 1 else
+                "no epoch had a finite loss, so no weights were kept and the run failed")
         return finding("non_finite_loss", "error", f"the training loss became NaN/inf in epoch {ev.non_finite_epoch}; "
-                       "training stopped and the last good weights were kept",
+                       f"training stopped and {kept}",
                        "lower the learning rate (--lr), clip gradients (--clip-norm 1.0), check inputs for NaN/inf")
     return None
 

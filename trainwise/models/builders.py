@@ -127,6 +127,12 @@ def resolve_model(spec: str, input_shape: tuple[int, ...], output_size: int, *, 
     if kind in ("mlp", "linear"):
         check_choice("activation", activation, ACTIVATIONS)
         hidden = _sizes(spec, rest) if kind == "mlp" else []
+        if kind == "mlp" and not hidden:  # "mlp:" is a typo more often than a wish for a linear model
+            raise TrainwiseError(f"model spec '{spec}' has no hidden layer sizes",
+                                 hint="give them, e.g. mlp:128,64, or write linear for a model without hidden layers")
+        if kind == "linear" and rest:
+            raise TrainwiseError(f"model spec '{spec}': a linear model takes no sizes",
+                                 hint="write linear, or mlp:H1,H2,... for hidden layers (e.g. mlp:128,64)")
         return {"builder": "mlp", "in_features": math.prod(input_shape), "hidden": hidden, "out_features": output_size,
                 "activation": activation, "dropout": dropout, "batch_norm": batch_norm}
     if kind == "cnn":

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import user_code
-from ..runs import atomic_write, new_run_dir, save_artifacts, write_json, write_metrics_csv
+from ..runs import RunLock, atomic_write, clean_temp, new_run_dir, save_artifacts, write_json, write_metrics_csv
 from ..train import Callback, Checkpoint, EarlyStopping, MetricsCSV
 from ..train.metrics import main_metric
 from .html import write_report
@@ -45,15 +45,29 @@ class RunWriter:
     ['MetricsCSV', 'Checkpoint']
     """
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = False, histogram_every: int = 5):
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = False, histogram_every: int = 5, lock: bool = False):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.tensorboard, self.histogram_every = tensorboard, histogram_every
+        # ``lock``: this writer owns the directory (`RunLock`; a second writer gets an error naming the holder)
+        # and clears the temp files a killed write left behind
+        self.lock = RunLock(self.run_dir) if lock else None
+        if lock:
+            clean_temp(self.run_dir)
+
+    def close(self) -> None:
+        """Let other processes write this run directory (also happens when this process ends)."""
+        if self.lock is not None:
+            self.lock.release()
 
     @classmethod
     def create(cls, run_dir: str | Path | None, data_name: str, **options: Any) -> RunWriter:
         """A writer for a new run: ``run_dir`` (refused if it holds a run), or runs/<data>-<time> when None."""
-        return cls(new_run_dir(None if run_dir is None else str(run_dir), data_name), **options)
+        path = new_run_dir(None if run_dir is None else str(run_dir), data_name)
+        writer = cls(path, lock=True, **options)
+        if run_dir is not None:
+            new_run_dir(str(path), data_name)  # again, holding the lock: a run that started meanwhile is seen
+        return writer
 
     @classmethod
     def for_config(cls, cfg, run_dir: str | Path | None = None) -> RunWriter:
@@ -82,10 +96,12 @@ class RunWriter:
             cbs.append(Checkpoint(self.run_dir / "checkpoints", tracker=tracker))
         return cbs
 
-    def write_model(self, result) -> None:
-        """Weights, model.json, preprocess.json, metrics.csv, curves.png (and the LR finder's curve, if it ran)."""
+    def write_model(self, result, *, weights: bool = True) -> None:
+        """Weights, model.json, preprocess.json, metrics.csv, curves.png (and the LR finder's curve, if it ran).
+        ``weights=False`` (a failed run): everything but model.safetensors."""
         trainer = result.trainer
-        save_artifacts(self.run_dir, trainer.model, result.setup.recipe, result.setup.preprocessing())
+        if weights:
+            save_artifacts(self.run_dir, trainer.model, result.setup.recipe, result.setup.preprocessing())
         if trainer.history:  # an ensemble of trained runs has none of its own
             write_metrics_csv(self.run_dir / "metrics.csv", trainer.history)
             plot_curves(trainer.history, self.run_dir / "curves.png", metric=main_metric(result.setup.kind),

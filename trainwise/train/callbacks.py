@@ -8,11 +8,12 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from ..errors import TrainwiseError
+from ..errors import TrainwiseError, did_you_mean
 from ..runs import atomic_write, save_checkpoint, write_metrics_csv
 from .trainer import Callback, Trainer
 
-__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "Checkpoint", "resolve_mode", "is_better"]
+__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "Checkpoint", "resolve_mode", "is_better", "logged_metrics",
+           "check_monitor"]
 
 
 def resolve_mode(monitor: str, mode: str = "auto") -> str:
@@ -20,6 +21,25 @@ def resolve_mode(monitor: str, mode: str = "auto") -> str:
     if mode != "auto":
         return mode
     return "max" if monitor.rsplit("/", 1)[-1] in ("accuracy", "r2") else "min"
+
+
+def logged_metrics(kind: str, *, val: bool, extras: tuple[str, ...] = ()) -> list[str]:
+    """The keys a `Trainer` logs every epoch for outputs of ``kind`` ('multiclass', 'binary', 'regression'),
+    with a validation split (``val``) or without; ``extras``: per-step means it adds (penalty, grad_norm).
+
+    >>> logged_metrics("binary", val=True)
+    ['lr', 'train/loss', 'train/accuracy', 'val/loss', 'val/accuracy']
+    """
+    names = ("loss", "mae", "rmse", "r2") if kind == "regression" else ("loss", "accuracy")
+    return ["lr", *(f"train/{n}" for n in (*names, *extras)), *(f"val/{n}" for n in names if val)]
+
+
+def check_monitor(monitor: str, logged: list[str], option: str = "monitor") -> str:
+    """``monitor`` if the run logs it; otherwise an error listing what it logs (with "did you mean")."""
+    if monitor in logged:
+        return monitor
+    raise TrainwiseError(f"{option} '{monitor}' is not a metric this run logs; it logs {', '.join(logged)}",
+                         hint=did_you_mean(monitor, logged) or f"set --{option.replace('_', '-')} to one of them, e.g. {logged[1]}")
 
 
 def is_better(value: float | None, best: float | None, mode: str) -> bool:

@@ -27,6 +27,7 @@ class MetricAccumulator:
         self.device = device
         z = torch.zeros((), dtype=torch.float64, device=device)
         self.loss_sum, self.correct = z.clone(), z.clone()
+        self.finite_batches = torch.zeros((), dtype=torch.int64, device=device)  # batches before the loss sum broke
         if kind == "regression":
             self.abs_err, self.sq_err, self.y_sum, self.y_sq = z.clone(), z.clone(), z.clone(), z.clone()
 
@@ -35,6 +36,7 @@ class MetricAccumulator:
         n = y.shape[0]
         self.count += n
         self.loss_sum.add_(loss, alpha=n)  # mean-reduced loss -> per-sample sum
+        self.finite_batches.add_(torch.isfinite(self.loss_sum))  # NaN/inf stick: counts batches before divergence
         if self.kind == "multiclass":
             self.correct.add_((out.argmax(-1) == y).sum())
         elif self.kind == "binary":

@@ -31,6 +31,7 @@ _STATE = {
     "train_time_s": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
     "rng": (lambda v: isinstance(v, dict), "an object of RNG states"),
     "data": (lambda v: isinstance(v, dict), "the training batches' state"),
+    "stop": (lambda v: v is None or isinstance(v, str), "null or the reason a stop was requested"),
 }
 _RNG = {"torch": (lambda v: _byte_tensor(v) and v.numel() == torch.get_rng_state().numel(), "a torch RNG state (uint8 tensor)"),
         "cuda": (lambda v: isinstance(v, list) and all(_byte_tensor(t) for t in v), "a list of CUDA RNG states")}
@@ -40,7 +41,7 @@ def check_trainer_state(state: Any, *, source: str | Path, model: nn.Module | No
                         optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
     """``state`` (read from ``source``) if it is a trainer state that ``model`` and ``optimizer`` (when given)
     can continue from; otherwise an error naming ``source``."""
-    check_fields(state, _STATE, path=source, optional=["data"])
+    check_fields(state, _STATE, path=source, optional=["data", "stop"])
     check_fields(state["rng"], _RNG, path=source, where="rng.")
     epoch, step, history = state["epoch"], state["step"], state["history"]
     if len(history) != epoch:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import TrainwiseError, check_choice
+from ..errors import Terminated, TrainwiseError, check_choice
 from ..options import PRECISIONS
+from ..signals import training_loop
 from .components import make_loss, make_optimizer, target_kind
 from .metrics import MetricAccumulator
 from .state import check_trainer_state
@@ -80,6 +82,8 @@ class Trainer:
             make_optimizer(optimizer, self.model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
                            weight_decay=weight_decay, device=self.device)
         self.target_std = target_std
+        if isinstance(accumulate, bool) or not hasattr(accumulate, "__index__") or accumulate < 1:  # an integer, numpy ones too
+            raise TrainwiseError(f"Trainer: accumulate={accumulate!r} is not a whole number >= 1", hint="e.g. accumulate=1 (no accumulation)")
         self.penalty, self.accumulate, self.clip_norm, self.clip_value = penalty, accumulate, clip_norm, clip_value
         self.precision = _check_precision(precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
@@ -98,6 +102,8 @@ class Trainer:
         self.status, self.stop_reason = "not_started", None
         self.train_time_s, self.train_samples = 0.0, 0
         self._stop, self._stop_now, self._resume, self.max_epochs, self.train_data = False, False, None, 0, None
+        self._failed = False
+        self.non_finite_at: tuple[int, int] | None = None  # (epoch, batch) of the first non-finite training loss
         self._resume_source = "the state"
         # only callbacks that override a hook are called for it: an unused hook costs nothing per step
         self._hooks = {h: [getattr(c, h) for c in self.callbacks if getattr(type(c), h) is not getattr(Callback, h)]
@@ -123,6 +129,11 @@ class Trainer:
         self._stop, self.stop_reason = True, reason
         self._stop_now = self._stop_now or now
 
+    def fail(self, reason: str) -> None:
+        """End the run after the current epoch with status ``failed`` (e.g. no epoch had a finite loss)."""
+        self.request_stop(reason)
+        self._failed = True
+
     def _emit(self, hook: str, **kwargs: Any) -> None:
         for fn in self._hooks[hook]:
             fn(self, **kwargs)
@@ -134,31 +145,37 @@ class Trainer:
                                  "(enough for evaluate and predict only)",
                                  hint="build it with optimizer='adam' (or 'sgd', 'adamw', 'rmsprop', or a torch.optim.Optimizer)")
         self.status, self._stop, self._stop_now, self.max_epochs, self.train_data = "running", False, False, epochs, train
+        self._failed = False
         self.steps_per_epoch = -(-len(train) // self.accumulate) if hasattr(train, "__len__") else 0
         self._emit("on_fit_start")
         self._apply_resume(train)
         try:
-            while self.epoch < epochs and not self._stop:
-                self._emit("on_epoch_start", epoch=self.epoch + 1)
-                t0 = time.perf_counter()
-                logs = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **self.train_epoch(train)}
-                self.train_time_s += time.perf_counter() - t0
-                if val is not None:
-                    logs |= self.evaluate(val, prefix="val")
-                logs["time/epoch_s"] = time.perf_counter() - t0
-                self.epoch += 1
-                self.history.append(logs)
-                self._emit("on_epoch_end", epoch=self.epoch, logs=logs)
-            self.status = "early_stopped" if self._stop else "completed"
+            with training_loop():
+                self._loop(train, val, epochs)
+            self.status = "failed" if self._failed else "early_stopped" if self._stop else "completed"
             self.stop_reason = self.stop_reason or f"reached the maximum of {epochs} epochs"
-        except KeyboardInterrupt:
-            self.status, self.stop_reason = "interrupted", f"interrupted by the user during epoch {self.epoch + 1}"
+        except KeyboardInterrupt as e:
+            who = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted by the user"
+            self.status, self.stop_reason = "interrupted", f"{who} during epoch {self.epoch + 1}"
         except Exception as e:
             self.status, self.stop_reason = "failed", f"{type(e).__name__}: {e}"
             raise
         finally:
             self._emit("on_fit_end")
         return self.history
+
+    def _loop(self, train: Iterable, val: Iterable | None, epochs: int) -> None:
+        while self.epoch < epochs and not self._stop:
+            self._emit("on_epoch_start", epoch=self.epoch + 1)
+            t0 = time.perf_counter()
+            logs = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **self.train_epoch(train)}
+            self.train_time_s += time.perf_counter() - t0
+            if val is not None:
+                logs |= self.evaluate(val, prefix="val")
+            logs["time/epoch_s"] = time.perf_counter() - t0
+            self.epoch += 1
+            self.history.append(logs)
+            self._emit("on_epoch_end", epoch=self.epoch, logs=logs)
 
     def train_epoch(self, batches: Iterable) -> dict[str, float]:
         """One pass over ``batches``; metrics are summed on the device and read once at the end."""
@@ -190,7 +207,10 @@ class Trainer:
                 if self._stop_now:  # request_stop(now=True): the one check per step
                     break
         self.train_samples += acc.count
-        return acc.compute("train")
+        logs = acc.compute("train")
+        if self.non_finite_at is None and not math.isfinite(logs["train/loss"]):
+            self.non_finite_at = (self.epoch + 1, int(acc.finite_batches) + 1)  # a read only when it broke
+        return logs
 
     def _clip(self, acc: MetricAccumulator) -> None:
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -241,6 +261,8 @@ class Trainer:
                  "scaler": self.scaler.state_dict() if self.scaler else None,
                  "callbacks": {_cb_key(i, c): c.state_dict() for i, c in enumerate(self.callbacks)},
                  "epoch": self.epoch, "step": self.step, "history": self.history,
+                 # a stop already requested (the checkpoint of the last epoch): a resume ends the run, not trains on
+                 "stop": self.stop_reason if self._stop and not self._failed else None,
                  "train_time_s": self.train_time_s, "train_samples": self.train_samples,
                  "rng": {"torch": torch.get_rng_state(),
                          "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
@@ -280,6 +302,8 @@ class Trainer:
             torch.set_rng_state(state["rng"]["torch"])
             if state["rng"]["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if state.get("stop"):
+            self._stop, self.stop_reason = True, state["stop"]
         if "data" in state and hasattr(train, "load_state_dict"):
             with self._restoring("the training batches' shuffle state"):
                 train.load_state_dict(state["data"])

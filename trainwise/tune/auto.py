@@ -14,8 +14,9 @@ from typing import Any
 from ..api import fit
 from ..config import RunConfig
 from ..errors import TrainwiseError
-from ..pipeline import build_batches, build_trainer, model_for
+from ..pipeline import build_batches, build_trainer, check_run, model_for, setup_run
 from ..report.writer import RunWriter, save_lr_find
+from ..runs import check_output_dir
 from ..train.lr_finder import lr_find
 from .ensemble import ensemble_run
 from .sanity import sanity
@@ -61,6 +62,8 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     if data is not None:
         options["data"] = data
     cfg = RunConfig.build({**options, "quiet": True}, source="option")
+    check_output_dir(out, "--out")
+    check_run(setup_run(cfg))  # input errors before the output folder exists
     writer = RunWriter(out) if out else RunWriter.create(None, f"{cfg.data}-auto")
     out_dir = writer.run_dir
     say = (lambda msg: console.print(msg)) if console is not None else (lambda msg: None)

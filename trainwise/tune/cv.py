@@ -13,9 +13,10 @@ from typing import Any
 
 from ..config import RunConfig
 from ..data import fold_indices
-from ..pipeline import load_raw, setup_run
+from ..pipeline import check_run, load_raw, setup_run
 from ..population import Member, MemberResult, run_population, select_best, spread
 from ..report.writer import RunWriter
+from ..runs import check_output_dir
 
 __all__ = ["cross_validate", "CVResult"]
 
@@ -45,8 +46,10 @@ def cross_validate(data: Any = None, y: Any = None, *, folds: int = 5, rotate: b
     elif data is not None:
         options.setdefault("data", "arrays")
     cfg = RunConfig.build(options, source="option").model_copy(update={"checkpoint": False})
+    check_output_dir(cfg.run_dir)
     raw = load_raw(cfg, data, y)
     probe = setup_run(cfg, raw=raw)  # the task, as the fold runs will see it
+    check_run(probe)  # input errors before the run directory exists
     classification = probe.prep.task == "classification"
     encoded = probe.prep.target.encode(raw.y, what="target") if classification else None
     runs = fold_indices(len(raw), folds, seed=cfg.seed, test_fraction=cfg.split[2], rotate=rotate,

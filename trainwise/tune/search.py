@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ import pandas as pd
 from ..api import fit
 from ..config import RunConfig, read_yaml_mapping
 from ..errors import TrainwiseError, check_choice
-from ..pipeline import monitor_of
+from ..pipeline import check_run, monitor_of, setup_run
 from ..population import Member, rank, run_population
 from ..report.writer import RunWriter
+from ..runs import check_output_dir
 from ..train.trainer import Callback, Trainer
 
 __all__ = ["load_space", "grid_points", "sample_random", "tune", "METHODS"]
@@ -167,22 +169,39 @@ def _run_trial(cfg: RunConfig, writer: RunWriter, callbacks=()) -> dict[str, Any
             "status": r.trainer.status, "monitor": r.stopper.monitor, "mode": r.stopper.mode, "summary": summary}
 
 
-def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, out: str | Path | None = None,
+def tune(space: str | Path | dict, *, method: str = "random", trials: int | None = None, out: str | Path | None = None,
          storage: str | None = None, study_name: str | None = None, seed: int = 0, retrain: bool = True,
          timeout: float | None = None, enqueue: list[dict[str, Any]] = (), console=None, **options: Any) -> dict[str, Any]:
     """Search ``space`` with ``method``; returns {"results": rows, "best": params, "best_config": path,
     "test": metrics of the retrained best (or None)}. ``options`` are fixed `fit` options (data, epochs, ...).
-    ``timeout`` (seconds) ends the search early; ``enqueue`` lists parameter sets to try first.
+    ``trials``: how many (default: every point of a grid, 10 for random and optuna; a grid with more points
+    than ``trials`` is refused). ``timeout`` (seconds) ends the search early; ``enqueue`` lists parameter sets
+    to try first.
     """
     check_choice("method", method, METHODS)
-    if trials < 1:
-        raise TrainwiseError(f"trials must be >= 1, got {trials}", hint="e.g. --trials 20")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise TrainwiseError(f"trials must be a whole number >= 1, got {trials!r}", hint="e.g. --trials 20")
     if storage and method != "optuna":
         raise TrainwiseError(f"--storage shares an Optuna study; method '{method}' does not use one",
                              hint="use --method optuna with --storage")
     space, fixed = load_space(space)
     base = {**fixed, **options, "quiet": True, "checkpoint": False, "seed": seed}
     base_cfg = RunConfig.build({**base, **{k: _example(v) for k, v in space.items()}}, source="option")
+    seed = base["seed"] = base_cfg.seed  # validated: the command line gives it as text
+    grid = grid_points(space) if method == "grid" else []
+    if method == "grid" and trials is not None and trials < len(grid) + len(enqueue):
+        # the first points of the product differ only in the last parameter: spread the trials over the grid instead
+        picked = np.sort(np.random.default_rng(seed).choice(len(grid), max(trials - len(enqueue), 0), replace=False))
+        note = (f"the grid has {len(grid)} points but trials={trials}: trying {len(picked)} of them, drawn at random "
+                f"(seed {seed}); leave --trials out to run every point")
+        if console is not None:
+            console.print(note)
+        else:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        grid = [grid[i] for i in picked]
+    trials = trials or (len(grid) + len(enqueue) if method == "grid" else 10)
+    check_output_dir(out, "--out")
+    check_run(setup_run(base_cfg))  # the space's first point and the data: input errors before any folder exists
     writer = RunWriter(out) if out else RunWriter.create(None, f"{base_cfg.data}-tune")
     out_dir = writer.run_dir
     rows: list[dict[str, Any]] = []
@@ -211,7 +230,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int = 10, 
         _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout, enqueue)
         rows = _optuna_rows(storage, study_name, rows, monitor) if storage else rows
     else:
-        points = list(enqueue) + (grid_points(space) if method == "grid" else sample_random(space, trials, seed))
+        points = list(enqueue) + (grid if method == "grid" else sample_random(space, trials, seed))
         for i, params in enumerate(points[:trials]):
             if time.perf_counter() > deadline:
                 break
