@@ -187,3 +187,33 @@ def test_runs_from_a_path_data_set_go_under_runs(tmp_path, monkeypatch, small_cs
     monkeypatch.chdir(tmp_path)
     r = trainwise.fit(str(small_csv), target="label", epochs=2, quiet=True, to_disk=True)
     assert r.run_dir.parent == Path("runs") and r.run_dir.name.startswith(small_csv.stem + "-")
+
+
+def test_a_full_disk_mid_run_exits_2_naming_the_file_and_keeps_the_checkpoint(tmp_path, cli, monkeypatch):
+    """ENOSPC while a checkpoint is written at epoch 3: exit 2, the message names the file and the fix, the
+    checkpoint of epoch 2 stays whole and the run resumes once there is space again."""
+    import errno
+
+    import trainwise.runs as runs
+    real_fsync, calls = os.fsync, {"checkpoint": 0}
+
+    def fsync(fd):
+        if "last.safetensors" in os.readlink(f"/proc/self/fd/{fd}"):
+            calls["checkpoint"] += 1
+            if calls["checkpoint"] == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    run = tmp_path / "r"
+    monkeypatch.setattr(runs.os, "fsync", fsync)
+    code, out, err = cli("fit", *WINE[:-1], "--epochs", "6", "--run-dir", str(run), "--quiet")
+    assert code == EXIT_BAD_INPUT, err
+    assert f"cannot write '{run / 'checkpoints' / 'last.safetensors'}': No space left on device" in err
+    assert "free space on that disk" in err and "internal error" not in err
+    assert not list(run.rglob("*.tmp"))
+    state = runs.load_checkpoint(run / "checkpoints" / "last.safetensors")
+    assert state["epoch"] == 2
+    monkeypatch.setattr(runs.os, "fsync", real_fsync)
+    code, out, err = cli("fit", "--resume", str(run), "--quiet")
+    assert code == EXIT_OK, err
+    assert json.loads((run / "summary.json").read_text())["epochs_run"] >= 3

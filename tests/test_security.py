@@ -135,7 +135,7 @@ def test_user_code_run_records_absolute_file_and_hash(user_run):
     file = (user_run.parent / "nets" / "mymodel.py").resolve()
     assert recipe == {"builder": "import", "target": f"{file}:build", "file": str(file), "sha256": _sha(file),
                       "input_shape": [4], "output_size": 3}
-    assert trainwise.load_config(user_run / "config.yaml").model == "nets/mymodel.py:build"  # the input, as typed
+    assert trainwise.load_config(user_run / "config.yaml").model == f"{file}:build"  # absolute: a moved run still finds it
 
 
 def test_trust_code_loads_the_recorded_file_from_any_cwd(user_run, cli, monkeypatch, tmp_path):
@@ -201,6 +201,27 @@ def test_moved_run_dir_loads_built_in_models_from_any_cwd(base_run, tmp_path, cl
     assert code == 0 and "test/accuracy" in out, err
     code, out, err = cli("report", str(moved))
     assert code == 0, err
+
+
+def test_config_yaml_records_absolute_paths_so_resume_works_from_any_cwd(tmp_path, cli, monkeypatch):
+    """A run made from relative paths (data file, model file) resumes and predicts from another directory."""
+    work = tmp_path / "work"
+    (work / "nets").mkdir(parents=True)
+    (work / "nets" / "small.py").write_text(MODEL_CODE)
+    x = trainwise.load_source("iris")
+    np.savez(work / "iris.npz", X=x.X, y=x.y)
+    monkeypatch.chdir(work)
+    code, out, err = cli("fit", "--data", "iris.npz", "--model", "nets/small.py:build", "--epochs", "4",
+                         "--run-dir", "run", "--quiet")
+    assert code == 0, err
+    saved = (work / "run" / "config.yaml").read_text()
+    assert f"data: {work / 'iris.npz'}" in saved and f"model: {work / 'nets' / 'small.py'}:build" in saved
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.move(str(work / "run"), moved)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code, out, err = cli("fit", "--resume", str(moved), "--epochs", "6", "--quiet", "--trust-code")
+    assert code == 0, err
+    assert json.loads((moved / "summary.json").read_text())["epochs_run"] == 6
 
 
 # --- 2. tampered or mismatched files: errors naming the file ---------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,12 +86,13 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     setup = setup_run(cfg, data, y, user_model=user_model)
     check_run(setup)  # every input error before the run directory exists: nothing half-made is left
     writer = RunWriter.for_config(cfg) if to_disk else None
-    if writer is not None:
-        writer.write_config(setup.cfg)
-    if cfg.restarts > 1:
-        return _fit_restarts(setup, writer, callbacks, console)
-    result = train_run(setup, callbacks=callbacks, writer=writer, console=console)
-    return _finish(result, writer)
+    with writer or nullcontext():
+        if writer is not None:
+            writer.write_config(setup.cfg)
+        if cfg.restarts > 1:
+            return _fit_restarts(setup, writer, callbacks, console)
+        result = train_run(setup, callbacks=callbacks, writer=writer, console=console)
+        return _finish(result, writer)
 
 
 def _finish(result: RunResult, writer: RunWriter | None, extra: dict[str, Any] | None = None,
@@ -157,6 +159,12 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
     cfg = load_config(run_dir / "config.yaml", options)
     # first: a run another process is writing (or resuming) is refused before anything is read or written
     writer = RunWriter(run_dir, tensorboard=cfg.tensorboard, histogram_every=cfg.histogram_every, lock=True)
+    with writer:
+        return _resume_locked(run_dir, cfg, writer, data, y, callbacks, console, trust_code)
+
+
+def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter, data: Any, y: Any, callbacks, console,
+                   trust_code: bool) -> FitResult:
     summary_path = run_dir / "summary.json"
     done = read_summary(summary_path) if summary_path.is_file() else None
     if done and (done.get("status") == "early_stopped" or (done.get("status") == "completed" and cfg.epochs <= (done.get("epochs_run") or 0))):

@@ -265,7 +265,21 @@ class RunConfig(BaseModel):
 
     def saved_yaml(self) -> str:
         """The config as a run directory keeps it: without the run directory itself, so it can be rerun elsewhere."""
-        return self.model_copy(update={"run_dir": None}).to_yaml()
+        return self.model_copy(update={"run_dir": None, **self._absolute_paths()}).to_yaml()
+
+    def _absolute_paths(self) -> dict[str, str]:
+        """Paths on disk as absolute paths, so that a moved or copied run (or ``--resume`` started from another
+        directory) reads the same files; built-in data set names and module specs stay as given."""
+        out: dict[str, str] = {}
+        for key in ("data", "data_dir", "init_from"):
+            value = getattr(self, key)
+            if value and value != "arrays" and Path(value).exists() and (Path(value).suffix or os.sep in value
+                                                                          or Path(value).is_dir()):
+                out[key] = str(Path(value).resolve())
+        where, sep, fn = self.model.rpartition(":")
+        if sep and where.endswith(".py") and Path(where).is_file():
+            out["model"] = f"{Path(where).resolve()}:{fn}"
+        return out
 
     def to_yaml(self) -> str:
         data = self.model_dump()

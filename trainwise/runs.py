@@ -45,8 +45,13 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # full disk, quota, read-only file system: the files already there stay intact
+            raise TrainwiseError(f"cannot write '{path}': {e.strerror or e}",
+                                 hint="free space on that disk or give a folder you can write to; files already "
+                                      "written (the last checkpoint) are intact, so `trainwise fit --resume RUN_DIR` "
+                                      "continues a stopped run") from e
         raise
 
 

@@ -60,6 +60,12 @@ class RunWriter:
         if self.lock is not None:
             self.lock.release()
 
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # also when training failed: a failed run can be resumed by this same process
+
     @classmethod
     def create(cls, run_dir: str | Path | None, data_name: str, **options: Any) -> RunWriter:
         """A writer for a new run: ``run_dir`` (refused if it holds a run), or runs/<data>-<time> when None."""
