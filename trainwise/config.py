@@ -131,6 +131,8 @@ class RunConfig(BaseModel):
     min_delta: float = Field(0.001, ge=0, description="smallest change that counts as improvement (the lecture's threshold)")
     restore_best: bool = Field(True, description="end with the best epoch's weights, not the last epoch's")
     restarts: int = Field(1, ge=1, description="train this many seeds (seed, seed+1, ...) and keep the best by monitor")
+    vectorize: bool = Field(True, description="train restarts as one stacked model (same results, much faster); "
+                                              "--no-vectorize trains them one by one")
     checkpoint: bool = Field(True, description="write checkpoints/last and best every epoch (for --resume)")
     # --- output ---
     tensorboard: bool = Field(False, description="write TensorBoard logs to RUN_DIR/tensorboard (scalars, histograms, graph)")

@@ -39,7 +39,8 @@ from .train.lr_finder import lr_find
 from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
-           "train_run", "model_for", "auto_lr", "resolve_device", "monitor_of", "OK_STATUSES", "check_run", "check_batch_size"]
+           "train_run", "member_callbacks", "record_run", "finish_run", "model_for", "auto_lr", "resolve_device",
+           "monitor_of", "OK_STATUSES", "check_run", "check_batch_size"]
 
 OK_STATUSES = ("completed", "early_stopped")  # a run that ended normally: its weights and test split may be used
 
@@ -187,15 +188,17 @@ def check_run(setup: RunSetup) -> None:
 
 
 def build_trainer(setup: RunSetup, model: nn.Module, callbacks: list[Callback], *,
-                  optimizer: str | None | torch.optim.Optimizer = "config") -> Trainer:
-    """The Trainer for ``model``: loss, optimizer (``None``: evaluation only), penalties, clipping, precision."""
+                  optimizer: str | None | torch.optim.Optimizer = "config", **overrides: Any) -> Trainer:
+    """The Trainer for ``model``: loss, optimizer (``None``: evaluation only), penalties, clipping, precision.
+    ``overrides``: Trainer arguments that replace the config's (a stacked population's loss and metrics)."""
     cfg = setup.cfg
     penalty = Penalty(model, l1=cfg.l1, l2=cfg.l2, penalize=cfg.penalize) if cfg.l1 or cfg.l2 else None
-    return Trainer(model, loss=setup.loss, optimizer=cfg.optimizer if optimizer == "config" else optimizer,
+    options = dict(loss=setup.loss, optimizer=cfg.optimizer if optimizer == "config" else optimizer,
                    lr=1e-3 if cfg.lr == "auto" else cfg.lr, momentum=cfg.momentum,
                    nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, kind=setup.kind, callbacks=callbacks,
                    device=setup.device, target_std=setup.prep.target.std, penalty=penalty, accumulate=cfg.accumulate,
                    clip_norm=cfg.clip_norm, clip_value=cfg.clip_value, precision=cfg.precision, compile=cfg.compile)
+    return Trainer(model, **(options | overrides))
 
 
 def model_for(cfg: RunConfig) -> tuple[nn.Module, RunSetup]:
@@ -324,18 +327,7 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
         console = console or Console(highlight=False)
         console.print(str(summarize(model, setup.prep.input_shape, batch_size=cfg.batch_size, device=setup.device)), markup=False)
     monitor = cfg.monitor if "val" in batches or not cfg.monitor.startswith("val/") else "train/loss"
-    stopper = EarlyStopping(monitor, cfg.mode, cfg.patience if cfg.early_stopping else None, cfg.min_delta, cfg.restore_best)
-    cbs: list[Callback] = [stopper, HealthTracker()]
-    if cfg.schedule != "none":
-        cbs.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma, warmup_epochs=cfg.warmup_epochs,
-                              monitor=monitor, mode=cfg.mode, patience=cfg.schedule_patience))
-    if cfg.unfreeze_after:
-        cbs.append(Unfreeze(cfg.unfreeze_after, cfg.unfreeze_lr_factor))
-    cbs += list(callbacks)
-    if show:
-        cbs.append(ProgressTable(monitor, cfg.mode, console=console))
-    if writer is not None:  # last: the checkpoint it writes holds every other callback's state
-        cbs += writer.callbacks(stopper, checkpoint=cfg.checkpoint if checkpoint is None else checkpoint)
+    stopper, cbs = member_callbacks(setup, monitor, callbacks, writer, checkpoint=checkpoint, show=show, console=console)
     trainer = build_trainer(setup, model, cbs)
     trainer.transfer = transfer
     if resume_state is not None:
@@ -348,14 +340,45 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
     try:
         trainer.fit(batches["train"], batches.get("val"), epochs=cfg.epochs)
     finally:
-        if writer is not None and trainer.history and trainer.status not in ("not_started", "running"):
-            # "running" here: fit failed before its first epoch (e.g. a resume that did not fit); a failed run
-            # keeps its metrics and curves but no weights: they are not a trained model
-            writer.write_model(result, weights=trainer.status != "failed")
-        if trainer.status == "failed":
-            _diagnose(result)
-            if writer is not None:
-                writer.write_summary(result, result.summary())  # the summary says what went wrong
+        record_run(result, writer)
+    return finish_run(result, evaluate_test=evaluate_test)
+
+
+def member_callbacks(setup: RunSetup, monitor: str, callbacks, writer, *, checkpoint: bool | None,
+                     schedule: bool = True, show: bool = False, console=None) -> tuple[EarlyStopping, list[Callback]]:
+    """A run's callbacks in their order: early stopping, the doctor, the schedule, unfreezing, the caller's,
+    the live table, and last the writer's files (its checkpoint holds every other callback's state)."""
+    cfg = setup.cfg
+    stopper = EarlyStopping(monitor, cfg.mode, cfg.patience if cfg.early_stopping else None, cfg.min_delta, cfg.restore_best)
+    cbs: list[Callback] = [stopper, HealthTracker()]
+    if cfg.schedule != "none" and schedule:
+        cbs.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma, warmup_epochs=cfg.warmup_epochs,
+                              monitor=monitor, mode=cfg.mode, patience=cfg.schedule_patience))
+    if cfg.unfreeze_after:
+        cbs.append(Unfreeze(cfg.unfreeze_after, cfg.unfreeze_lr_factor))
+    cbs += list(callbacks)
+    if show:
+        cbs.append(ProgressTable(monitor, cfg.mode, console=console))
+    if writer is not None:
+        cbs += writer.callbacks(stopper, checkpoint=cfg.checkpoint if checkpoint is None else checkpoint)
+    return stopper, cbs
+
+
+def record_run(result: RunResult, writer) -> None:
+    """What a run that ended (or failed) leaves in its writer's folder: weights and curves, and for a failed
+    run its metrics and a summary saying what went wrong (no weights: they are not a trained model)."""
+    trainer = result.trainer
+    if writer is not None and trainer.history and trainer.status not in ("not_started", "running"):
+        # "running" here: fit failed before its first epoch (e.g. a resume that did not fit)
+        writer.write_model(result, weights=trainer.status != "failed")
+    if trainer.status == "failed":
+        _diagnose(result)
+        if writer is not None:
+            writer.write_summary(result, result.summary())
+
+
+def finish_run(result: RunResult, *, evaluate_test: bool = True) -> RunResult:
+    """Look at the test split once (``evaluate_test``) and diagnose the run."""
     if evaluate_test:
         result.evaluate_test()
     _diagnose(result)

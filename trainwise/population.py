@@ -25,6 +25,7 @@ from .errors import TrainwiseError
 from .pipeline import RunResult, RunSetup, setup_run, train_run
 from .train import Callback
 from .train.callbacks import is_better
+from .vectorized import stack_reason, train_stacked
 
 __all__ = ["Member", "MemberResult", "run_population", "is_better", "select_best", "rank", "spread"]
 
@@ -93,9 +94,14 @@ class MemberResult:
 def run_population(members: Sequence[Member], *, data: Any = None, y: Any = None, console=None,
                    catch: bool = False, on_start: Callable[[int, Member], None] | None = None,
                    on_done: Callable[[int, MemberResult], None] | None = None) -> list[MemberResult]:
-    """Train every member, one after another. ``catch``: record a member's input error and go on (search
-    trials) instead of raising it (restarts, folds). ``on_start(i, member)`` is called before each one,
-    ``on_done(i, member_result)`` after it (it may raise to stop the population)."""
+    """Train every member. Members that share one set-up and differ only in their seed (restarts) are trained
+    as one stacked model when the config allows it (``vectorize``, see `trainwise.vectorized`); otherwise, or
+    when something in them does not stack (said in one line), one after another. ``catch``: record a member's
+    input error and go on (search trials) instead of raising it (restarts, folds). ``on_start(i, member)`` is
+    called before each one, ``on_done(i, member_result)`` after it (it may raise to stop the population)."""
+    stacked = _try_stacked(members, console, on_start, on_done)
+    if stacked is not None:
+        return stacked
     out: list[MemberResult] = []
     for i, m in enumerate(members):
         if on_start is not None:
@@ -113,4 +119,32 @@ def run_population(members: Sequence[Member], *, data: Any = None, y: Any = None
             out.append(MemberResult(m, error=e))
         if on_done is not None:
             on_done(i, out[-1])
+    return out
+
+
+def _try_stacked(members: Sequence[Member], console, on_start, on_done) -> list[MemberResult] | None:
+    """The members trained as one stacked model, or None when they are not a stackable population."""
+    first = members[0] if members else None
+    if first is None or len(members) < 2 or first.setup is None or not first.setup.cfg.vectorize \
+            or any(m.setup is not first.setup or m.checkpoint is None for m in members):
+        return None
+    checkpoint = any(m.checkpoint for m in members)
+    tensorboard = any(getattr(m.writer, "tensorboard", False) for m in members)
+    reason = stack_reason(first.setup, callbacks=first.callbacks, checkpoint=checkpoint, tensorboard=tensorboard) \
+        or (None if all(m.callbacks == first.callbacks and m.evaluate_test == first.evaluate_test for m in members)
+            else "the members have different callbacks")
+    if reason is not None:
+        if console is not None and not first.setup.cfg.quiet:
+            console.print(f"training the {len(members)} members one by one: {reason}")
+        return None
+    if on_start is not None:
+        for i, m in enumerate(members):
+            on_start(i, m)
+    seeds = [first.setup.cfg.seed if m.seed is None else m.seed for m in members]
+    results = train_stacked(first.setup, seeds, writers=[m.writer for m in members], callbacks=list(first.callbacks),
+                            evaluate_test=first.evaluate_test, console=console)
+    out = [MemberResult(m, r) for m, r in zip(members, results)]
+    if on_done is not None:
+        for i, r in enumerate(out):
+            on_done(i, r)
     return out

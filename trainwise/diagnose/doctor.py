@@ -56,16 +56,21 @@ class HealthTracker(Callback):
 
     def _activation_hook(self, name: str):
         def hook(module, _inputs, out):
-            out = out.detach().flatten(1)
-            if isinstance(module, nn.ReLU):
-                fired = (out > 0).any(0)
-                prev = self.relu_fired_.get(name)
-                self.relu_fired_[name] = fired if prev is None or prev.shape != fired.shape else prev | fired
-            else:
-                edge = 0.99 if isinstance(module, nn.Tanh) else None
-                sat = (out.abs() > edge) if edge else ((out < 0.01) | (out > 0.99))
-                self._sat[name] = sat.float().mean()
+            self.observe(name, module, out)
         return hook
+
+    def observe(self, name: str, module: nn.Module, out: torch.Tensor) -> None:
+        """One sampled batch's outputs ``out`` of the activation layer ``name``: which ReLU units fired, how
+        many sigmoid/tanh outputs are saturated (a stacked population passes each member its own rows)."""
+        out = out.detach().flatten(1)
+        if isinstance(module, nn.ReLU):
+            fired = (out > 0).any(0)
+            prev = self.relu_fired_.get(name)
+            self.relu_fired_[name] = fired if prev is None or prev.shape != fired.shape else prev | fired
+        else:
+            edge = 0.99 if isinstance(module, nn.Tanh) else None
+            sat = (out.abs() > edge) if edge else ((out < 0.01) | (out > 0.99))
+            self._sat[name] = sat.float().mean()
 
     def on_after_backward(self, trainer: Trainer, *, loss: torch.Tensor) -> None:
         if not self._sample:
@@ -78,6 +83,11 @@ class HealthTracker(Callback):
         norms = [params[n].grad.norm() if params[n].grad is not None else torch.zeros((), device=trainer.device)
                  for n in self.weight_names_]
         self._step_stats = torch.stack(norms).float() if norms else None
+
+    def record_grad_norms(self, norms: torch.Tensor) -> None:
+        """This epoch's sampled gradient norms (one per weight tensor, in ``weight_names_`` order), measured
+        elsewhere: a stacked population measures every member's at once."""
+        self._sample, self._step_stats = False, norms.float()
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
         for h in self._hooks:

@@ -55,6 +55,7 @@ class Trainer:
     default: ``penalty`` (a callable returning a term added to each batch's loss, e.g. `Penalty`),
     ``accumulate`` (micro-batches per optimizer step), ``clip_norm`` / ``clip_value``, ``precision``
     ('32', 'bf16' autocast, 'fp16' autocast + grad scaler on CUDA) and ``compile`` (torch.compile the forward).
+    ``metrics``: the per-epoch accumulator class (a population's keeps one set of sums per member).
     ``scaler`` is the `torch.amp.GradScaler` in use (None unless fp16); one set by hand is used the same way.
     A step: forward, loss (+ penalty), backward, (unscale), ``on_after_backward``, (clip), optimizer step,
     ``on_batch_end``. A run stops early only through `request_stop` (or Ctrl-C, recorded as interrupted).
@@ -73,7 +74,7 @@ class Trainer:
                  callbacks: Sequence[Callback] = (), device: str | torch.device = "cpu", target_std: float = 1.0,
                  penalty: Callable[[], torch.Tensor] | None = None, accumulate: int = 1,
                  clip_norm: float | None = None, clip_value: float | None = None, precision: str = "32",
-                 compile: bool = False):
+                 compile: bool = False, metrics: Callable[..., MetricAccumulator] = MetricAccumulator):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.loss_fn = make_loss(loss) if isinstance(loss, str) else loss
@@ -88,6 +89,7 @@ class Trainer:
         self.precision = _check_precision(precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.forward = torch.compile(self.model) if compile else self.model  # same parameters, compiled graph
+        self.metrics = metrics  # (kind, device, target_std=) -> an accumulator like `MetricAccumulator`
         self.lr_finder = None   # set when the LR was chosen by the LR finder
         self.transfer = None    # starting weights and frozen layers, when fine-tuning (for the summary)
         self._new_record(callbacks)
@@ -103,6 +105,7 @@ class Trainer:
         self.train_time_s, self.train_samples = 0.0, 0
         self._stop, self._stop_now, self._resume, self.max_epochs, self.train_data = False, False, None, 0, None
         self._failed = False
+        self.ended_by: BaseException | None = None
         self.non_finite_at: tuple[int, int] | None = None  # (epoch, batch) of the first non-finite training loss
         self._resume_source = "the state"
         # only callbacks that override a hook are called for it: an unused hook costs nothing per step
@@ -144,50 +147,79 @@ class Trainer:
             raise TrainwiseError("Trainer.fit needs an optimizer, but this Trainer was built with optimizer=None "
                                  "(enough for evaluate and predict only)",
                                  hint="build it with optimizer='adam' (or 'sgd', 'adamw', 'rmsprop', or a torch.optim.Optimizer)")
-        self.status, self._stop, self._stop_now, self.max_epochs, self.train_data = "running", False, False, epochs, train
-        self._failed = False
-        self.steps_per_epoch = -(-len(train) // self.accumulate) if hasattr(train, "__len__") else 0
-        self._emit("on_fit_start")
+        self.begin(train, epochs)
         self._apply_resume(train)
         try:
             with training_loop():
                 self._loop(train, val, epochs)
-            self.status = "failed" if self._failed else "early_stopped" if self._stop else "completed"
-            self.stop_reason = self.stop_reason or f"reached the maximum of {epochs} epochs"
+            self.end()
         except KeyboardInterrupt as e:
-            who = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted by the user"
-            self.status, self.stop_reason = "interrupted", f"{who} during epoch {self.epoch + 1}"
+            self.end(interrupted=e)
         except Exception as e:
-            self.status, self.stop_reason = "failed", f"{type(e).__name__}: {e}"
+            self.end(error=e)
             raise
-        finally:
-            self._emit("on_fit_end")
         return self.history
+
+    # begin / record_epoch / end: the record of a run, kept here once. `fit` drives them; a population
+    # (`trainwise.vectorized`) drives its members' records from its one loop the same way.
+    def begin(self, train: Any, epochs: int, *, steps_per_epoch: int | None = None) -> None:
+        """Start the record of a run of ``epochs`` epochs over ``train``; callbacks get ``on_fit_start``."""
+        self.status, self._stop, self._stop_now, self.max_epochs, self.train_data = "running", False, False, epochs, train
+        self._failed = False
+        self.steps_per_epoch = steps_per_epoch if steps_per_epoch is not None else \
+            -(-len(train) // self.accumulate) if hasattr(train, "__len__") else 0
+        self._emit("on_fit_start")
+
+    def start_epoch(self) -> None:
+        """The next epoch begins: callbacks get ``on_epoch_start``."""
+        self._emit("on_epoch_start", epoch=self.epoch + 1)
+
+    def record_epoch(self, logs: dict[str, float]) -> None:
+        """A finished epoch: counted, added to the history, shown to the callbacks (``on_epoch_end``)."""
+        self.epoch += 1
+        self.history.append(logs)
+        self._emit("on_epoch_end", epoch=self.epoch, logs=logs)
+
+    def end(self, *, interrupted: BaseException | None = None, error: BaseException | None = None) -> None:
+        """The run's final status and stop reason; callbacks get ``on_fit_end``."""
+        self.ended_by = interrupted or error  # what ended the run early, if anything (a population passes it on)
+        if error is not None:
+            self.status, self.stop_reason = "failed", f"{type(error).__name__}: {error}"
+        elif interrupted is not None:
+            who = "terminated (SIGTERM)" if isinstance(interrupted, Terminated) else "interrupted by the user"
+            self.status, self.stop_reason = "interrupted", f"{who} during epoch {self.epoch + 1}"
+        else:
+            self.status = "failed" if self._failed else "early_stopped" if self._stop else "completed"
+            self.stop_reason = self.stop_reason or f"reached the maximum of {self.max_epochs} epochs"
+        self._emit("on_fit_end")
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested (by a callback, or `fail`)."""
+        return self._stop
 
     def _loop(self, train: Iterable, val: Iterable | None, epochs: int) -> None:
         while self.epoch < epochs and not self._stop:
-            self._emit("on_epoch_start", epoch=self.epoch + 1)
+            self.start_epoch()
             t0 = time.perf_counter()
             logs = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **self.train_epoch(train)}
             self.train_time_s += time.perf_counter() - t0
             if val is not None:
                 logs |= self.evaluate(val, prefix="val")
             logs["time/epoch_s"] = time.perf_counter() - t0
-            self.epoch += 1
-            self.history.append(logs)
-            self._emit("on_epoch_end", epoch=self.epoch, logs=logs)
+            self.record_epoch(logs)
 
     def train_epoch(self, batches: Iterable) -> dict[str, float]:
         """One pass over ``batches``; metrics are summed on the device and read once at the end."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        acc = MetricAccumulator(self.kind, self.device, target_std=self.target_std)
+        acc = self.metrics(self.kind, self.device, target_std=self.target_std)
         last = len(batches) if hasattr(batches, "__len__") else -1
         for i, (x, y) in enumerate(batches, 1):
             with self._autocast():
                 out = self.forward(x)
                 loss = self.loss_fn(out, y)
-            total = loss
+            total = loss.sum() if loss.ndim else loss  # a population's per-member losses: each member's gradient is its own
             if self.penalty is not None:
                 penalty = self.penalty()
                 acc.add("penalty", penalty.detach())
@@ -239,11 +271,11 @@ class Trainer:
         """Loss and metrics over ``batches`` in eval mode (dropout off, batch-norm running stats frozen)."""
         was_training = self.model.training
         self.model.eval()
-        acc = MetricAccumulator(self.kind, self.device, target_std=self.target_std)
+        acc = self.metrics(self.kind, self.device, target_std=self.target_std)
         for x, y in batches:
             with self._autocast():
                 out = self.forward(x)
-            acc.update(out, y, self.loss_fn(out.float(), y))
+            acc.update(out, y, self.loss_fn(out.float(), y))  # (a population's loss: one per member)
         self.model.train(was_training)
         return acc.compute(prefix)
 

@@ -1,0 +1,180 @@
+"""Vectorized populations: K restarts trained as one stacked model equal K runs trained one by one.
+
+Tolerance (stated in the README): metrics within rtol 1e-5, member outputs within 1e-4. Where it is not
+exact: a batched matrix product sums some layer shapes in another order than a single one (differences from
+1e-9 in a gradient), and a loss averaged per member differs from the fused mean in its last bit. Dropout
+masks, data order, initialization and optimizer arithmetic are exactly the member's own.
+"""
+import io
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+from torch import nn
+
+import trainwise
+from trainwise.diagnose.doctor import HealthTracker
+from trainwise.models import MLP
+from trainwise.options import ACTIVATIONS
+from trainwise.train.metrics import MetricAccumulator
+from trainwise.train.stacked import PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, reindex_optimizer
+
+RTOL = 1e-5
+
+
+def _pair(**options):
+    """The same restarts vectorized and one by one (in memory)."""
+    base = dict(quiet=True, checkpoint=False) | options
+    return trainwise.fit(**base, vectorize=True), trainwise.fit(**base, vectorize=False)
+
+
+def _assert_same_runs(vec, seq):
+    a, b = vec.summary["restarts"], seq.summary["restarts"]
+    assert a["seeds"] == b["seeds"] and a["chosen_seed"] == b["chosen_seed"]
+    for ra, rb in zip(a["runs"], b["runs"]):
+        assert (ra["seed"], ra["epochs_run"], ra["best_epoch"]) == (rb["seed"], rb["epochs_run"], rb["best_epoch"])
+        assert ra["best"] == pytest.approx(rb["best"], rel=RTOL, abs=1e-7)
+        assert ra["metrics"] == pytest.approx(rb["metrics"], rel=RTOL, abs=1e-7)
+    assert vec.summary["test"] == pytest.approx(seq.summary["test"], rel=RTOL, abs=1e-7)
+    assert [d["code"] for d in vec.summary["diagnostics"]] == [d["code"] for d in seq.summary["diagnostics"]]
+    trackers = [next(c for c in r.trainer.callbacks if isinstance(c, HealthTracker)) for r in (vec, seq)]
+    norms = [t.grad_norms_ for t in trackers]  # the doctor's samples
+    assert len(norms[0]) == len(vec.history) and np.allclose(norms[0], norms[1], rtol=1e-4, atol=1e-7)
+    stats = [t.stats() for t in trackers]
+    for key in ("dead_fraction", "saturation"):
+        assert stats[0][key] == pytest.approx(stats[1][key], abs=1e-6)
+    for ha, hb in zip(vec.history, seq.history):
+        assert {k: v for k, v in ha.items() if k != "time/epoch_s"} == \
+            pytest.approx({k: v for k, v in hb.items() if k != "time/epoch_s"}, rel=RTOL, abs=1e-7)
+
+
+@pytest.mark.parametrize("options", [
+    dict(data="digits", model="mlp:32,16", epochs=4, restarts=3),                         # dropout 0.1 (default)
+    dict(data="digits", model="mlp:32", epochs=6, restarts=4, patience=1, min_delta=0.0),  # members stop apart
+    dict(data="wine", model="mlp:16", epochs=5, restarts=3, optimizer="sgd", lr=0.05, schedule="step", step_size=2,
+         nesterov=True, weight_decay=1e-3),
+    dict(data="iris", model="mlp:8,8", epochs=5, restarts=2, optimizer="adamw", schedule="cosine", warmup_epochs=1,
+         weight_decay=0.01, dropout=0.3),
+    dict(data="breast-cancer", model="mlp:16", epochs=4, restarts=3, optimizer="rmsprop", lr=1e-3, schedule="onecycle"),
+    dict(data="diabetes", model="mlp:16", epochs=4, restarts=3, schedule="exponential", dropout=0.0),
+    dict(data="diabetes", model="linear", epochs=3, restarts=2, loss="huber"),
+])
+def test_vectorized_restarts_equal_restarts_one_by_one(options):
+    vec, seq = _pair(**options)
+    _assert_same_runs(vec, seq)
+
+
+def test_members_that_stop_leave_the_stack_and_keep_their_best_weights():
+    vec, seq = _pair(data="digits", model="mlp:32", epochs=8, restarts=4, patience=1, min_delta=0.0, lr=0.01)
+    epochs = [r["epochs_run"] for r in vec.summary["restarts"]["runs"]]
+    assert len(set(epochs)) > 1  # they did stop at different epochs: the stack shrank on the way
+    _assert_same_runs(vec, seq)
+    X = torch.as_tensor(vec.data.arrays["test"][0])
+    assert torch.allclose(vec.model.eval()(X), seq.model.eval()(X), atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_every_activation_stacks(activation):
+    _assert_same_runs(*_pair(data="iris", model="mlp:8", epochs=2, restarts=2, activation=activation))
+
+
+def test_batch_norm_members_agree_within_the_stated_tolerance():
+    # the linear bias right before a batch norm gets a gradient that is pure rounding noise (the norm removes
+    # it), which Adam scales up to steps of size lr, alone as much as stacked; the noise differs, and it
+    # reaches the eval-mode outputs through the running mean. Hence the looser tolerance: 1e-2.
+    vec, seq = _pair(data="wine", model="mlp:16,8", epochs=4, restarts=3, batch_norm=True)
+    X = torch.as_tensor(vec.data.arrays["test"][0])
+    assert vec.summary["restarts"]["chosen_seed"] == seq.summary["restarts"]["chosen_seed"]
+    assert torch.allclose(vec.model.eval()(X), seq.model.eval()(X), atol=1e-2)
+    for ra, rb in zip(vec.summary["restarts"]["runs"], seq.summary["restarts"]["runs"]):
+        assert ra["metrics"] == pytest.approx(rb["metrics"], rel=1e-2)
+
+
+def test_vectorized_restarts_write_the_same_files(tmp_path):
+    for vectorize in (True, False):
+        trainwise.fit("wine", model="mlp:16", epochs=3, restarts=2, quiet=True, vectorize=vectorize, run_dir=tmp_path / str(vectorize))
+    for seed in (0, 1):
+        a, b = (tmp_path / str(v) / "restarts" / f"seed-{seed}" for v in (True, False))
+        assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+        assert a.joinpath("metrics.csv").read_text().splitlines()[0] == b.joinpath("metrics.csv").read_text().splitlines()[0]
+    assert sorted(p.name for p in (tmp_path / "True").iterdir()) == sorted(p.name for p in (tmp_path / "False").iterdir())
+    assert trainwise.load_config(tmp_path / "True" / "config.yaml").vectorize is True
+
+
+def test_what_does_not_stack_runs_one_by_one_and_says_why():
+    out = io.StringIO()
+    from trainwise.api import fit
+
+    r = fit(data="iris", model="mlp:8", epochs=2, restarts=2, clip_norm=1.0, checkpoint=False,
+            console=Console(file=out, width=200))
+    assert "training the 2 members one by one: gradient clipping is not vectorized yet" in out.getvalue()
+    assert len(r.summary["restarts"]["runs"]) == 2
+
+
+def test_the_stack_prints_one_line_per_epoch_and_each_members_stop():
+    out = io.StringIO()
+    from trainwise.api import fit
+
+    fit(data="iris", model="mlp:8", epochs=3, restarts=2, checkpoint=False, console=Console(file=out, width=200))
+    text = out.getvalue()
+    assert "training 2 members (seeds 0..1) as one stacked model" in text
+    assert "epoch    3: 2 members" in text and "best val/loss" in text
+
+
+# --- the parts ---
+
+def test_stacked_mlp_computes_each_members_output_and_keeps_members():
+    torch.manual_seed(0)
+    members = [MLP(5, [4], 3, activation="tanh", batch_norm=True) for _ in range(3)]
+    stacked = StackedMLP(members).eval()
+    x = torch.randn(3, 7, 5)
+    out = stacked(x)
+    for k, m in enumerate(members):
+        assert torch.allclose(out[k], m.eval()(x[k]), atol=1e-6)
+        assert set(stacked.member_state(k)) == set(m.state_dict())
+    stacked.keep([2, 0])
+    assert stacked.size == 2 and torch.allclose(stacked(x[[2, 0]])[0], members[2](x[2]), atol=1e-6)
+
+
+def test_stacked_mlp_refuses_what_it_cannot_stack():
+    with pytest.raises(trainwise.TrainwiseError, match="its layer Conv2d does not stack"):
+        StackedMLP([nn.Sequential(nn.Conv2d(1, 2, 3))])
+
+
+def test_population_loss_and_metrics_match_one_member_at_a_time():
+    torch.manual_seed(0)
+    out, y = torch.randn(3, 10, 4), torch.randint(0, 4, (3, 10))
+    losses = PopulationLoss(nn.CrossEntropyLoss())(out, y)
+    assert torch.allclose(losses, torch.stack([nn.functional.cross_entropy(out[k], y[k]) for k in range(3)]))
+    pop = PopulationMetrics("multiclass", torch.device("cpu"), size=3)
+    pop.update(out, y, losses)
+    logs = pop.compute("val")
+    for k in range(3):
+        one = MetricAccumulator("multiclass", torch.device("cpu"))
+        one.update(out[k], y[k], losses[k])
+        assert {n: logs[f"{n}[{k}]"] for n in ("val/loss", "val/accuracy")} == pytest.approx(one.compute("val"))
+    assert logs["val/loss"] == pytest.approx(np.mean([logs[f"val/loss[{k}]"] for k in range(3)]))
+    with pytest.raises(trainwise.TrainwiseError, match="cannot be split per member"):
+        PopulationLoss(nn.CrossEntropyLoss(weight=torch.ones(4)))
+
+
+def test_stacked_batches_give_each_member_its_own_order_from_one_copy_of_the_data():
+    X, y = torch.arange(10.0)[:, None], torch.arange(10)
+    stacked = StackedBatches(X, y, batch_size=4, seeds=[3, 4])
+    alone = [trainwise.TensorBatches(X, y, batch_size=4, seed=s) for s in (3, 4)]
+    for (xs, ys), *singles in zip(stacked, *alone):
+        for k, (xa, ya) in enumerate(singles):
+            assert torch.equal(xs[k], xa) and torch.equal(ys[k], ya)
+    assert stacked.X is X  # held once
+
+
+def test_reindex_optimizer_moves_each_kept_members_state():
+    w = nn.Parameter(torch.randn(3, 2))
+    opt = torch.optim.Adam([w], lr=0.1)
+    w.grad = torch.randn(3, 2)
+    opt.step()
+    before = opt.state[w]["exp_avg"].clone()
+    new = nn.Parameter(w.detach()[[2, 0]])
+    reindex_optimizer(opt, [w], [new], [2, 0], 3)
+    assert opt.param_groups[0]["params"] == [new] and torch.equal(opt.state[new]["exp_avg"], before[[2, 0]])

@@ -1,0 +1,321 @@
+"""K models of one architecture trained as one: stacked weights, batched matrix products, one optimizer step.
+
+Small models spend most of a step in per-call overhead, not arithmetic, so K of them cost little more than
+one when their weights are stacked: a linear layer of K members is one ``baddbmm`` over ``(K, out, in)``
+weights, each member with its own batch ``(K, B, in)``. Every member keeps what it would have alone: its
+initialization (each is built alone, then stacked), its data order (`StackedBatches`), its dropout masks (its
+own generator, drawn exactly as ``F.dropout`` draws them), its batch-norm statistics, its loss (the sum of
+the members' losses has each member's own gradient), its optimizer state (an elementwise optimizer over the
+stacked tensors updates each member as it would alone) and its metrics (`PopulationMetrics`).
+
+`StackedMLP.keep` drops members that stopped (early stopping): the population shrinks, so a stopped member
+costs nothing more. What stacks is said by `stack_reason` (None: it stacks).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import TrainwiseError
+
+__all__ = ["StackedMLP", "StackedBatches", "PopulationLoss", "PopulationMetrics", "stack_reason", "reindex_optimizer"]
+
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SELU, nn.SiLU, nn.Softplus,
+                nn.Mish, nn.Hardtanh, nn.ReLU6, nn.Identity, nn.PReLU)
+
+
+def stack_reason(model: nn.Module) -> str | None:
+    """Why ``model`` cannot be trained stacked with others of its kind (None: it can): only sequences of
+    Flatten, Linear, BatchNorm1d, Dropout and elementwise activations stack today."""
+    if not isinstance(model, nn.Sequential):
+        return f"the model is a {type(model).__name__}, not a sequence of layers"
+    for m in model:
+        if isinstance(m, nn.PReLU) and m.num_parameters > 1:
+            return "a PReLU with per-channel parameters does not stack"
+        if not isinstance(m, (nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.Dropout, *_ELEMENTWISE)):
+            return f"its layer {type(m).__name__} does not stack (only linear layers, batch norm, dropout, activations)"
+        if isinstance(m, nn.BatchNorm1d) and not (m.affine and m.track_running_stats):
+            return "a batch norm without affine parameters or running statistics does not stack"
+    return None
+
+
+class _Linear(nn.Module):
+    def __init__(self, layers: Sequence[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))            # (K, out, in)
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers])[:, None, :]) \
+            if layers[0].bias is not None else None                                             # (K, 1, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.transpose(1, 2)
+        return torch.bmm(x, w) if self.bias is None else torch.baddbmm(self.bias, x, w)
+
+    def member(self, k: int) -> dict[str, torch.Tensor]:
+        return {"weight": self.weight[k]} | ({"bias": self.bias[k, 0]} if self.bias is not None else {})
+
+    def keep(self, idx: torch.Tensor) -> None:
+        self.weight = nn.Parameter(self.weight.detach()[idx])
+        if self.bias is not None:
+            self.bias = nn.Parameter(self.bias.detach()[idx])
+
+
+class _BatchNorm(nn.Module):
+    """K members' BatchNorm1d as one over K·H channels: each channel's statistics are still its own batch's."""
+
+    def __init__(self, layers: Sequence[nn.BatchNorm1d]):
+        super().__init__()
+        first = layers[0]
+        self.eps, self.momentum, self.features = first.eps, first.momentum, first.num_features
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))  # (K, H)
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]))
+        self.register_buffer("running_mean", torch.stack([m.running_mean for m in layers]))
+        self.register_buffer("running_var", torch.stack([m.running_var for m in layers]))
+        self.register_buffer("num_batches_tracked", first.num_batches_tracked.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        K, B, H = x.shape
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        flat = x.transpose(0, 1).reshape(B, K * H)
+        out = F.batch_norm(flat, self.running_mean.view(-1), self.running_var.view(-1), self.weight.view(-1),
+                           self.bias.view(-1), self.training, self.momentum, self.eps)
+        return out.view(B, K, H).transpose(0, 1)
+
+    def member(self, k: int) -> dict[str, torch.Tensor]:
+        return {"weight": self.weight[k], "bias": self.bias[k], "running_mean": self.running_mean[k],
+                "running_var": self.running_var[k], "num_batches_tracked": self.num_batches_tracked}
+
+    def keep(self, idx: torch.Tensor) -> None:
+        self.weight, self.bias = nn.Parameter(self.weight.detach()[idx]), nn.Parameter(self.bias.detach()[idx])
+        self.running_mean, self.running_var = self.running_mean[idx], self.running_var[idx]
+
+
+class _Dropout(nn.Module):
+    """Each member's mask from its own generator, drawn as ``F.dropout`` draws it on the CPU
+    (``empty_like(x).bernoulli_(1 - p)``, divided by ``1 - p``): the same masks as the member alone."""
+
+    def __init__(self, p: float, generators: list[torch.Generator]):
+        super().__init__()
+        self.p, self.generators = p, generators
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * 0
+        noise = torch.stack([torch.empty_like(x[k]).bernoulli_(1 - self.p, generator=g)
+                             for k, g in enumerate(self.generators)])
+        return x * noise.div_(1 - self.p)
+
+
+class StackedMLP(nn.Module):
+    """K `Sequential` models of one architecture (each initialized alone) as one module: input ``(K, B, ...)``
+    (member k's batch in row k), output ``(K, B, out)``. ``generators``: each member's random number
+    generator for dropout (alone, dropout draws from torch's global generator: pass its state after the
+    member was built, and the masks are the ones it would have drawn).
+
+    >>> torch.manual_seed(0); a, b = nn.Sequential(nn.Linear(3, 2)), nn.Sequential(nn.Linear(3, 2))  # doctest: +ELLIPSIS
+    <...>
+    >>> s, x = StackedMLP([a, b]), torch.randn(2, 4, 3)
+    >>> torch.equal(s(x)[1], b(x[1])), s.size
+    (True, 2)
+    """
+
+    def __init__(self, members: Sequence[nn.Sequential], generators: list[torch.Generator] | None = None):
+        super().__init__()
+        reason = stack_reason(members[0])
+        if reason is not None:
+            raise TrainwiseError(f"these models cannot be stacked: {reason}", hint="train them one by one")
+        self.generators = list(generators) if generators is not None else [torch.default_generator] * len(members)
+        self.size = len(members)
+        self.names: list[str] = []  # the member module's name of each stacked layer (its state_dict prefix)
+        layers: list[nn.Module] = []
+        for i, first in enumerate(members[0]):
+            group = [m[i] for m in members]
+            if isinstance(first, nn.Linear):
+                layers.append(_Linear(group))
+            elif isinstance(first, nn.BatchNorm1d):
+                layers.append(_BatchNorm(group))
+            elif isinstance(first, nn.Dropout):
+                layers.append(_Dropout(first.p, self.generators))
+            elif isinstance(first, nn.Flatten):
+                layers.append(nn.Flatten(2))  # (K, B, ...) -> (K, B, features)
+            else:
+                layers.append(copy.deepcopy(first))  # elementwise: any shape (a copy: the member's hooks stay its own)
+            self.names.append(str(i))
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def activations(self) -> list[tuple[str, nn.Module]]:
+        """The ReLU, sigmoid and tanh layers, with their names in the member modules (the doctor watches them)."""
+        return [(n, m) for n, m in zip(self.names, self.layers) if isinstance(m, (nn.ReLU, nn.Sigmoid, nn.Tanh))]
+
+    def weight_grad_norms(self) -> torch.Tensor:
+        """``(layers, K)``: each member's gradient norm of each linear weight (the doctor's sample)."""
+        return torch.stack([layer.weight.grad.flatten(1).norm(dim=1) for layer in self.layers
+                            if isinstance(layer, _Linear) and layer.weight.grad is not None])
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Member k's state dict (views into the stack), with the keys of the member module."""
+        out: dict[str, torch.Tensor] = {}
+        for name, layer in zip(self.names, self.layers):
+            if isinstance(layer, (_Linear, _BatchNorm)):
+                out |= {f"{name}.{key}": v for key, v in layer.member(k).items()}
+        return out
+
+    def keep(self, idx: Sequence[int]) -> None:
+        """Keep only the members ``idx`` (in that order): new, smaller parameters (`reindex_optimizer` moves an
+        optimizer's state to them)."""
+        index = torch.as_tensor(list(idx), dtype=torch.long, device=next(self.parameters()).device)
+        for layer in self.layers:
+            if isinstance(layer, (_Linear, _BatchNorm)):
+                layer.keep(index)
+        self.generators[:] = [self.generators[i] for i in idx]
+        self.size = len(idx)
+
+
+def reindex_optimizer(optimizer: torch.optim.Optimizer, old: list[nn.Parameter], new: list[nn.Parameter],
+                      idx: Sequence[int], size: int) -> None:
+    """Point ``optimizer`` at the ``new`` parameters (``old`` kept to the members ``idx`` of ``size``), with
+    each kept member's state (moments, momentum buffers) moved along; counters shared by all stay as they are."""
+    index = torch.as_tensor(list(idx), dtype=torch.long)
+    swap = {id(o): n for o, n in zip(old, new)}
+    for group in optimizer.param_groups:
+        group["params"] = [swap.get(id(p), p) for p in group["params"]]
+    for o, n in zip(old, new):
+        state = optimizer.state.pop(o, None)
+        if state is not None:
+            optimizer.state[n] = {k: v[index.to(v.device)] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == size
+                                  else v for k, v in state.items()}
+
+
+class StackedBatches:
+    """Each member's shuffled mini-batches, stacked: ``(K, B, ...)`` inputs, ``(K, B, ...)`` targets. Member k
+    draws its permutation from its own generator seeded as its `TensorBatches` would be, so it sees the same
+    batches in the same order as alone; the data itself is held once. ``shuffle=False`` (validation): every
+    member gets the same rows."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, *, batch_size: int, seeds: Sequence[int], shuffle: bool = True):
+        self.X, self.y, self.batch_size, self.shuffle = X, y, int(batch_size), shuffle
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.size = len(self.generators)
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.y) * self.size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        X, y, B, n, K = self.X, self.y, self.batch_size, len(self.y), self.size
+        if not self.shuffle:
+            for i in range(0, n, B):
+                xb, yb = X[i:i + B], y[i:i + B]
+                yield xb.expand(K, *xb.shape), yb.expand(K, *yb.shape)
+            return
+        perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(X.device)
+        for i in range(0, n, B):
+            idx = perms[:, i:i + B]
+            yield X[idx], y[idx]
+
+    def head(self, n: int = 2) -> torch.Tensor:
+        return self.X[:n]
+
+    def keep(self, idx: Sequence[int]) -> None:
+        self.generators = [self.generators[i] for i in idx]
+        self.size = len(self.generators)
+
+
+class PopulationLoss(nn.Module):
+    """Each member's loss, ``(K,)``, from a loss module with mean reduction: the same per-sample losses,
+    averaged over each member's own batch."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        if getattr(loss, "reduction", None) != "mean" or getattr(loss, "weight", None) is not None \
+                or getattr(loss, "pos_weight", None) is not None:
+            raise TrainwiseError(f"the loss {type(loss).__name__} cannot be split per member",
+                                 hint="train the members one by one (--no-vectorize)")
+        self.loss = loss
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        K = out.shape[0]
+        per_sample = F_reduction_none(self.loss, out.reshape(-1, *out.shape[2:]), y.reshape(-1, *y.shape[2:]))
+        return per_sample.reshape(K, -1).mean(1)
+
+
+def F_reduction_none(loss: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
+    """``loss(out, y)`` per sample (``reduction='none'``) with the module's own options."""
+    reduction = loss.reduction
+    loss.reduction = "none"
+    try:
+        return loss(out, y)
+    finally:
+        loss.reduction = reduction
+
+
+class PopulationMetrics:
+    """`MetricAccumulator`'s sums with one entry per member; `compute` gives the population's mean under the
+    usual names and member k's value under ``<name>[k]`` (one host read per epoch, as alone)."""
+
+    def __init__(self, kind: str, device: torch.device, *, target_std: float = 1.0, size: int = 1):
+        self.kind, self.target_std, self.size, self.count, self.device = kind, target_std, size, 0, device
+        z = torch.zeros(size, dtype=torch.float64, device=device)
+        self.loss_sum, self.correct = z.clone(), z.clone()
+        self.member_finite_batches = torch.zeros(size, dtype=torch.int64, device=device)
+        if kind == "regression":
+            self.abs_err, self.sq_err, self.y_sum, self.y_sq = z.clone(), z.clone(), z.clone(), z.clone()
+
+    @property
+    def finite_batches(self) -> torch.Tensor:
+        return self.member_finite_batches.min()
+
+    @torch.no_grad()
+    def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        n = y.shape[1]
+        self.count += n
+        self.loss_sum.add_(loss, alpha=n)
+        self.member_finite_batches.add_(torch.isfinite(self.loss_sum))
+        if self.kind == "multiclass":
+            self.correct.add_((out.argmax(-1) == y).sum(1))
+        elif self.kind == "binary":
+            self.correct.add_(((out > 0) == (y > 0.5)).flatten(1).sum(1))
+        else:
+            err = (out.reshape(y.shape) - y).flatten(1)
+            yf = y.flatten(1)
+            self.abs_err.add_(err.abs().sum(1))
+            self.sq_err.add_(err.square().sum(1))
+            self.y_sum.add_(yf.sum(1))
+            self.y_sq.add_(yf.square().sum(1))
+
+    def compute(self, prefix: str) -> dict[str, float]:
+        n = max(self.count, 1)
+        names = ("loss", "mae", "rmse", "r2") if self.kind == "regression" else ("loss", "accuracy")
+        parts = [self.loss_sum] + ([self.abs_err, self.sq_err, self.y_sum, self.y_sq] if self.kind == "regression"
+                                   else [self.correct])
+        rows = torch.stack(parts + [self.member_finite_batches.double()]).T.tolist()  # the one host read
+        per_member = []
+        for row in rows:
+            if self.kind == "regression":
+                loss, mae, sse, ys, ys2 = row[:5]
+                sst, s = ys2 - ys * ys / n, self.target_std
+                values = [loss / n, mae / n * s, (sse / n) ** 0.5 * s, 1.0 - sse / sst if sst > 0 else math.nan]
+            else:
+                values = [row[0] / n, row[1] / n]
+            per_member.append(values)
+        logs = {f"{prefix}/{name}": sum(v[i] for v in per_member) / len(per_member) for i, name in enumerate(names)}
+        for k, (values, row) in enumerate(zip(per_member, rows)):
+            logs |= {f"{prefix}/{name}[{k}]": v for name, v in zip(names, values)}
+            if not math.isfinite(values[0]):
+                logs[f"{prefix}/finite_batches[{k}]"] = row[-1]
+        return logs

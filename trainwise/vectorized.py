@@ -1,0 +1,219 @@
+"""A population's members trained as one stacked model, through the one `Trainer` loop.
+
+`train_stacked(setup, seeds)` builds each member as it would be built alone (`pipeline.build_model` with its
+seed), stacks them (`train.stacked`), and trains the stack with one Trainer whose loss is the members' own
+losses, whose optimizer steps every member's weights at once, and whose metrics are kept per member. Each
+member keeps a record of its own, a `Trainer` that never steps (it holds the member's model, history,
+callbacks and status): after every epoch its weights are copied out of the stack and its epoch recorded, so
+its early stopping, doctor, metrics.csv and so on see exactly what they would see alone. A member that stops
+leaves the stack (which shrinks), keeping its best weights. The results are ordinary `RunResult`s.
+
+`stack_reason(setup, ...)` says why a population cannot be stacked (None: it can); the caller then trains
+the members one by one and says why.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .data import TensorBatches
+from .diagnose.doctor import HealthTracker
+from .models.summary import summarize
+from .pipeline import RunResult, RunSetup, build_batches, build_model, build_trainer, finish_run, member_callbacks, record_run
+from .train import Callback, LRSchedule, Trainer
+from .train.components import make_loss
+from .train.stacked import PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, reindex_optimizer
+
+__all__ = ["train_stacked", "stack_reason"]
+
+_PER_STEP_HOOKS = ("on_after_backward", "on_batch_end")
+_VAL_ELEMENTS = 1 << 24  # a validation batch of the whole population holds at most this many input numbers
+
+
+def stack_reason(setup: RunSetup, *, callbacks: Sequence[Callback] = (), checkpoint: bool = False,
+                 tensorboard: bool = False) -> str | None:
+    """Why these members (one set-up, different seeds) cannot be trained as one stacked model, or None."""
+    cfg = setup.cfg
+    if setup.user_model is not None or setup.recipe.get("builder") != "mlp":
+        return f"only the built-in mlp and linear models are vectorized (this run's model is {cfg.model})"
+    if "train" not in setup.prep.arrays:
+        return "the data is a torch Dataset read batch by batch"
+    reasons = [(cfg.augment, "augmentation"), (cfg.lr == "auto", "--lr auto (the LR finder runs per member)"),
+               (cfg.l1 or cfg.l2, "L1/L2 penalties"), (cfg.clip_norm or cfg.clip_value, "gradient clipping"),
+               (cfg.accumulate > 1, "gradient accumulation"), (cfg.precision != "32", f"precision {cfg.precision}"),
+               (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),
+               (cfg.schedule == "plateau", "the plateau schedule (each member's LR follows its own metric)"),
+               (checkpoint, "per-member checkpoints"), (tensorboard, "TensorBoard logs")]
+    for flag, why in reasons:
+        if flag:
+            return f"{why} is not vectorized yet"
+    loss = make_loss(setup.loss)
+    if getattr(loss, "reduction", None) != "mean" or getattr(loss, "weight", None) is not None:
+        return f"the loss {setup.loss} is not split per member"
+    for c in callbacks:
+        if any(getattr(type(c), h) is not getattr(Callback, h) for h in _PER_STEP_HOOKS):
+            return f"callback {type(c).__name__} acts on every optimizer step"
+    return None
+
+
+class _Member:
+    def __init__(self, seed: int, trainer: Trainer, stopper, batches: dict[str, Any], writer):
+        self.seed, self.trainer, self.stopper, self.batches, self.writer = seed, trainer, stopper, batches, writer
+        self.health = next((c for c in trainer.callbacks if isinstance(c, HealthTracker)), None)
+
+
+def train_stacked(setup: RunSetup, seeds: Sequence[int], *, writers: Sequence[Any] | None = None,
+                  callbacks: Sequence[Callback] = (), evaluate_test: bool = False, console=None) -> list[RunResult]:
+    """Train one member per seed on ``setup`` as one stacked model; each member's `RunResult` (and its files,
+    through its writer) as if it had been trained alone. See the module docstring."""
+    cfg, device = setup.cfg, setup.device
+    writers = list(writers) if writers is not None else [None] * len(seeds)
+    models, generators = [], []
+    for s in seeds:
+        model, _ = build_model(setup, s)
+        models.append(model)
+        generators.append(_generator_after_init(device))
+    members: list[_Member] = []
+    shared = build_batches(setup, seeds[0])  # validation and test batches: the same for every member
+    monitor = cfg.monitor if "val" in shared or not cfg.monitor.startswith("val/") else "train/loss"
+    for s, model, writer in zip(seeds, models, writers):
+        stopper, cbs = member_callbacks(setup, monitor, callbacks, writer, checkpoint=False, schedule=False)
+        batches = {**shared, "train": TensorBatches(shared["train"].X, shared["train"].y, batch_size=cfg.batch_size, seed=s)}
+        members.append(_Member(s, build_trainer(setup, model, cbs), stopper, batches, writer))
+        if writer is not None:
+            writer.write_recipe(setup.recipe)
+    if console is not None and not cfg.quiet:
+        console.print(str(summarize(models[0], setup.prep.input_shape, batch_size=cfg.batch_size, device=device)), markup=False)
+        console.print(f"training {len(seeds)} members (seeds {seeds[0]}..{seeds[-1]}) as one stacked model")
+    stacked = StackedMLP(models, generators).to(device)
+    train = shared["train"]
+    train = StackedBatches(train.X, train.y, batch_size=cfg.batch_size, seeds=seeds)
+    val = shared.get("val")
+    if val is not None:
+        per_row = math.prod(val.X.shape[1:]) * len(seeds)
+        val = StackedBatches(val.X, val.y, batch_size=max(1, min(val.batch_size, _VAL_ELEMENTS // per_row)),
+                             seeds=seeds, shuffle=False)
+    driver = _Driver(stacked, train, val, members, console=None if cfg.quiet else console, monitor=monitor)
+    pop_callbacks: list[Callback] = [driver]
+    if cfg.schedule != "none":  # the same schedule for every member: one, on the stack's optimizer
+        pop_callbacks.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma,
+                                        warmup_epochs=cfg.warmup_epochs, monitor=monitor, mode=cfg.mode))
+    pop = build_trainer(setup, stacked, pop_callbacks, loss=PopulationLoss(make_loss(setup.loss)),
+                        metrics=lambda kind, dev, target_std: PopulationMetrics(kind, dev, target_std=target_std, size=stacked.size))
+    results = [RunResult(setup, m.trainer, m.stopper, m.batches, m.seed) for m in members]
+    try:
+        pop.fit(train, val, epochs=cfg.epochs)
+    finally:
+        for r, m in zip(results, members):
+            record_run(r, m.writer)
+    return [finish_run(r, evaluate_test=evaluate_test) for r in results]
+
+
+def _generator_after_init(device: torch.device) -> torch.Generator:
+    """A generator in the state torch's global one has now (just after a member's weights were drawn): the
+    member's dropout masks come from it, as they would from the global generator if it trained alone."""
+    g = torch.Generator(device=device)
+    g.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
+    return g
+
+
+class _Driver(Callback):
+    """Runs the members' records from the stack's loop: their epochs start and end with the stack's; a member
+    whose callbacks stop it leaves the stack; when none is left the stack stops."""
+
+    def __init__(self, stacked: StackedMLP, train: StackedBatches, val: StackedBatches | None, members: list[_Member],
+                 *, console=None, monitor: str = "val/loss"):
+        self.stacked, self.train, self.val, self.active = stacked, train, val, list(members)
+        self.console, self.monitor, self._step0, self._hooks = console, monitor, 0, []
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        for m in self.active:
+            m.trainer.begin(m.batches["train"], trainer.max_epochs, steps_per_epoch=trainer.steps_per_epoch)
+
+    def on_epoch_start(self, trainer: Trainer, *, epoch: int) -> None:
+        self._step0, self._sample, self._norms = trainer.step, True, None
+        for m in self.active:
+            m.trainer.start_epoch()
+        if all(m.health is not None for m in self.active):  # the doctor's activation sample, split per member
+            self._hooks = [module.register_forward_hook(self._observer(name)) for name, module in self.stacked.activations()]
+
+    def _observer(self, name: str):
+        def hook(module, _inputs, out):
+            for j, m in enumerate(self.active):
+                m.health.observe(name, module, out[j])
+        return hook
+
+    def _unhook(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    def on_after_backward(self, trainer: Trainer, *, loss: torch.Tensor) -> None:
+        if self._sample:  # the doctor's gradient sample: the first step of each epoch, every member at once
+            self._sample, self._norms = False, self.stacked.weight_grad_norms()
+            self._unhook()
+
+    def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
+        stopped, n = [], self.train.X.shape[0]
+        for j, m in enumerate(self.active):
+            t = m.trainer
+            t.model.load_state_dict(self.stacked.member_state(j))
+            suffix = f"[{j}]"
+            row = {"epoch": epoch, "lr": logs["lr"]}
+            row |= {k[:-len(suffix)]: v for k, v in logs.items() if k.endswith(suffix) and "/finite_batches" not in k}
+            row["time/epoch_s"] = logs["time/epoch_s"]
+            broke = logs.get(f"train/finite_batches{suffix}")
+            if broke is not None and t.non_finite_at is None:
+                t.non_finite_at = (epoch, int(broke) + 1)
+            t.step += trainer.step - self._step0
+            t.train_time_s, t.train_samples = trainer.train_time_s, t.train_samples + n
+            for g in t.optimizer.param_groups:  # its record shows the LR it trained with
+                g["lr"] = logs["lr"]
+            if self._norms is not None and m.health is not None:
+                m.health.record_grad_norms(self._norms[:, j])
+            t.record_epoch(row)
+            if t.stopping:
+                t.end()
+                stopped.append(j)
+                if self.console is not None:
+                    self.console.print(f"seed {m.seed}: {t.status} after epoch {epoch}: {t.stop_reason}")
+        if self.console is not None:
+            self._show(epoch, logs)
+        if stopped:
+            keep = [j for j in range(len(self.active)) if j not in stopped]
+            if not keep:
+                trainer.request_stop("every member stopped")
+            else:
+                self._keep(trainer, keep)
+
+    def _keep(self, trainer: Trainer, keep: list[int]) -> None:
+        old, size = list(self.stacked.parameters()), self.stacked.size
+        self.stacked.keep(keep)
+        self.train.keep(keep)
+        if self.val is not None:
+            self.val.keep(keep)
+        reindex_optimizer(trainer.optimizer, old, list(self.stacked.parameters()), keep, size)
+        self.active = [self.active[j] for j in keep]
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self._unhook()
+        for m in self.active:
+            if trainer.status == "interrupted":
+                m.trainer.end(interrupted=trainer.ended_by)
+            elif trainer.status == "failed" and trainer.ended_by is not None:
+                m.trainer.end(error=trainer.ended_by)
+            else:
+                m.trainer.end()
+        self.active = []
+
+    def _show(self, epoch: int, logs: dict[str, float]) -> None:
+        values = [(m.trainer.history[-1].get(self.monitor), m.seed) for m in self.active if m.trainer.history]
+        values = [(v, s) for v, s in values if v is not None and math.isfinite(v)]
+        line = f"epoch {epoch:>4}: {len(self.active)} members  lr {logs['lr']:.2e}  {logs['time/epoch_s']:.2f}s"
+        if values:
+            best = (max if self.active[0].stopper.mode == "max" else min)(values)
+            line += f"  best {self.monitor} {best[0]:.4g} (seed {best[1]})"
+        self.console.print(line)
