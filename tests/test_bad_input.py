@@ -3,6 +3,7 @@ names the file, argument or column and whose HINT gives the fix — and nothing 
 no --run-dir/--out folder, no output file. Bad input is found before anything is written (issue 13, points 6-11)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -320,6 +321,20 @@ def test_output_into_a_closed_pipe_is_no_internal_error(argv, inputs, trained):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) != 1, err
     assert "internal error" not in err and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_a_fit_whose_reader_went_away_trains_on_and_writes_the_whole_run(inputs):
+    # `trainwise fit ... | head -0`: rich would end the program with exit 1 at its first print; the run
+    # must go on silently, be written in full and exit 0
+    proc = subprocess.Popen([sys.executable, "-m", "trainwise", "fit", "--data", "iris", "--epochs", "3", "--run-dir", "piped"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    summary = json.loads((inputs / "piped" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_run"] == 3
+    assert (inputs / "piped" / "model.safetensors").is_file()
 
 
 X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)

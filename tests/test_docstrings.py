@@ -7,7 +7,7 @@ import pytest
 
 import trainwise
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(trainwise.__path__, "trainwise."))
+MODULES = sorted(m.name for m in pkgutil.walk_packages(trainwise.__path__, "trainwise.") if m.name != "trainwise.__main__")  # runs the CLI
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 
 from . import signals
 from .api import evaluate, fit, predict
 from .config import CHOICES, RunConfig, load_config, suggest_key
+from .console import console as make_console
 from .data import to_tensors
 from .data.images import IMAGE_SUFFIXES
 from .diagnose import explain_backprop, format_backprop, gradcheck
@@ -242,7 +242,7 @@ def _config_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _auto(args: argparse.Namespace) -> int:
-    result = auto(budget_minutes=args.budget_minutes, out=args.out, ensemble=args.ensemble, console=Console(highlight=False, soft_wrap=True),
+    result = auto(budget_minutes=args.budget_minutes, out=args.out, ensemble=args.ensemble, console=make_console(soft_wrap=True),
                   **_config_options(args))
     print(f"{result['status']} in {result.get('wall_time_s', '?')} s; summary: {args.out or 'runs/'}")
     return EXIT_OK if result["status"] == "done" else EXIT_INTERRUPTED if result["status"] == "interrupted" else EXIT_FAILED
@@ -255,7 +255,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = _config_options(args)
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console(soft_wrap=True)
     if args.trust_code and not args.resume:
         raise TrainwiseError("--trust-code is for --resume (loading a run's model code); a new run imports the model you name "
                              "with --model or in --config without it", hint="leave --trust-code out")
@@ -336,7 +336,7 @@ def _lr_find(args: argparse.Namespace) -> int:
 
 def _cv(args: argparse.Namespace) -> int:
     options = _config_options(args)
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console(soft_wrap=True)
     r = cross_validate(folds=args.folds, rotate=args.rotate, console=console, **options)
     for row in r.folds:
         console.print(f"fold {row['fold']}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if "/" in k))
@@ -352,7 +352,7 @@ def _tune(args: argparse.Namespace) -> int:
     if args.storage and not args.study_name:
         raise TrainwiseError("--storage needs --study-name", hint="name the shared study, e.g. --study-name digits-search")
     options = _config_options(args)
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console(soft_wrap=True)
     r = tune(args.space, method=args.method, trials=args.trials, out=args.out, storage=args.storage,
              study_name=args.study_name, retrain=not args.no_retrain, console=console, **options)
     console.print(r["results"].to_string(index=False, max_colwidth=30))

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .config import RunConfig
+from .console import console as make_console
 from .data import PreparedData, RawData, TensorBatches, from_arrays, load_source, prepare, prepare_dataset
 from .data.augment import Augment, AugmentedBatches, check_images
 from .diagnose.doctor import HealthTracker, data_checks, diagnose
@@ -322,9 +323,7 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
     check_model_fits(model, batches["train"].head(2), setup.recipe, cfg.model, setup.output_size)
     show = not cfg.quiet
     if show and seed == cfg.seed and resume_state is None:
-        from rich.console import Console  # rich is loaded only when something is printed
-
-        console = console or Console(highlight=False)
+        console = console or make_console()
         console.print(str(summarize(model, setup.prep.input_shape, batch_size=cfg.batch_size, device=setup.device)), markup=False)
     monitor = cfg.monitor if "val" in batches or not cfg.monitor.startswith("val/") else "train/loss"
     stopper, cbs = member_callbacks(setup, monitor, callbacks, writer, checkpoint=checkpoint, show=show, console=console)

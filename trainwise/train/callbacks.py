@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 
+from ..console import console as make_console
 from ..errors import TrainwiseError, did_you_mean
 from ..runs import atomic_write, save_checkpoint, write_metrics_csv
 from .trainer import Callback, Trainer
@@ -123,7 +123,7 @@ class ProgressTable(Callback):
     """A live per-epoch table in the terminal (rich): losses, metrics, lr, time; the best epoch marked."""
 
     def __init__(self, monitor: str = "val/loss", mode: str = "auto", console=None):
-        self.console = console or Console(highlight=False)
+        self.console = console or make_console()
         self.monitor, self.mode = monitor, resolve_mode(monitor, mode)
         self.best_: float | None = None
         self.columns_: list[str] = []
