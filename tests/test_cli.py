@@ -127,3 +127,13 @@ def test_bad_optimization_flags(cli, argv, message):
 
     code, _, err = cli("fit", "--data", "iris", *argv)
     assert code == 2 and re.search(message, err), err
+
+
+def test_version_names_trainwise_and_torch(cli):
+    from importlib.metadata import version
+
+    import torch
+
+    code, out, err = cli("--version")
+    assert code == 0
+    assert (out + err).strip() == f"trainwise {version('trainwise')}, torch {torch.__version__}"

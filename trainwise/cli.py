@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import warnings
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +75,17 @@ def _add_trust_code(p: argparse.ArgumentParser, prefix: str = "") -> None:
                         "file recorded at fit time, only if its SHA-256 is unchanged. Only for runs from a trusted source")
 
 
+def _version() -> str:
+    try:
+        return version("trainwise")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainwise", description="Train PyTorch models the careful way: split, validate, stop early, test once.",
                      allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"trainwise {_version()}, torch {torch.__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser,
                                 metavar="{fit,evaluate,predict,sanity,lr-find,tune,cv,auto,summary,gradcheck,backprop,report}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
