@@ -57,3 +57,27 @@ def test_cli_restarts_print_mean_and_std(tmp_path, cli):
     code, out, err = cli("fit", "--data", "iris", "--restarts", "2", "--epochs", "3", "--quiet", "--run-dir", str(tmp_path / "c"))
     assert code == 0, err
     assert "2 restarts: val/loss" in out and " ± " in out and "kept seed" in out
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_sigterm_during_restarts_exits_143_with_an_interrupted_summary(tmp_path, vectorize):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "trainwise", "fit", "--data", "digits", "--restarts", "3", "--epochs", "300",
+                             "--patience", "300", "--quiet", "--run-dir", str(run), "--vectorize" if vectorize else "--no-vectorize"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "restarts" / "seed-0" / "metrics.csv").is_file() and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "trainwise fit: terminated" in err and "Traceback" not in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["test"] is None and summary["test_evaluations"] == 0
+    assert "terminated (SIGTERM)" in summary["stop_reason"] and "cannot be resumed: start the run again" in summary["stop_reason"]
+    assert summary["restarts"] == {"seeds": [0, 1, 2], "interrupted_seed": 0}

@@ -120,6 +120,14 @@ def _fit_restarts(setup, writer: RunWriter | None, callbacks, console) -> FitRes
             console.print(f"[bold]restart {i + 1}/{len(seeds)}: seed {m.seed}[/bold]")
 
     def check(i: int, r) -> None:  # a failed restart stops the population at once
+        trainer = r.result.trainer
+        if trainer.status == "interrupted" and isinstance(trainer.ended_by, KeyboardInterrupt):
+            # Ctrl-C / SIGTERM: the run says so in its summary, and the interrupt goes on to the caller (exit 130/143)
+            if writer is not None:
+                trainer.stop_reason = (f"{trainer.stop_reason} of the restart with seed {r.member.seed}; --restarts runs "
+                                       "cannot be resumed: start the run again")
+                writer.write_summary(r.result, r.result.summary({"restarts": {"seeds": seeds, "interrupted_seed": r.member.seed}}))
+            raise trainer.ended_by
         if not r.result.ok:
             where = f"; finished restarts are in {writer.run_dir / 'restarts'}" if writer else ""
             raise TrainwiseError(f"restart with seed {r.member.seed} ended as '{r.result.trainer.status}': "

@@ -77,6 +77,7 @@ class RunSetup:
     device: torch.device
     user_model: nn.Module | None = None
     t_start: float = field(default_factory=time.perf_counter)
+    _data_findings: list[dict[str, str]] | None = field(default=None, repr=False)
 
     @property
     def output_size(self) -> int:
@@ -88,6 +89,14 @@ class RunSetup:
         image = {"channels": p.input_shape[0], "size": list(p.input_shape[1:])} if len(p.input_shape) == 3 else None
         return {"features": p.preprocessor.state_dict(), "target": p.target.state_dict(), "loss": self.loss,
                 "kind": self.kind, "class_names": p.class_names, "target_name": p.target_name, "image": image}
+
+    def data_findings(self) -> list[dict[str, str]]:
+        """The doctor's findings about the data itself (imbalance, train/test copies): computed once per set-up,
+        however many runs (restarts) share it."""
+        if self._data_findings is None:
+            p = self.prep
+            self._data_findings = data_checks(p.arrays, p.task, p.class_names)
+        return [dict(f) for f in self._data_findings]
 
     def baseline(self) -> dict[str, float] | None:
         """The trivial model's train metric and loss: majority class / class priors, or the mean (R² 0)."""
@@ -392,7 +401,7 @@ def _diagnose(result: RunResult) -> None:
                                   early_stopped_at=stopper.best_epoch_ if trainer.status == "early_stopped" else None,
                                   restore_best=s.cfg.restore_best)
     if "train" in s.prep.arrays:
-        result.diagnostics += data_checks(s.prep.arrays, s.prep.task, s.prep.class_names)
+        result.diagnostics += s.data_findings()
 
 
 def _version() -> str:

@@ -108,8 +108,9 @@ class _Dropout(nn.Module):
             return x
         if self.p == 1:
             return x * 0
-        noise = torch.stack([torch.empty_like(x[k]).bernoulli_(1 - self.p, generator=g)
-                             for k, g in enumerate(self.generators)])
+        noise = torch.empty_like(x)
+        for k, g in enumerate(self.generators):
+            noise[k].bernoulli_(1 - self.p, generator=g)
         return x * noise.div_(1 - self.p)
 
 
