@@ -51,20 +51,22 @@ def timed_epochs(run_epoch, epochs: int) -> float:
     return statistics.median(times[1:])  # first epoch is warm-up
 
 
+def plain_pass(model, opt, X, y, B, g) -> None:
+    """One shuffled pass of the hand-written loop: randperm, index, forward, backward, step."""
+    perm = torch.randperm(len(y), generator=g)
+    for i in range(0, len(y), B):
+        idx = perm[i:i + B]
+        loss = F.cross_entropy(model(X[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def plain(X, y, B, epochs, fused=False):
     model = make_model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
     g = torch.Generator().manual_seed(0)
-
-    def epoch():
-        perm = torch.randperm(N, generator=g)
-        for i in range(0, N, B):
-            idx = perm[i:i + B]
-            loss = F.cross_entropy(model(X[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return timed_epochs(epoch, epochs)
+    return timed_epochs(lambda: plain_pass(model, opt, X, y, B, g), epochs)
 
 
 def trainwise_(X, y, B, epochs, doctor=False):
@@ -160,13 +162,7 @@ def cli_case(batch_sizes: list[int], repeats: int, n: int = 4) -> None:
             t0 = time.perf_counter()
             for _ in range(epochs):
                 model.train()
-                perm = torch.randperm(n_train, generator=g)
-                for j in range(0, n_train, B):
-                    idx = perm[j:j + B]
-                    loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
+                plain_pass(model, opt, Xtr, ytr, B, g)
                 model.eval()
                 with torch.no_grad():
                     F.cross_entropy(model(Xva), yva).item()

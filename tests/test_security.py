@@ -224,6 +224,14 @@ def test_config_yaml_records_absolute_paths_so_resume_works_from_any_cwd(tmp_pat
     assert json.loads((moved / "summary.json").read_text())["epochs_run"] == 6
 
 
+def test_a_built_in_data_name_stays_a_name_beside_a_folder_of_that_name(tmp_path, monkeypatch):
+    (tmp_path / "iris").mkdir()  # loading picks the built-in over the folder: config.yaml must say the same
+    monkeypatch.chdir(tmp_path)
+    cfg = trainwise.RunConfig(data="iris", init_from="iris", model="mlp:8")
+    text = cfg.saved_yaml()
+    assert "data: iris\n" in text and f"init_from: {tmp_path / 'iris'}\n" in text
+
+
 # --- 2. tampered or mismatched files: errors naming the file ---------------------------------------------
 
 @pytest.mark.parametrize("content, message", [

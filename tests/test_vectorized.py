@@ -155,7 +155,7 @@ def test_population_loss_and_metrics_match_one_member_at_a_time():
         one.update(out[k], y[k], losses[k])
         assert {n: logs[f"{n}[{k}]"] for n in ("val/loss", "val/accuracy")} == pytest.approx(one.compute("val"))
     assert logs["val/loss"] == pytest.approx(np.mean([logs[f"val/loss[{k}]"] for k in range(3)]))
-    with pytest.raises(trainwise.TrainwiseError, match="cannot be split per member"):
+    with pytest.raises(trainwise.TrainwiseError, match="is not split per member"):
         PopulationLoss(nn.CrossEntropyLoss(weight=torch.ones(4)))
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from .errors import TrainwiseError, check_choice, did_you_mean
 from .options import (
     ACTIVATIONS,
+    BUILTIN_DATA,
     CHANNELS,
     IMAGE_NORMS,
     INITS,
@@ -271,12 +272,12 @@ class RunConfig(BaseModel):
 
     def _absolute_paths(self) -> dict[str, str]:
         """Paths on disk as absolute paths, so that a moved or copied run (or ``--resume`` started from another
-        directory) reads the same files; built-in data set names and module specs stay as given."""
+        directory) reads the same files; built-in data set names (even with a folder of that name here: the
+        name wins, as when loading) and module specs stay as given."""
         out: dict[str, str] = {}
         for key in ("data", "data_dir", "init_from"):
             value = getattr(self, key)
-            if value and value != "arrays" and Path(value).exists() and (Path(value).suffix or os.sep in value
-                                                                          or Path(value).is_dir()):
+            if value and not (key == "data" and value in (*BUILTIN_DATA, "arrays")) and Path(value).exists():
                 out[key] = str(Path(value).resolve())
         where, sep, fn = self.model.rpartition(":")
         if sep and where.endswith(".py") and Path(where).is_file():

@@ -13,7 +13,7 @@ from torch import nn
 from .errors import TrainwiseError, check_choice
 
 __all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "INITS", "TASKS",
-           "MISSING", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
+           "MISSING", "BUILTIN_DATA", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
            "parse_na_values"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
@@ -31,6 +31,7 @@ PENALIZE = ("weights", "all")
 IMAGE_NORMS = ("half", "train", "imagenet", "none")
 # CSV cells read as missing: the usual markers (the trailing comma: an empty cell, which is always missing)
 NA_VALUES = "?,NA,N/A,n/a,NaN,nan,null,None,"
+BUILTIN_DATA = ("digits", "breast-cancer", "wine", "iris", "diabetes", "toy-regression", "fashion-mnist", "mnist")
 CHANNELS = ("auto", "1", "3")
 
 # augmentation name -> (default value, what the value means, allowed range)

@@ -40,7 +40,7 @@ from .train.lr_finder import lr_find
 from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
-           "train_run", "member_callbacks", "record_run", "finish_run", "model_for", "auto_lr", "resolve_device",
+           "train_run", "run_callbacks", "record_run", "finish_run", "model_for", "auto_lr", "resolve_device",
            "monitor_of", "OK_STATUSES", "check_run", "check_batch_size"]
 
 OK_STATUSES = ("completed", "early_stopped")  # a run that ended normally: its weights and test split may be used
@@ -335,7 +335,7 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
         console = console or make_console()
         console.print(str(summarize(model, setup.prep.input_shape, batch_size=cfg.batch_size, device=setup.device)), markup=False)
     monitor = cfg.monitor if "val" in batches or not cfg.monitor.startswith("val/") else "train/loss"
-    stopper, cbs = member_callbacks(setup, monitor, callbacks, writer, checkpoint=checkpoint, show=show, console=console)
+    stopper, cbs = run_callbacks(setup, monitor, callbacks, writer, checkpoint=checkpoint, show=show, console=console)
     trainer = build_trainer(setup, model, cbs)
     trainer.transfer = transfer
     if resume_state is not None:
@@ -352,7 +352,7 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
     return finish_run(result, evaluate_test=evaluate_test)
 
 
-def member_callbacks(setup: RunSetup, monitor: str, callbacks, writer, *, checkpoint: bool | None,
+def run_callbacks(setup: RunSetup, monitor: str, callbacks, writer, *, checkpoint: bool | None,
                      schedule: bool = True, show: bool = False, console=None) -> tuple[EarlyStopping, list[Callback]]:
     """A run's callbacks in their order: early stopping, the doctor, the schedule, unfreezing, the caller's,
     the live table, and last the writer's files (its checkpoint holds every other callback's state)."""

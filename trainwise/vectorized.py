@@ -22,10 +22,10 @@ import torch
 from .data import TensorBatches
 from .diagnose.doctor import HealthTracker
 from .models.summary import summarize
-from .pipeline import RunResult, RunSetup, build_batches, build_model, build_trainer, finish_run, member_callbacks, record_run
+from .pipeline import RunResult, RunSetup, build_batches, build_model, build_trainer, finish_run, record_run, run_callbacks
 from .train import Callback, LRSchedule, Trainer
 from .train.components import make_loss
-from .train.stacked import PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, reindex_optimizer
+from .train.stacked import PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, loss_reason, reindex_optimizer
 
 __all__ = ["train_stacked", "stack_reason"]
 
@@ -50,9 +50,9 @@ def stack_reason(setup: RunSetup, *, callbacks: Sequence[Callback] = (), checkpo
     for flag, why in reasons:
         if flag:
             return f"{why} is not vectorized yet"
-    loss = make_loss(setup.loss)
-    if getattr(loss, "reduction", None) != "mean" or getattr(loss, "weight", None) is not None:
-        return f"the loss {setup.loss} is not split per member"
+    reason = loss_reason(make_loss(setup.loss))
+    if reason is not None:
+        return reason
     for c in callbacks:
         if any(getattr(type(c), h) is not getattr(Callback, h) for h in _PER_STEP_HOOKS):
             return f"callback {type(c).__name__} acts on every optimizer step"
@@ -80,7 +80,7 @@ def train_stacked(setup: RunSetup, seeds: Sequence[int], *, writers: Sequence[An
     shared = build_batches(setup, seeds[0])  # validation and test batches: the same for every member
     monitor = cfg.monitor if "val" in shared or not cfg.monitor.startswith("val/") else "train/loss"
     for s, model, writer in zip(seeds, models, writers):
-        stopper, cbs = member_callbacks(setup, monitor, callbacks, writer, checkpoint=False, schedule=False)
+        stopper, cbs = run_callbacks(setup, monitor, callbacks, writer, checkpoint=False, schedule=False)
         batches = {**shared, "train": TensorBatches(shared["train"].X, shared["train"].y, batch_size=cfg.batch_size, seed=s)}
         members.append(_Member(s, build_trainer(setup, model, cbs), stopper, batches, writer))
         if writer is not None:

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from ..errors import TrainwiseError, check_choice
-from ..options import NA_VALUES, parse_na_values
+from ..options import BUILTIN_DATA, NA_VALUES, parse_na_values
 from .images import load_idx_set, load_image_folder
 from .raw import RawData
 
@@ -25,7 +25,8 @@ _SKLEARN = {
     "iris": ("load_iris", "classification"),
     "diabetes": ("load_diabetes", "regression"),
 }
-BUILTINS = (*_SKLEARN, "toy-regression", "fashion-mnist", "mnist")
+BUILTINS = BUILTIN_DATA  # declared in options (config needs the names too)
+assert set(_SKLEARN) <= set(BUILTINS)
 
 
 def load_source(data: str, *, target: str | None = None, missing: str = "error", seed: int = 0,

@@ -9,7 +9,7 @@ the members' losses has each member's own gradient), its optimizer state (an ele
 stacked tensors updates each member as it would alone) and its metrics (`PopulationMetrics`).
 
 `StackedMLP.keep` drops members that stopped (early stopping): the population shrinks, so a stopped member
-costs nothing more. What stacks is said by `stack_reason` (None: it stacks).
+costs nothing more. What stacks: `layers_reason` (the model) and `loss_reason` (the loss); None: it stacks.
 """
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ from torch import nn
 
 from ..errors import TrainwiseError
 
-__all__ = ["StackedMLP", "StackedBatches", "PopulationLoss", "PopulationMetrics", "stack_reason", "reindex_optimizer"]
+__all__ = ["StackedMLP", "StackedBatches", "PopulationLoss", "PopulationMetrics", "layers_reason", "loss_reason",
+           "reindex_optimizer"]
 
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SELU, nn.SiLU, nn.Softplus,
                 nn.Mish, nn.Hardtanh, nn.ReLU6, nn.Identity, nn.PReLU)
 
 
-def stack_reason(model: nn.Module) -> str | None:
+def layers_reason(model: nn.Module) -> str | None:
     """Why ``model`` cannot be trained stacked with others of its kind (None: it can): only sequences of
     Flatten, Linear, BatchNorm1d, Dropout and elementwise activations stack today."""
     if not isinstance(model, nn.Sequential):
@@ -129,7 +130,7 @@ class StackedMLP(nn.Module):
 
     def __init__(self, members: Sequence[nn.Sequential], generators: list[torch.Generator] | None = None):
         super().__init__()
-        reason = stack_reason(members[0])
+        reason = layers_reason(members[0])
         if reason is not None:
             raise TrainwiseError(f"these models cannot be stacked: {reason}", hint="train them one by one")
         self.generators = list(generators) if generators is not None else [torch.default_generator] * len(members)
@@ -237,32 +238,30 @@ class StackedBatches:
         self.size = len(self.generators)
 
 
+def loss_reason(loss: nn.Module) -> str | None:
+    """Why ``loss`` cannot be split into one loss per member (None: it can): only an unweighted mean over
+    the samples is a per-member mean of per-sample losses."""
+    if getattr(loss, "reduction", None) != "mean" or getattr(loss, "weight", None) is not None \
+            or getattr(loss, "pos_weight", None) is not None:
+        return f"the loss {type(loss).__name__} is not split per member (only unweighted means are)"
+    return None
+
+
 class PopulationLoss(nn.Module):
-    """Each member's loss, ``(K,)``, from a loss module with mean reduction: the same per-sample losses,
-    averaged over each member's own batch."""
+    """Each member's loss, ``(K,)``, from a loss module with mean reduction: the same per-sample losses
+    (a copy of the module with ``reduction='none'``), averaged over each member's own batch."""
 
     def __init__(self, loss: nn.Module):
         super().__init__()
-        if getattr(loss, "reduction", None) != "mean" or getattr(loss, "weight", None) is not None \
-                or getattr(loss, "pos_weight", None) is not None:
-            raise TrainwiseError(f"the loss {type(loss).__name__} cannot be split per member",
-                                 hint="train the members one by one (--no-vectorize)")
-        self.loss = loss
+        reason = loss_reason(loss)
+        if reason is not None:
+            raise TrainwiseError(reason, hint="train the members one by one (--no-vectorize)")
+        self.per_sample = copy.copy(loss)
+        self.per_sample.reduction = "none"
 
     def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        K = out.shape[0]
-        per_sample = F_reduction_none(self.loss, out.reshape(-1, *out.shape[2:]), y.reshape(-1, *y.shape[2:]))
-        return per_sample.reshape(K, -1).mean(1)
-
-
-def F_reduction_none(loss: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
-    """``loss(out, y)`` per sample (``reduction='none'``) with the module's own options."""
-    reduction = loss.reduction
-    loss.reduction = "none"
-    try:
-        return loss(out, y)
-    finally:
-        loss.reduction = reduction
+        per_sample = self.per_sample(out.reshape(-1, *out.shape[2:]), y.reshape(-1, *y.shape[2:]))
+        return per_sample.reshape(out.shape[0], -1).mean(1)
 
 
 class PopulationMetrics:
