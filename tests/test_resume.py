@@ -19,7 +19,10 @@ KILLER = """
 import os, signal, sys, trainwise
 class KillAfter(trainwise.Callback):
     def on_epoch_start(self, trainer, *, epoch):
-        if epoch == {k} + 1:  # epoch k and its checkpoint are complete
+        if epoch == {k} + 1:  # epoch k is complete; its checkpoint (written while epoch k+1 trains) too, once on disk
+            for c in trainer.callbacks:
+                if isinstance(c, trainwise.train.Checkpoint):
+                    c.wait()
             os.kill(os.getpid(), signal.SIGKILL)
 trainwise.fit(run_dir=sys.argv[1], callbacks=[KillAfter()], **{options!r})
 """

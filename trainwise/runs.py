@@ -20,7 +20,8 @@ from safetensors.torch import load, load_file, save
 from .errors import TrainwiseError
 
 __all__ = ["atomic_write", "write_json", "write_metrics_csv", "new_run_dir", "save_artifacts",
-           "encode_state", "decode_state", "save_checkpoint", "load_checkpoint", "read_json", "read_safetensors",
+           "encode_state", "decode_state", "snapshot_state", "serialize_snapshot", "save_checkpoint", "load_checkpoint",
+           "read_json", "read_safetensors",
            "damaged", "check_fields", "check_tensors_match", "is_int", "is_number", "is_str_list", "Check",
            "check_output_dir", "check_output_file", "RunLock", "clean_temp"]
 
@@ -174,6 +175,12 @@ def save_artifacts(run_dir: Path, model: torch.nn.Module, recipe: dict, preproce
 
 def encode_state(state: Any) -> bytes:
     """Serialize a state dict (as returned by `Trainer.state_dict`) to safetensors bytes."""
+    return serialize_snapshot(snapshot_state(state))
+
+
+def snapshot_state(state: Any) -> tuple[dict[str, torch.Tensor], str]:
+    """``state``'s tensors copied to the CPU and its JSON skeleton: a consistent copy that training may go on
+    changing the originals of (`serialize_snapshot` turns it into a checkpoint's bytes, on any thread)."""
     tensors: dict[str, torch.Tensor] = {}
 
     def enc(o: Any) -> Any:
@@ -194,6 +201,11 @@ def encode_state(state: Any) -> bytes:
         raise TypeError(f"cannot checkpoint a {type(o).__name__} (only tensors, numbers, strings, lists and dicts)")
 
     skeleton = json.dumps(enc(state))
+    return tensors, skeleton
+
+
+def serialize_snapshot(snapshot: tuple[dict[str, torch.Tensor], str]) -> bytes:
+    tensors, skeleton = snapshot
     return save(tensors, metadata={"trainwise": skeleton})
 
 

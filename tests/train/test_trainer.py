@@ -295,3 +295,28 @@ def test_callbacks_see_unscaled_gradients_under_fp16_on_cuda():
     assert t.scaler is not None and t.scaler.get_scale() == 2.0 ** 16  # the default scale: off by 65536 if scaled
     for a, b in zip(*grads):  # fp16 forward: equal up to half-precision rounding
         assert torch.allclose(a, b, rtol=1e-2, atol=1e-3)
+
+
+def test_checkpoint_is_a_snapshot_of_the_epoch_end_written_while_training_goes_on(tmp_path):
+    """The checkpoint holds the state at its epoch's end even when the weights change right after (it is copied
+    then and written by a background thread); the run's end waits for the last write."""
+    from trainwise.runs import load_checkpoint
+    from trainwise.train import Checkpoint
+
+    class Bump(Callback):  # after the checkpoint's copy: what it wrote must not see this
+        def on_epoch_end(self, trainer, *, epoch, logs):
+            self.seen = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.add_(1.0)
+
+    torch.manual_seed(0)
+    X, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    bump = Bump()
+    t = Trainer(torch.nn.Linear(3, 2), loss="cross_entropy", lr=0.1, callbacks=[Checkpoint(tmp_path), bump])
+    t.fit(TensorBatches(X, y, batch_size=16, seed=0), epochs=3)
+    state = load_checkpoint(tmp_path / "last.safetensors")
+    assert state["epoch"] == 3
+    assert all(torch.equal(state["model"][k], v) for k, v in bump.seen.items())
+    assert not any(torch.equal(state["model"][k], v) for k, v in t.model.state_dict().items())
+    assert not list(tmp_path.glob("*.tmp"))

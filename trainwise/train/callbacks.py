@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 
 from ..console import console as make_console
 from ..errors import TrainwiseError, did_you_mean
-from ..runs import atomic_write, save_checkpoint, write_metrics_csv
+from ..runs import atomic_write, serialize_snapshot, snapshot_state, write_metrics_csv
 from .trainer import Callback, Trainer
 
 __all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "Checkpoint", "resolve_mode", "is_better", "logged_metrics",
@@ -150,12 +151,43 @@ class Checkpoint(Callback):
     """After every epoch, write the full training state to ``<dir>/last.safetensors`` and, when ``tracker``
     (an `EarlyStopping`) saw a new best epoch, to ``<dir>/best.safetensors`` too. Writes are atomic, so a
     crash or kill at any moment leaves the previous complete checkpoint; `Trainer.load_state_dict` resumes it.
+
+    The state is copied at the epoch's end (a consistent snapshot) and written by one background thread while
+    the next epoch trains: serializing, writing and fsync-ing two checkpoints cost ~5% of a 0.3 s epoch
+    (benchmarks/epoch_time.py --cli). At most one write is in flight (the next epoch's end waits for it), and
+    the run's end waits for the last one; a failed write (full disk) is raised there, naming the file.
     """
 
     def __init__(self, directory: str | Path, tracker: EarlyStopping | None = None):
         self.directory, self.tracker = Path(directory), tracker
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
-        data = save_checkpoint(self.directory / "last.safetensors", trainer.state_dict())
-        if self.tracker is not None and self.tracker.best_epoch_ == epoch:
+        self.wait()
+        snapshot = snapshot_state(trainer.state_dict())
+        best = self.tracker is not None and self.tracker.best_epoch_ == epoch
+        if self._pool is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainwise-checkpoint")
+        self._pending = self._pool.submit(self._write, snapshot, best)
+
+    def _write(self, snapshot, best: bool) -> None:
+        data = serialize_snapshot(snapshot)
+        atomic_write(self.directory / "last.safetensors", data)
+        if best:
             atomic_write(self.directory / "best.safetensors", data)
+
+    def wait(self) -> None:
+        """Until the checkpoint being written is on disk (its error, if it failed, is raised here)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
