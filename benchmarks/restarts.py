@@ -1,6 +1,6 @@
 """Restarts vectorized (one stacked model) vs one by one, measured in the same run.
 
-Run: .venv/bin/python benchmarks/restarts.py [--ks 4 16 64] [--repeats 3] [--cli]
+Run: .venv/bin/python benchmarks/restarts.py [--ks 4 16 64] [--repeats 3] [--cli] [--memory] [--search]
 Workload (the populations issue's): digits, MLP 64-32-10 (``mlp:32``), 20 epochs, batch 32, Adam, the default
 dropout 0.1 and early stopping; in memory (no run directory), quiet. For each K the two ways alternate
 ``--repeats`` times; the table gives the median wall time of each, the speed-up (median of the per-repeat
@@ -8,6 +8,9 @@ ratios, with their min-max) and the time per member. Both ways give the same res
 
 ``--cli`` adds the command-line case: wall time of ``trainwise fit --data digits --model mlp:32 --epochs 20
 --batch-size 32 --restarts 16`` (run directory, every restart's files) against the same without --restarts.
+``--search`` adds the search case: `trainwise tune` with 16 random trials over lr (1e-4..1e-1) and weight decay
+(1e-6..1e-2) on the same workload, trials stacked (they differ only in per-member values) vs one by one, each
+writing its trial folders, no retraining of the best.
 ``--memory`` adds the peak resident memory of K = 64 stacked vs K = 1 (each in a fresh process).
 """
 from __future__ import annotations
@@ -60,6 +63,27 @@ def cli_case(repeats: int) -> None:
           f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] (goal <= 2x)")
 
 
+def search_case(repeats: int, trials: int = 16) -> None:
+    """16 random-search trials over lr and weight decay (the issue's search case), stacked vs one by one."""
+    from trainwise.tune.search import tune
+
+    space = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+             "weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-2}}
+    options = {k: v for k, v in OPTIONS.items() if k not in ("quiet", "checkpoint")}
+    seq, vec = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            for vectorize, out in ((False, seq), (True, vec)):
+                t0 = time.perf_counter()
+                tune(space, method="random", trials=trials, out=os.path.join(tmp, f"{vectorize}-{i}"), retrain=False,
+                     vectorize=vectorize, **options)
+                out.append(time.perf_counter() - t0)
+    ratios = [s / v for s, v in zip(seq, vec)]
+    print(f"search: {trials} random trials over lr x weight decay (run folders written): one by one "
+          f"{statistics.median(seq):.2f}s, stacked {statistics.median(vec):.2f}s: {statistics.median(ratios):.2f}x "
+          f"[{min(ratios):.2f}-{max(ratios):.2f}]", flush=True)
+
+
 def memory_case() -> None:
     code = ("import resource, trainwise; trainwise.fit(data='digits', model='mlp:32', epochs=3, batch_size=32, quiet=True, "
             "checkpoint=False, restarts={k}); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
@@ -75,6 +99,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cli", action="store_true")
     ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--search", action="store_true", help="add the search case: 16 random trials over lr x weight decay")
     args = ap.parse_args()
     import torch
 
@@ -83,6 +108,8 @@ def main() -> None:
     timed_fit(2, True)  # warm-up: imports, data set cache
     table(args.ks, args.repeats)
     table([16], args.repeats, dropout=0.0)
+    if args.search:
+        search_case(args.repeats)
     if args.cli:
         cli_case(args.repeats)
     if args.memory:

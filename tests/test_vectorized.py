@@ -8,6 +8,7 @@ masks, data order, initialization and optimizer arithmetic are exactly the membe
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from rich.console import Console
@@ -178,3 +179,74 @@ def test_reindex_optimizer_moves_each_kept_members_state():
     new = nn.Parameter(w.detach()[[2, 0]])
     reindex_optimizer(opt, [w], [new], [2, 0], 3)
     assert opt.param_groups[0]["params"] == [new] and torch.equal(opt.state[new]["exp_avg"], before[[2, 0]])
+
+
+def _search_pair(tmp_path, space, **options):
+    """The same random search with its trials stacked and one by one; results.csv of each (by trial)."""
+    from trainwise.tune.search import tune
+
+    out = {}
+    for vec in (True, False):
+        tune(space, method="random", trials=4, out=tmp_path / str(vec), retrain=False, vectorize=vec, **options)
+        out[vec] = pd.read_csv(tmp_path / str(vec) / "results.csv").sort_values("trial").reset_index(drop=True)
+    return out[True], out[False]
+
+
+@pytest.mark.parametrize("options", [
+    dict(optimizer="adam"),                                      # coupled weight decay
+    dict(optimizer="adamw", schedule="cosine", warmup_epochs=1),  # decoupled, a schedule's factor on each member's lr
+    dict(optimizer="sgd", momentum=0.9, schedule="onecycle"),
+    dict(optimizer="rmsprop", patience=1, min_delta=0.0),        # members stop apart: the stack shrinks
+])
+def test_search_trials_differing_in_lr_weight_decay_and_dropout_train_stacked_as_alone(tmp_path, options):
+    space = {"lr": {"type": "loguniform", "low": 1e-3, "high": 3e-2},
+             "weight_decay": {"type": "loguniform", "low": 1e-5, "high": 1e-1},
+             "dropout": {"type": "uniform", "low": 0.05, "high": 0.5}}
+    vec, seq = _search_pair(tmp_path, space, data="wine", model="mlp:16", epochs=5, **options)
+    assert vec["stacked"].tolist() == [4] * 4 and "stacked" not in seq
+    assert vec["status"].tolist() == seq["status"].tolist() and vec["epochs"].tolist() == seq["epochs"].tolist()
+    for col in ("lr", "weight_decay", "dropout"):
+        assert vec[col].tolist() == seq[col].tolist()
+    assert np.allclose(vec["best_val/loss"], seq["best_val/loss"], rtol=1e-4)
+    for trial in range(4):  # every epoch of every trial, its lr included
+        a, b = (pd.read_csv(tmp_path / str(v) / f"trial-{trial}" / "metrics.csv").drop(columns="time/epoch_s")
+                for v in (True, False))
+        assert list(a.columns) == list(b.columns)
+        assert np.allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-4, atol=1e-6), trial
+
+
+def test_search_trials_that_differ_in_more_than_per_member_values_are_grouped(tmp_path):
+    """A grid over lr x batch size: the trials of one batch size are stacked together, the batch sizes apart."""
+    from trainwise.tune.search import tune
+
+    space = {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2, "num": 2},
+             "batch_size": {"type": "categorical", "choices": [16, 32]}}
+    r = tune(space, method="grid", out=tmp_path / "g", retrain=False, data="iris", model="mlp:8", epochs=2)
+    rows = r["results"].sort_values("trial")
+    assert rows["stacked"].tolist() == [2, 2, 2, 2]
+    seq = tune(space, method="grid", out=tmp_path / "s", retrain=False, data="iris", model="mlp:8", epochs=2,
+               vectorize=False)["results"].sort_values("trial")
+    assert np.allclose(rows["best_val/loss"], seq["best_val/loss"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop"])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_search_trials_differing_in_momentum_train_stacked_as_alone(tmp_path, optimizer, nesterov):
+    if nesterov and optimizer == "rmsprop":
+        pytest.skip("RMSprop has no Nesterov momentum")
+    space = {"momentum": {"type": "uniform", "low": 0.0, "high": 0.95}, "lr": {"type": "loguniform", "low": 1e-3, "high": 3e-2}}
+    vec, seq = _search_pair(tmp_path, space, data="iris", model="mlp:8", epochs=4, optimizer=optimizer, nesterov=nesterov,
+                            weight_decay=1e-3)
+    assert vec["stacked"].tolist() == [4] * 4
+    assert np.allclose(vec["best_val/loss"], seq["best_val/loss"], rtol=1e-4)
+
+
+def test_members_that_do_not_stack_train_one_by_one_and_say_why(tmp_path):
+    from trainwise.tune.search import tune
+
+    buf = io.StringIO()
+    space = {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}
+    r = tune(space, method="random", trials=2, out=tmp_path / "m", retrain=False, data="iris", model="mlp:8", epochs=2,
+             clip_norm=1.0, console=Console(file=buf, width=200))
+    assert "stacked" not in r["results"] and len(r["results"]) == 2
+    assert "training the 2 members one by one: gradient clipping is not vectorized yet" in buf.getvalue()

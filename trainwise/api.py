@@ -133,7 +133,7 @@ def _fit_restarts(setup, writer: RunWriter | None, callbacks, console) -> FitRes
             raise TrainwiseError(f"restart with seed {r.member.seed} ended as '{r.result.trainer.status}': "
                                  f"{r.result.trainer.stop_reason}", hint="fix the cause and run again" + where)
 
-    done = run_population(members, console=console, on_start=announce, on_done=check)
+    done = run_population(members, console=None if cfg.quiet else console, on_start=announce, on_done=check)
     results = [r.result for r in done]
     runs = [{"seed": r.seed, "best_epoch": r.stopper.best_epoch_, "epochs_run": r.trainer.epoch, "best": r.stopper.best_,
              "metrics": {k: v for k, v in r.history[(r.stopper.best_epoch_ or r.trainer.epoch) - 1].items()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -40,7 +40,7 @@ from .train.lr_finder import lr_find
 from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
-           "train_run", "run_callbacks", "record_run", "finish_run", "model_for", "auto_lr", "resolve_device",
+           "train_run", "run_callbacks", "vary", "DATA_OPTIONS", "record_run", "finish_run", "model_for", "auto_lr", "resolve_device",
            "monitor_of", "OK_STATUSES", "check_run", "check_batch_size"]
 
 OK_STATUSES = ("completed", "early_stopped")  # a run that ended normally: its weights and test split may be used
@@ -139,6 +139,24 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
     return RunSetup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start)
+
+
+# what decides the prepared data: configs that agree on these can share one set-up (`vary`)
+DATA_OPTIONS = ("data", "target", "task", "split", "seed", "standardize", "missing", "image_norm", "data_dir",
+                "image_size", "channels", "na_values", "loss")
+
+
+def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:
+    """``setup``'s prepared data under ``cfg``, a config that changes only how the model is built and trained
+    (dropout, learning rate, ...): the data is shared, not loaded and prepared again (search trials trained
+    as one stacked population). A ``cfg`` that would prepare other data is an internal error."""
+    cfg = cfg.model_copy(update={"loss": resolve_loss(cfg.loss, setup.prep.task, setup.prep.n_classes),
+                                 "task": setup.prep.task})
+    changed = [k for k in DATA_OPTIONS if getattr(cfg, k) != getattr(setup.cfg, k)]
+    assert not changed, f"vary() cannot change the data options {changed}"
+    recipe = resolve_model(cfg.model, setup.prep.input_shape, setup.output_size, activation=cfg.activation,
+                           dropout=cfg.dropout, batch_norm=cfg.batch_norm)
+    return replace(setup, cfg=cfg, recipe=recipe)
 
 
 def build_model(setup: RunSetup, seed: int, *, load_weights: bool = True) -> tuple[nn.Module, dict[str, Any] | None]:

@@ -13,6 +13,7 @@ the ensemble's top trials) and `spread` reports mean ± std in one format everyw
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +23,10 @@ import numpy as np
 from .config import RunConfig
 from .data import RawData
 from .errors import TrainwiseError
-from .pipeline import RunResult, RunSetup, setup_run, train_run
+from .pipeline import RunResult, RunSetup, setup_run, train_run, vary
 from .train import Callback
 from .train.callbacks import is_better
-from .vectorized import stack_reason, train_stacked
+from .vectorized import PER_MEMBER, stack_reason, train_stacked
 
 __all__ = ["Member", "MemberResult", "run_population", "is_better", "select_best", "rank", "spread"]
 
@@ -93,58 +94,111 @@ class MemberResult:
 
 def run_population(members: Sequence[Member], *, data: Any = None, y: Any = None, console=None,
                    catch: bool = False, on_start: Callable[[int, Member], None] | None = None,
-                   on_done: Callable[[int, MemberResult], None] | None = None) -> list[MemberResult]:
-    """Train every member. Members that share one set-up and differ only in their seed (restarts) are trained
-    as one stacked model when the config allows it (``vectorize``, see `trainwise.vectorized`); otherwise, or
+                   on_done: Callable[[int, MemberResult], None] | None = None,
+                   stop: Callable[[], bool] | None = None) -> list[MemberResult]:
+    """Train every member. Members that share one set-up and differ only in their seed (restarts), or whose
+    configs differ only in per-member scalars (search trials over lr, weight decay, dropout), are trained as
+    one stacked model when the config allows it (``vectorize``, see `trainwise.vectorized`); otherwise, or
     when something in them does not stack (said in one line), one after another. ``catch``: record a member's
     input error and go on (search trials) instead of raising it (restarts, folds). ``on_start(i, member)`` is
-    called before each one, ``on_done(i, member_result)`` after it (it may raise to stop the population)."""
-    stacked = _try_stacked(members, console, on_start, on_done)
-    if stacked is not None:
-        return stacked
-    out: list[MemberResult] = []
-    for i, m in enumerate(members):
-        if on_start is not None:
-            on_start(i, m)
-        try:
-            setup = m.setup if m.setup is not None else setup_run(m.cfg, data, y, raw=m.raw)
-            if m.writer is not None and m.setup is None:
-                m.writer.write_config(setup.cfg)
-            result = train_run(setup, m.seed, callbacks=list(m.callbacks), writer=m.writer, console=console,
-                               checkpoint=m.checkpoint, evaluate_test=m.evaluate_test)
-            out.append(MemberResult(m, result))
-        except TrainwiseError as e:
-            if not catch:
-                raise
-            out.append(MemberResult(m, error=e))
-        if on_done is not None:
-            on_done(i, out[-1])
+    called before each one, ``on_done(i, member_result)`` after it (it may raise to stop the population);
+    ``stop()``, checked before each member or stacked group starts, ends the population there (a time budget:
+    the members not started are left out). Each result's ``info["seconds"]`` is its wall time (a stacked
+    group's divided among its members, ``info["stacked"]`` of them)."""
+    done: dict[int, MemberResult] = {}
+    for group in _groups(members):
+        if stop is not None and stop():
+            break
+        run = _try_stacked([members[i] for i in group], data, y, console) if len(group) > 1 else None
+        if run is not None:
+            for i in group:
+                if on_start is not None:
+                    on_start(i, members[i])
+            t0 = time.perf_counter()
+            for i, r in zip(group, run()):
+                r.info.update(seconds=(time.perf_counter() - t0) / len(group), stacked=len(group))
+                done[i] = r
+            for i in group:
+                if on_done is not None:
+                    on_done(i, done[i])
+            continue
+        for i in group:
+            if i != group[0] and stop is not None and stop():
+                break
+            done[i] = _one(i, members[i], data, y, console, catch, on_start)
+            if on_done is not None:
+                on_done(i, done[i])
+    return [done[i] for i in sorted(done)]
+
+
+def _one(i: int, m: Member, data, y, console, catch: bool, on_start) -> MemberResult:
+    if on_start is not None:
+        on_start(i, m)
+    t0 = time.perf_counter()
+    try:
+        setup = m.setup if m.setup is not None else setup_run(m.cfg, data, y, raw=m.raw)
+        if m.writer is not None and m.setup is None:
+            m.writer.write_config(setup.cfg)
+        result = train_run(setup, m.seed, callbacks=list(m.callbacks), writer=m.writer, console=console,
+                           checkpoint=m.checkpoint, evaluate_test=m.evaluate_test)
+        out = MemberResult(m, result)
+    except TrainwiseError as e:
+        if not catch:
+            raise
+        out = MemberResult(m, error=e)
+    out.info["seconds"] = time.perf_counter() - t0
     return out
 
 
-def _try_stacked(members: Sequence[Member], console, on_start, on_done) -> list[MemberResult] | None:
-    """The members trained as one stacked model, or None when they are not a stackable population."""
-    first = members[0] if members else None
-    if first is None or len(members) < 2 or first.setup is None or not first.setup.cfg.vectorize \
-            or any(m.setup is not first.setup or m.checkpoint is None for m in members):
-        return None
+_MAX_STACK = 64  # members per stacked model: beyond this, time per member hardly falls and memory keeps growing
+
+
+def _groups(members: Sequence[Member]) -> list[list[int]]:
+    """The members that could be stacked together, in order of their first member: those sharing one set-up
+    (restarts), or with configs equal but for `PER_MEMBER` values (search trials); the others alone."""
+    groups: dict[Any, list[int]] = {}
+    for i, m in enumerate(members):
+        if m.setup is not None:
+            key: Any = ("setup", id(m.setup))
+        elif m.cfg is not None and m.raw is None and m.cfg.vectorize:
+            key = ("cfg", repr(sorted(m.cfg.model_dump(exclude=set(PER_MEMBER)).items())), m.evaluate_test, m.checkpoint)
+        else:
+            key = ("alone", i)
+        groups.setdefault(key, []).append(i)
+    return [g[j:j + _MAX_STACK] for g in groups.values() for j in range(0, len(g), _MAX_STACK)]
+
+
+def _try_stacked(members: Sequence[Member], data, y, console) -> Callable[[], list[MemberResult]] | None:
+    """A function training the members as one stacked model, or None (said why in one line) when they do not
+    stack. Members with their own configs get set-ups over the first one's prepared data (`vary`)."""
+    first = members[0]
+    if first.setup is not None:
+        if not first.setup.cfg.vectorize or any(m.checkpoint is None for m in members):
+            return None
+        setups = [first.setup] * len(members)
+    else:
+        if any(m.cfg.checkpoint if m.checkpoint is None else m.checkpoint for m in members):
+            return None  # each trial checkpointing on its own: one by one (search trials never do)
+        try:
+            base = setup_run(first.cfg, data, y)
+            setups = [base] + [vary(base, m.cfg) for m in members[1:]]
+        except TrainwiseError:
+            return None  # the first member's input error: found again, and reported, when it runs alone
     checkpoint = any(m.checkpoint for m in members)
     tensorboard = any(getattr(m.writer, "tensorboard", False) for m in members)
-    reason = stack_reason(first.setup, callbacks=first.callbacks, checkpoint=checkpoint, tensorboard=tensorboard) \
-        or (None if all(m.callbacks == first.callbacks and m.evaluate_test == first.evaluate_test for m in members)
-            else "the members have different callbacks")
+    reason = stack_reason(setups, callbacks=[m.callbacks for m in members], checkpoint=checkpoint, tensorboard=tensorboard) \
+        or (None if all(m.evaluate_test == first.evaluate_test for m in members) else "the members differ in evaluating the test split")
     if reason is not None:
-        if console is not None and not first.setup.cfg.quiet:
+        if console is not None:  # (callers pass none when quiet)
             console.print(f"training the {len(members)} members one by one: {reason}")
         return None
-    if on_start is not None:
-        for i, m in enumerate(members):
-            on_start(i, m)
-    seeds = [first.setup.cfg.seed if m.seed is None else m.seed for m in members]
-    results = train_stacked(first.setup, seeds, writers=[m.writer for m in members], callbacks=list(first.callbacks),
-                            evaluate_test=first.evaluate_test, console=console)
-    out = [MemberResult(m, r) for m, r in zip(members, results)]
-    if on_done is not None:
-        for i, r in enumerate(out):
-            on_done(i, r)
-    return out
+
+    def run() -> list[MemberResult]:
+        for m, s in zip(members, setups):
+            if m.writer is not None and m.setup is None:
+                m.writer.write_config(s.cfg)
+        seeds = [s.cfg.seed if m.seed is None else m.seed for m, s in zip(members, setups)]
+        results = train_stacked(setups, seeds, writers=[m.writer for m in members], callbacks=[m.callbacks for m in members],
+                                evaluate_test=first.evaluate_test, console=console)
+        return [MemberResult(m, r) for m, r in zip(members, results)]
+    return run

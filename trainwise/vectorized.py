@@ -25,24 +25,40 @@ from .models.summary import summarize
 from .pipeline import RunResult, RunSetup, build_batches, build_model, build_trainer, finish_run, record_run, run_callbacks
 from .train import Callback, LRSchedule, Trainer
 from .train.components import make_loss
-from .train.stacked import PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, loss_reason, reindex_optimizer
+from .train.stacked import MemberSteps, PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, loss_reason, reindex_optimizer
 
-__all__ = ["train_stacked", "stack_reason"]
+__all__ = ["train_stacked", "stack_reason", "PER_MEMBER"]
 
 _PER_STEP_HOOKS = ("on_after_backward", "on_batch_end")
 _VAL_ELEMENTS = 1 << 24  # a validation batch of the whole population holds at most this many input numbers
 
 
-def stack_reason(setup: RunSetup, *, callbacks: Sequence[Callback] = (), checkpoint: bool = False,
+# what members of one stacked population may differ in: each member's own learning rate, weight decay and
+# momentum (`MemberSteps`), dropout rate (its own masks anyway) and seed
+PER_MEMBER = ("lr", "weight_decay", "momentum", "dropout", "seed")
+
+
+def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Callback]] = (), checkpoint: bool = False,
                  tensorboard: bool = False) -> str | None:
-    """Why these members (one set-up, different seeds) cannot be trained as one stacked model, or None."""
+    """Why these members (their set-ups over one prepared data set) cannot be trained as one stacked model,
+    or None. ``callbacks``: each member's own."""
+    setup = setups[0]
     cfg = setup.cfg
     if setup.user_model is not None or setup.recipe.get("builder") != "mlp":
         return f"only the built-in mlp and linear models are vectorized (this run's model is {cfg.model})"
     if "train" not in setup.prep.arrays:
         return "the data is a torch Dataset read batch by batch"
+    first = cfg.model_dump(exclude=set(PER_MEMBER))
+    for s in setups[1:]:
+        other = s.cfg.model_dump(exclude=set(PER_MEMBER))
+        differ = sorted(k for k in first if first[k] != other[k])
+        if differ:
+            return f"the members differ in {', '.join(differ)} (only {', '.join(PER_MEMBER)} may differ)"
+    if len({s.cfg.dropout > 0 for s in setups}) > 1:
+        return "some members have dropout and some have none (their layers differ)"
     reasons = [(cfg.augment, "augmentation"), (cfg.lr == "auto", "--lr auto (the LR finder runs per member)"),
-               (cfg.l1 or cfg.l2, "L1/L2 penalties"), (cfg.clip_norm or cfg.clip_value, "gradient clipping"),
+               (any(s.cfg.l1 or s.cfg.l2 for s in setups), "L1/L2 penalties"),
+               (cfg.clip_norm or cfg.clip_value, "gradient clipping"),
                (cfg.accumulate > 1, "gradient accumulation"), (cfg.precision != "32", f"precision {cfg.precision}"),
                (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),
                (cfg.schedule == "plateau", "the plateau schedule (each member's LR follows its own metric)"),
@@ -53,9 +69,10 @@ def stack_reason(setup: RunSetup, *, callbacks: Sequence[Callback] = (), checkpo
     reason = loss_reason(make_loss(setup.loss))
     if reason is not None:
         return reason
-    for c in callbacks:
-        if any(getattr(type(c), h) is not getattr(Callback, h) for h in _PER_STEP_HOOKS):
-            return f"callback {type(c).__name__} acts on every optimizer step"
+    for cbs in callbacks:
+        for c in cbs:
+            if any(getattr(type(c), h) is not getattr(Callback, h) for h in _PER_STEP_HOOKS):
+                return f"callback {type(c).__name__} acts on every optimizer step"
     return None
 
 
@@ -65,26 +82,30 @@ class _Member:
         self.health = next((c for c in trainer.callbacks if isinstance(c, HealthTracker)), None)
 
 
-def train_stacked(setup: RunSetup, seeds: Sequence[int], *, writers: Sequence[Any] | None = None,
-                  callbacks: Sequence[Callback] = (), evaluate_test: bool = False, console=None) -> list[RunResult]:
-    """Train one member per seed on ``setup`` as one stacked model; each member's `RunResult` (and its files,
-    through its writer) as if it had been trained alone. See the module docstring."""
+def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: Sequence[Any] | None = None,
+                  callbacks: Sequence[Sequence[Callback]] | None = None, evaluate_test: bool = False,
+                  console=None) -> list[RunResult]:
+    """Train one member per (set-up, seed) as one stacked model; each member's `RunResult` (and its files,
+    through its writer) as if it had been trained alone. The set-ups share one prepared data set (restarts:
+    the same set-up; search trials: `pipeline.vary`); ``callbacks``: each member's own. See the module docstring."""
+    setup = setups[0]
     cfg, device = setup.cfg, setup.device
     writers = list(writers) if writers is not None else [None] * len(seeds)
+    callbacks = list(callbacks) if callbacks is not None else [()] * len(seeds)
     models, generators = [], []
-    for s in seeds:
-        model, _ = build_model(setup, s)
+    for member_setup, s in zip(setups, seeds):
+        model, _ = build_model(member_setup, s)
         models.append(model)
         generators.append(_generator_after_init(device))
     members: list[_Member] = []
     shared = build_batches(setup, seeds[0])  # validation and test batches: the same for every member
     monitor = cfg.monitor if "val" in shared or not cfg.monitor.startswith("val/") else "train/loss"
-    for s, model, writer in zip(seeds, models, writers):
-        stopper, cbs = run_callbacks(setup, monitor, callbacks, writer, checkpoint=False, schedule=False)
+    for member_setup, s, model, writer, cbs in zip(setups, seeds, models, writers, callbacks):
+        stopper, cbs = run_callbacks(member_setup, monitor, cbs, writer, checkpoint=False, schedule=False)
         batches = {**shared, "train": TensorBatches(shared["train"].X, shared["train"].y, batch_size=cfg.batch_size, seed=s)}
-        members.append(_Member(s, build_trainer(setup, model, cbs), stopper, batches, writer))
+        members.append(_Member(s, build_trainer(member_setup, model, cbs), stopper, batches, writer))
         if writer is not None:
-            writer.write_recipe(setup.recipe)
+            writer.write_recipe(member_setup.recipe)
     if console is not None and not cfg.quiet:
         console.print(str(summarize(models[0], setup.prep.input_shape, batch_size=cfg.batch_size, device=device)), markup=False)
         console.print(f"training {len(seeds)} members (seeds {seeds[0]}..{seeds[-1]}) as one stacked model")
@@ -96,14 +117,22 @@ def train_stacked(setup: RunSetup, seeds: Sequence[int], *, writers: Sequence[An
         per_row = math.prod(val.X.shape[1:]) * len(seeds)
         val = StackedBatches(val.X, val.y, batch_size=max(1, min(val.batch_size, _VAL_ELEMENTS // per_row)),
                              seeds=seeds, shuffle=False)
+    # members with their own lr / weight decay / momentum (SGD's and RMSprop's; the one-cycle schedule sets it)
+    with_momentum = cfg.optimizer in ("sgd", "rmsprop") and cfg.schedule != "onecycle"
+    own = len({(s.cfg.lr, s.cfg.weight_decay, s.cfg.momentum if with_momentum else 0) for s in setups}) > 1
     driver = _Driver(stacked, train, val, members, console=None if cfg.quiet else console, monitor=monitor)
     pop_callbacks: list[Callback] = [driver]
     if cfg.schedule != "none":  # the same schedule for every member: one, on the stack's optimizer
         pop_callbacks.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma,
                                         warmup_epochs=cfg.warmup_epochs, monitor=monitor, mode=cfg.mode))
     pop = build_trainer(setup, stacked, pop_callbacks, loss=PopulationLoss(make_loss(setup.loss)),
-                        metrics=lambda kind, dev, target_std: PopulationMetrics(kind, dev, target_std=target_std, size=stacked.size))
-    results = [RunResult(setup, m.trainer, m.stopper, m.batches, m.seed) for m in members]
+                        metrics=lambda kind, dev, target_std: PopulationMetrics(kind, dev, target_std=target_std, size=stacked.size),
+                        **({"lr": 1.0, "weight_decay": 0.0} | ({"momentum": 1.0} if with_momentum else {}) if own else {}))
+    if own:  # the stack steps at lr 1 (times the schedule's factor); each member's step is scaled by its own lr
+        driver.steps = MemberSteps(pop.optimizer, lr=[s.cfg.lr for s in setups], weight_decay=[s.cfg.weight_decay for s in setups],
+                                   momentum=[s.cfg.momentum for s in setups] if with_momentum else None,
+                                   decoupled=cfg.optimizer == "adamw", nesterov=cfg.nesterov and with_momentum)
+    results = [RunResult(m_setup, m.trainer, m.stopper, m.batches, m.seed) for m_setup, m in zip(setups, members)]
     try:
         pop.fit(train, val, epochs=cfg.epochs)
     finally:
@@ -128,6 +157,7 @@ class _Driver(Callback):
                  *, console=None, monitor: str = "val/loss"):
         self.stacked, self.train, self.val, self.active = stacked, train, val, list(members)
         self.console, self.monitor, self._step0, self._hooks = console, monitor, 0, []
+        self.steps: MemberSteps | None = None  # the members' own learning rates and weight decays, if they differ
 
     def on_fit_start(self, trainer: Trainer) -> None:
         for m in self.active:
@@ -170,8 +200,10 @@ class _Driver(Callback):
                 t.non_finite_at = (epoch, int(broke) + 1)
             t.step += trainer.step - self._step0
             t.train_time_s, t.train_samples = trainer.train_time_s, t.train_samples + n
+            lr = logs["lr"] * (self.steps.lr_of(j) if self.steps is not None else 1.0)
+            row["lr"] = lr
             for g in t.optimizer.param_groups:  # its record shows the LR it trained with
-                g["lr"] = logs["lr"]
+                g["lr"] = lr
             if self._norms is not None and m.health is not None:
                 m.health.record_grad_norms(self._norms[:, j])
             t.record_epoch(row)
@@ -196,6 +228,8 @@ class _Driver(Callback):
         if self.val is not None:
             self.val.keep(keep)
         reindex_optimizer(trainer.optimizer, old, list(self.stacked.parameters()), keep, size)
+        if self.steps is not None:
+            self.steps.keep(keep)
         self.active = [self.active[j] for j in keep]
 
     def on_fit_end(self, trainer: Trainer) -> None:
@@ -212,7 +246,8 @@ class _Driver(Callback):
     def _show(self, epoch: int, logs: dict[str, float]) -> None:
         values = [(m.trainer.history[-1].get(self.monitor), m.seed) for m in self.active if m.trainer.history]
         values = [(v, s) for v, s in values if v is not None and math.isfinite(v)]
-        line = f"epoch {epoch:>4}: {len(self.active)} members  lr {logs['lr']:.2e}  {logs['time/epoch_s']:.2f}s"
+        lr = "" if self.steps is not None else f"  lr {logs['lr']:.2e}"
+        line = f"epoch {epoch:>4}: {len(self.active)} members{lr}  {logs['time/epoch_s']:.2f}s"
         if values:
             best = (max if self.active[0].stopper.mode == "max" else min)(values)
             line += f"  best {self.monitor} {best[0]:.4g} (seed {best[1]})"

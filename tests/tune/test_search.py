@@ -120,10 +120,15 @@ def test_space_file_must_be_a_mapping(tmp_path):
         load_space(path)
 
 
-def test_a_time_limit_stops_the_running_trial_too(tmp_path):
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_a_time_limit_stops_the_running_trial_too(tmp_path, vectorize):
+    """One by one, the first trial runs out the budget and the others never start; stacked, the three
+    trials train at once and all are cut short."""
     space = {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}
     with pytest.raises(TrainwiseError, match="no trial completed.*with a time limit, allow more time"):
         tune(space, method="random", trials=3, timeout=1.0, out=tmp_path / "t", data="digits", epochs=500,
-             early_stopping=False)
+             early_stopping=False, vectorize=vectorize)
     rows = pd.read_csv(tmp_path / "t" / "results.csv")
-    assert rows["status"].tolist() == ["timeout"] and 1 <= rows["epochs"].iloc[0] < 500  # cut short, not run out
+    assert rows["status"].tolist() == ["timeout"] * (3 if vectorize else 1)
+    assert ((1 <= rows["epochs"]) & (rows["epochs"] < 500)).all()  # cut short, not run out
+    assert ("stacked" in rows) == vectorize

@@ -45,8 +45,10 @@ class RunWriter:
     ['MetricsCSV', 'Checkpoint']
     """
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = False, histogram_every: int = 5, lock: bool = False):
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = False, histogram_every: int = 5, lock: bool = False,
+                 plots: bool = True):
         self.run_dir = Path(run_dir)
+        self.plots = plots  # False: no PNGs (search trials: ~0.3 s of matplotlib each, more than a stacked trial trains)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.tensorboard, self.histogram_every = tensorboard, histogram_every
         # ``lock``: this writer owns the directory (`RunLock`; a second writer gets an error naming the holder)
@@ -81,9 +83,10 @@ class RunWriter:
         return cls.create(run_dir if run_dir is not None else cfg.run_dir, cfg.data, tensorboard=cfg.tensorboard,
                           histogram_every=cfg.histogram_every)
 
-    def sub(self, name: str) -> RunWriter:
-        """A writer for a member run in a subfolder (a restart, a fold, a trial)."""
-        return RunWriter(self.run_dir / name, tensorboard=self.tensorboard, histogram_every=self.histogram_every)
+    def sub(self, name: str, *, plots: bool | None = None) -> RunWriter:
+        """A writer for a member run in a subfolder (a restart, a fold, a trial); ``plots`` default: this one's."""
+        return RunWriter(self.run_dir / name, tensorboard=self.tensorboard, histogram_every=self.histogram_every,
+                         plots=self.plots if plots is None else plots)
 
     def write_config(self, cfg) -> None:
         atomic_write(self.run_dir / "config.yaml", cfg.saved_yaml())
@@ -110,6 +113,7 @@ class RunWriter:
             save_artifacts(self.run_dir, trainer.model, result.setup.recipe, result.setup.preprocessing())
         if trainer.history:  # an ensemble of trained runs has none of its own
             write_metrics_csv(self.run_dir / "metrics.csv", trainer.history)
+        if trainer.history and self.plots:
             plot_curves(trainer.history, self.run_dir / "curves.png", metric=main_metric(result.setup.kind),
                         best_epoch=result.stopper.best_epoch_ or trainer.epoch)
         if trainer.lr_finder is not None:
@@ -117,10 +121,10 @@ class RunWriter:
 
     def write_summary(self, result, summary: dict[str, Any]) -> None:
         """summary.json and what is drawn from it: confusion matrix, gradient flow, report.html."""
-        if result.confusion is not None:
+        if result.confusion is not None and self.plots:
             plot_confusion(result.confusion, result.class_names, self.run_dir / "confusion.png")
         tracker = result.health
-        if tracker is not None and tracker.grad_norms_ and tracker.weight_names_:
+        if tracker is not None and tracker.grad_norms_ and tracker.weight_names_ and self.plots:
             plot_gradient_flow(tracker.weight_names_, tracker.grad_norms_, self.run_dir / "gradient_flow.png")
         write_json(self.run_dir / "summary.json", summary)
         if (self.run_dir / "model.safetensors").is_file():

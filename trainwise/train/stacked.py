@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import TrainwiseError
 
 __all__ = ["StackedMLP", "StackedBatches", "PopulationLoss", "PopulationMetrics", "layers_reason", "loss_reason",
-           "reindex_optimizer"]
+           "reindex_optimizer", "MemberSteps"]
 
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SELU, nn.SiLU, nn.Softplus,
                 nn.Mish, nn.Hardtanh, nn.ReLU6, nn.Identity, nn.PReLU)
@@ -43,6 +43,11 @@ def layers_reason(model: nn.Module) -> str | None:
         if isinstance(m, nn.BatchNorm1d) and not (m.affine and m.track_running_stats):
             return "a batch norm without affine parameters or running statistics does not stack"
     return None
+
+
+def _architecture(model: nn.Sequential) -> list[tuple]:
+    """The layer types and parameter shapes (not dropout rates, which may differ per member)."""
+    return [(type(m).__name__, *(tuple(p.shape) for p in m.parameters())) for m in model]
 
 
 class _Linear(nn.Module):
@@ -97,22 +102,29 @@ class _BatchNorm(nn.Module):
 
 
 class _Dropout(nn.Module):
-    """Each member's mask from its own generator, drawn as ``F.dropout`` draws it on the CPU
-    (``empty_like(x).bernoulli_(1 - p)``, divided by ``1 - p``): the same masks as the member alone."""
+    """Each member's mask from its own generator with its own rate, drawn as ``F.dropout`` draws it on the CPU
+    (``empty_like(x).bernoulli_(1 - p)``, divided by ``1 - p``; nothing drawn when ``p`` is 0): the same masks
+    as the member alone."""
 
-    def __init__(self, p: float, generators: list[torch.Generator]):
+    def __init__(self, p: Sequence[float], generators: list[torch.Generator]):
         super().__init__()
-        self.p, self.generators = p, generators
+        self.p, self.generators = list(p), generators
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
+        if not self.training or not any(self.p):
             return x
-        if self.p == 1:
-            return x * 0
         noise = torch.empty_like(x)
-        for k, g in enumerate(self.generators):
-            noise[k].bernoulli_(1 - self.p, generator=g)
-        return x * noise.div_(1 - self.p)
+        for k, (p, g) in enumerate(zip(self.p, self.generators)):
+            if p == 0:
+                noise[k].fill_(1)
+            elif p == 1:
+                noise[k].zero_()
+            else:
+                noise[k].bernoulli_(1 - p, generator=g).div_(1 - p)
+        return x * noise
+
+    def keep(self, idx: Sequence[int]) -> None:
+        self.p = [self.p[i] for i in idx]
 
 
 class StackedMLP(nn.Module):
@@ -124,13 +136,14 @@ class StackedMLP(nn.Module):
     >>> torch.manual_seed(0); a, b = nn.Sequential(nn.Linear(3, 2)), nn.Sequential(nn.Linear(3, 2))  # doctest: +ELLIPSIS
     <...>
     >>> s, x = StackedMLP([a, b]), torch.randn(2, 4, 3)
-    >>> torch.equal(s(x)[1], b(x[1])), s.size
+    >>> torch.allclose(s(x)[1], b(x[1]), rtol=1e-6, atol=1e-7), s.size  # bmm and addmm may round differently
     (True, 2)
     """
 
     def __init__(self, members: Sequence[nn.Sequential], generators: list[torch.Generator] | None = None):
         super().__init__()
-        reason = layers_reason(members[0])
+        reason = layers_reason(members[0]) or next((f"member {k}'s layers differ from member 0's" for k, m in
+                                                    enumerate(members) if _architecture(m) != _architecture(members[0])), None)
         if reason is not None:
             raise TrainwiseError(f"these models cannot be stacked: {reason}", hint="train them one by one")
         self.generators = list(generators) if generators is not None else [torch.default_generator] * len(members)
@@ -144,7 +157,7 @@ class StackedMLP(nn.Module):
             elif isinstance(first, nn.BatchNorm1d):
                 layers.append(_BatchNorm(group))
             elif isinstance(first, nn.Dropout):
-                layers.append(_Dropout(first.p, self.generators))
+                layers.append(_Dropout([m.p for m in group], self.generators))
             elif isinstance(first, nn.Flatten):
                 layers.append(nn.Flatten(2))  # (K, B, ...) -> (K, B, features)
             else:
@@ -181,6 +194,8 @@ class StackedMLP(nn.Module):
         for layer in self.layers:
             if isinstance(layer, (_Linear, _BatchNorm)):
                 layer.keep(index)
+            elif isinstance(layer, _Dropout):
+                layer.keep(idx)
         self.generators[:] = [self.generators[i] for i in idx]
         self.size = len(idx)
 
@@ -198,6 +213,76 @@ def reindex_optimizer(optimizer: torch.optim.Optimizer, old: list[nn.Parameter],
         if state is not None:
             optimizer.state[n] = {k: v[index.to(v.device)] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == size
                                   else v for k, v in state.items()}
+
+
+class MemberSteps:
+    """Each member's own learning rate, weight decay and momentum on one optimizer over stacked weights (search
+    trials that differ only in them).
+
+    Every optimizer trainwise offers (SGD, Adam, AdamW, RMSprop) takes a step that is linear in its learning
+    rate; it applies weight decay either to the gradient (``grad + wd * w``) or, AdamW, to the weights
+    (``w * (1 - lr * wd)``); SGD's and RMSprop's momentum buffer is ``momentum * buffer + new``. So the stack's
+    optimizer runs with learning rate 1 (times the schedule's factor, which every member shares), no weight
+    decay and momentum 1 (``momentum=True``); before its step member k's ``wd_k * w`` is added to its gradient
+    and its momentum buffer multiplied by ``momentum_k``; after it member k's step is scaled by ``lr_k`` (and
+    AdamW's decay applied; Nesterov's look-ahead takes ``momentum_k`` of the buffer). Only rounding differs
+    from the member alone (the tolerance is in the README). `keep` follows `StackedMLP.keep`.
+
+    >>> w = nn.Parameter(torch.ones(2, 1, 1)); opt = torch.optim.SGD([w], lr=1.0)
+    >>> steps = MemberSteps(opt, lr=[0.1, 0.5], weight_decay=[0.0, 0.0])
+    >>> w.grad = torch.ones(2, 1, 1); opt.step(); [round(v, 6) for v in w.detach().flatten().tolist()]
+    [0.9, 0.5]
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, lr: Sequence[float], weight_decay: Sequence[float],
+                 momentum: Sequence[float] | None = None, decoupled: bool = False, nesterov: bool = False):
+        device = next(p.device for g in optimizer.param_groups for p in g["params"])
+        vector = lambda v: torch.tensor(list(v), dtype=torch.float32, device=device)  # noqa: E731
+        self.lr, self.weight_decay = vector(lr), vector(weight_decay)
+        self.momentum = vector(momentum) if momentum is not None else None
+        self.decoupled, self.nesterov, self.optimizer, self._before = decoupled, nesterov, optimizer, []
+        self.handles = [optimizer.register_step_pre_hook(self._pre), optimizer.register_step_post_hook(self._post)]
+
+    @staticmethod
+    def _per_member(v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return v.view(-1, *([1] * (p.ndim - 1)))
+
+    def _pre(self, optimizer, args, kwargs) -> None:
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        with torch.no_grad():
+            self._before = [(p, p.detach().clone()) for p in params]
+            if not self.decoupled and bool(self.weight_decay.any()):
+                for p in params:
+                    p.grad.addcmul_(p, self._per_member(self.weight_decay, p))
+            if self.momentum is not None:
+                for p in params:
+                    buf = optimizer.state.get(p, {}).get("momentum_buffer")
+                    if buf is not None:  # the optimizer adds the new gradient with factor 1: momentum_k * buf + new
+                        buf.mul_(self._per_member(self.momentum, p))
+
+    def _post(self, optimizer, args, kwargs) -> None:
+        factor = optimizer.param_groups[0]["lr"]
+        with torch.no_grad():
+            for p, before in self._before:
+                lr = self._per_member(self.lr, p)
+                p.sub_(before)
+                if self.nesterov and self.momentum is not None:  # it looked ahead by 1 * buf: momentum_k * buf
+                    p.addcmul_(optimizer.state[p]["momentum_buffer"], factor * (1 - self._per_member(self.momentum, p)))
+                p.mul_(lr)  # member k's step at its own learning rate
+                if self.decoupled:
+                    p.addcmul_(before, 1 - factor * lr * self._per_member(self.weight_decay, p))
+                else:
+                    p.add_(before)
+        self._before = []
+
+    def lr_of(self, k: int) -> float:
+        return float(self.lr[k])
+
+    def keep(self, idx: Sequence[int]) -> None:
+        index = torch.as_tensor(list(idx), dtype=torch.long, device=self.lr.device)
+        self.lr, self.weight_decay = self.lr[index], self.weight_decay[index]
+        if self.momentum is not None:
+            self.momentum = self.momentum[index]
 
 
 class StackedBatches:

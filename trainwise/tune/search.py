@@ -9,7 +9,12 @@ A space maps any `fit` option to a distribution::
 
 Trials are ranked by the best validation value of ``monitor``; the test split is never used during the search.
 At the end the best configuration is written as ``best_config.yaml`` and retrained once with `fit`, which
-evaluates the test split once.
+evaluates the test split once. Each trial's folder holds its config, metrics.csv, summary, weights and report;
+no plots (matplotlib costs more than a stacked trial's training; the retrained best has them all).
+
+Trials known up front (grid, random) that differ only in per-member values (lr, weight decay, momentum,
+dropout: `trainwise.vectorized`) train together as one stacked model; results.csv then says how many were
+``stacked`` and gives each trial its share of their wall time as ``seconds``.
 """
 from __future__ import annotations
 
@@ -160,9 +165,9 @@ class _Deadline(Callback):
             trainer.request_stop(f"the search's time budget ran out during epoch {epoch}")
 
 
-def _run_trial(cfg: RunConfig, writer: RunWriter, callbacks=()) -> dict[str, Any]:
-    """Train one configuration on the train/val splits only (no test evaluation) and summarize it."""
-    r = run_population([Member(writer.run_dir.name, cfg=cfg, writer=writer, callbacks=callbacks)])[0].result
+def _trial_outcome(mr, writer: RunWriter) -> dict[str, Any]:
+    """A trained trial's summary (written to its folder) and what the results table needs of it."""
+    r = mr.result
     summary = r.summary()
     writer.write_summary(r, summary)
     return {"best": r.stopper.best_ if r.stopper.best_epoch_ else float("nan"), "epochs": r.trainer.epoch,
@@ -208,33 +213,42 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
 
     deadline = time.perf_counter() + timeout if timeout else math.inf
 
-    def run(number: int, params: dict[str, Any], callbacks=()) -> dict[str, Any]:
+    def member(number: int, params: dict[str, Any], callbacks=()) -> Member:
         cfg = RunConfig.build({**base, **params}, source=f"trial {number}")
-        t0 = time.perf_counter()
         clock = _Deadline(deadline)  # a trial running when the budget ends stops too: the budget holds
-        try:
-            r = _run_trial(cfg, writer.sub(f"trial-{number}"), [*callbacks, clock])
-            status = "pruned" if any(getattr(c, "pruned", False) for c in callbacks) else "timeout" if clock.fired else (
+        return Member(f"trial-{number}", cfg=cfg, writer=writer.sub(f"trial-{number}", plots=False),
+                      callbacks=[*callbacks, clock], info={"number": number, "params": params, "clock": clock})
+
+    def record(_i: int, mr) -> dict[str, Any]:
+        number, params, clock = mr.member.info["number"], mr.member.info["params"], mr.member.info["clock"]
+        if mr.error is None:
+            r = _trial_outcome(mr, mr.member.writer)
+            pruned = any(getattr(c, "pruned", False) for c in mr.member.callbacks)
+            status = "pruned" if pruned else "timeout" if clock.fired else (
                 "complete" if r["status"] in ("completed", "early_stopped") else "failed")
             row = {"trial": number, **params, "best_" + r["monitor"]: r["best"], "epochs": r["epochs"], "status": status}
-        except TrainwiseError as e:
-            r, row = None, {"trial": number, **params, "epochs": 0, "status": "failed", "error": str(e)}
-        row["seconds"] = round(time.perf_counter() - t0, 2)
+        else:
+            r, row = None, {"trial": number, **params, "epochs": 0, "status": "failed", "error": str(mr.error)}
+        row["seconds"] = round(mr.info["seconds"], 2)
+        if mr.info.get("stacked"):
+            row["stacked"] = mr.info["stacked"]  # trained with this many others as one model: seconds is its share
         rows.append(row)
         if console is not None:
             console.print(f"trial {number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "trial"))
         return {"row": row, "result": r}
 
+    def run(number: int, params: dict[str, Any], callbacks=()) -> dict[str, Any]:
+        mr = run_population([member(number, params, callbacks)], catch=True)[0]
+        return record(0, mr)
+
     monitor, mode = monitor_of(base_cfg)
     if method == "optuna":
         _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout, enqueue)
         rows = _optuna_rows(storage, study_name, rows, monitor) if storage else rows
-    else:
+    else:  # every point known up front: trials that differ only in per-member values train as one stacked model
         points = list(enqueue) + (grid if method == "grid" else sample_random(space, trials, seed))
-        for i, params in enumerate(points[:trials]):
-            if time.perf_counter() > deadline:
-                break
-            run(i, params)
+        run_population([member(i, params) for i, params in enumerate(points[:trials])], catch=True, console=console,
+                       on_done=record, stop=lambda: time.perf_counter() > deadline)
     key = f"best_{monitor}"
     frame = pd.DataFrame(rows)
     if key not in frame:
