@@ -60,6 +60,9 @@ def _assert_same_runs(vec, seq):
     dict(data="breast-cancer", model="mlp:16", epochs=4, restarts=3, optimizer="rmsprop", lr=1e-3, schedule="onecycle"),
     dict(data="diabetes", model="mlp:16", epochs=4, restarts=3, schedule="exponential", dropout=0.0),
     dict(data="diabetes", model="linear", epochs=3, restarts=2, loss="huber"),
+    dict(data="wine", model="mlp:16,8", epochs=4, restarts=3, l1=1e-3, l2=1e-2, clip_norm=0.5),  # per-member clip norm
+    dict(data="wine", model="mlp:16", epochs=4, restarts=2, l2=1e-2, penalize="all", clip_value=0.05, clip_norm=1.0,
+         batch_norm=True),
 ])
 def test_vectorized_restarts_equal_restarts_one_by_one(options):
     vec, seq = _pair(**options)
@@ -107,9 +110,9 @@ def test_what_does_not_stack_runs_one_by_one_and_says_why():
     out = io.StringIO()
     from trainwise.api import fit
 
-    r = fit(data="iris", model="mlp:8", epochs=2, restarts=2, clip_norm=1.0, checkpoint=False,
+    r = fit(data="iris", model="mlp:8", epochs=2, restarts=2, accumulate=2, checkpoint=False,
             console=Console(file=out, width=200))
-    assert "training the 2 members one by one: gradient clipping is not vectorized yet" in out.getvalue()
+    assert "training the 2 members one by one: gradient accumulation is not vectorized yet" in out.getvalue()
     assert len(r.summary["restarts"]["runs"]) == 2
 
 
@@ -247,6 +250,25 @@ def test_members_that_do_not_stack_train_one_by_one_and_say_why(tmp_path):
     buf = io.StringIO()
     space = {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}
     r = tune(space, method="random", trials=2, out=tmp_path / "m", retrain=False, data="iris", model="mlp:8", epochs=2,
-             clip_norm=1.0, console=Console(file=buf, width=200))
+             accumulate=2, console=Console(file=buf, width=200))
     assert "stacked" not in r["results"] and len(r["results"]) == 2
-    assert "training the 2 members one by one: gradient clipping is not vectorized yet" in buf.getvalue()
+    assert "training the 2 members one by one: gradient accumulation is not vectorized yet" in buf.getvalue()
+
+
+def test_search_trials_differing_in_penalties_train_stacked_as_alone(tmp_path):
+    """l1/l2 per member, some members with none (whose metrics.csv then has no penalty column, as alone)."""
+    from trainwise.tune.search import tune
+
+    space = {"l1": {"type": "categorical", "choices": [0.0, 1e-3]}, "l2": {"type": "categorical", "choices": [0.0, 1e-2]}}
+    out = {}
+    for vec in (True, False):
+        tune(space, method="grid", out=tmp_path / str(vec), retrain=False, vectorize=vec, data="wine", model="mlp:16",
+             epochs=4, clip_norm=1.0)
+        out[vec] = pd.read_csv(tmp_path / str(vec) / "results.csv").sort_values("trial")
+    assert out[True]["stacked"].tolist() == [4] * 4
+    assert np.allclose(out[True]["best_val/loss"], out[False]["best_val/loss"], rtol=1e-4)
+    for trial in range(4):
+        a, b = (pd.read_csv(tmp_path / str(v) / f"trial-{trial}" / "metrics.csv").drop(columns="time/epoch_s")
+                for v in (True, False))
+        assert list(a.columns) == list(b.columns), trial  # train/penalty only where the trial has a penalty
+        assert np.allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-4, atol=1e-6), trial

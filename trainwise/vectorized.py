@@ -25,7 +25,17 @@ from .models.summary import summarize
 from .pipeline import RunResult, RunSetup, build_batches, build_model, build_trainer, finish_run, record_run, run_callbacks
 from .train import Callback, LRSchedule, Trainer
 from .train.components import make_loss
-from .train.stacked import MemberSteps, PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, loss_reason, reindex_optimizer
+from .train.stacked import (
+    MemberSteps,
+    PopulationLoss,
+    PopulationMetrics,
+    StackedBatches,
+    StackedMLP,
+    StackedPenalty,
+    clip_members,
+    loss_reason,
+    reindex_optimizer,
+)
 
 __all__ = ["train_stacked", "stack_reason", "PER_MEMBER"]
 
@@ -34,8 +44,8 @@ _VAL_ELEMENTS = 1 << 24  # a validation batch of the whole population holds at m
 
 
 # what members of one stacked population may differ in: each member's own learning rate, weight decay and
-# momentum (`MemberSteps`), dropout rate (its own masks anyway) and seed
-PER_MEMBER = ("lr", "weight_decay", "momentum", "dropout", "seed")
+# momentum (`MemberSteps`), dropout rate (its own masks anyway), L1/L2 strengths (`StackedPenalty`) and seed
+PER_MEMBER = ("lr", "weight_decay", "momentum", "dropout", "l1", "l2", "seed")
 
 
 def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Callback]] = (), checkpoint: bool = False,
@@ -57,8 +67,6 @@ def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Cal
     if len({s.cfg.dropout > 0 for s in setups}) > 1:
         return "some members have dropout and some have none (their layers differ)"
     reasons = [(cfg.augment, "augmentation"), (cfg.lr == "auto", "--lr auto (the LR finder runs per member)"),
-               (any(s.cfg.l1 or s.cfg.l2 for s in setups), "L1/L2 penalties"),
-               (cfg.clip_norm or cfg.clip_value, "gradient clipping"),
                (cfg.accumulate > 1, "gradient accumulation"), (cfg.precision != "32", f"precision {cfg.precision}"),
                (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),
                (cfg.schedule == "plateau", "the plateau schedule (each member's LR follows its own metric)"),
@@ -125,7 +133,11 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
     if cfg.schedule != "none":  # the same schedule for every member: one, on the stack's optimizer
         pop_callbacks.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma,
                                         warmup_epochs=cfg.warmup_epochs, monitor=monitor, mode=cfg.mode))
-    pop = build_trainer(setup, stacked, pop_callbacks, loss=PopulationLoss(make_loss(setup.loss)),
+    penalties = [(s.cfg.l1, s.cfg.l2) for s in setups]
+    penalty = StackedPenalty(stacked, l1=[a for a, _ in penalties], l2=[b for _, b in penalties], penalize=cfg.penalize) \
+        if any(a or b for a, b in penalties) else None
+    driver.penalty, driver.unpenalized = penalty, [not (a or b) for a, b in penalties]
+    pop = build_trainer(setup, stacked, pop_callbacks, loss=PopulationLoss(make_loss(setup.loss)), penalty=penalty, clip=clip_members,
                         metrics=lambda kind, dev, target_std: PopulationMetrics(kind, dev, target_std=target_std, size=stacked.size),
                         **({"lr": 1.0, "weight_decay": 0.0} | ({"momentum": 1.0} if with_momentum else {}) if own else {}))
     if own:  # the stack steps at lr 1 (times the schedule's factor); each member's step is scaled by its own lr
@@ -158,6 +170,8 @@ class _Driver(Callback):
         self.stacked, self.train, self.val, self.active = stacked, train, val, list(members)
         self.console, self.monitor, self._step0, self._hooks = console, monitor, 0, []
         self.steps: MemberSteps | None = None  # the members' own learning rates and weight decays, if they differ
+        self.penalty: StackedPenalty | None = None
+        self.unpenalized = [True] * len(members)  # members with no penalty log none (as alone)
 
     def on_fit_start(self, trainer: Trainer) -> None:
         for m in self.active:
@@ -193,7 +207,8 @@ class _Driver(Callback):
             t.model.load_state_dict(self.stacked.member_state(j))
             suffix = f"[{j}]"
             row = {"epoch": epoch, "lr": logs["lr"]}
-            row |= {k[:-len(suffix)]: v for k, v in logs.items() if k.endswith(suffix) and "/finite_batches" not in k}
+            row |= {k[:-len(suffix)]: v for k, v in logs.items() if k.endswith(suffix) and "/finite_batches" not in k
+                    and not (self.unpenalized[j] and k.startswith("train/penalty["))}
             row["time/epoch_s"] = logs["time/epoch_s"]
             broke = logs.get(f"train/finite_batches{suffix}")
             if broke is not None and t.non_finite_at is None:
@@ -228,8 +243,10 @@ class _Driver(Callback):
         if self.val is not None:
             self.val.keep(keep)
         reindex_optimizer(trainer.optimizer, old, list(self.stacked.parameters()), keep, size)
-        if self.steps is not None:
-            self.steps.keep(keep)
+        for part in (self.steps, self.penalty):
+            if part is not None:
+                part.keep(keep)
+        self.unpenalized = [self.unpenalized[j] for j in keep]
         self.active = [self.active[j] for j in keep]
 
     def on_fit_end(self, trainer: Trainer) -> None:

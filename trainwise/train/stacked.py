@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import TrainwiseError
 
 __all__ = ["StackedMLP", "StackedBatches", "PopulationLoss", "PopulationMetrics", "layers_reason", "loss_reason",
-           "reindex_optimizer", "MemberSteps"]
+           "reindex_optimizer", "MemberSteps", "StackedPenalty", "clip_members"]
 
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SELU, nn.SiLU, nn.Softplus,
                 nn.Mish, nn.Hardtanh, nn.ReLU6, nn.Identity, nn.PReLU)
@@ -285,6 +285,56 @@ class MemberSteps:
             self.momentum = self.momentum[index]
 
 
+class StackedPenalty:
+    """Each member's L1/L2 penalty, ``(K,)``: ``l1_k * sum|w| + l2_k * sum w**2`` over the member's own
+    penalized weights (`penalized_parameters`' rule: weight matrices, not biases or batch norm; ``all``: every
+    parameter), as `Penalty` computes it for the member alone."""
+
+    def __init__(self, stacked: StackedMLP, *, l1: Sequence[float], l2: Sequence[float], penalize: str = "weights"):
+        self.stacked, self.penalize = stacked, penalize
+        self.l1, self.l2 = list(l1), list(l2)
+
+    def _params(self) -> list[torch.Tensor]:
+        out = []
+        for layer in self.stacked.layers:  # read each call: `keep` replaces the parameters
+            if isinstance(layer, _Linear):
+                out += [layer.weight] + ([layer.bias] if self.penalize == "all" and layer.bias is not None else [])
+            elif isinstance(layer, _BatchNorm) and self.penalize == "all":
+                out += [layer.weight, layer.bias]
+        return out
+
+    def __call__(self) -> torch.Tensor:
+        params = self._params()
+        total = torch.zeros(self.stacked.size, device=params[0].device)
+        if any(self.l1):
+            total = total + torch.tensor(self.l1, device=total.device) * torch.stack([p.abs().flatten(1).sum(1) for p in params]).sum(0)
+        if any(self.l2):
+            total = total + torch.tensor(self.l2, device=total.device) * torch.stack([p.square().flatten(1).sum(1) for p in params]).sum(0)
+        return total
+
+    def keep(self, idx: Sequence[int]) -> None:
+        self.l1, self.l2 = [self.l1[i] for i in idx], [self.l2[i] for i in idx]
+
+
+def clip_members(params: Sequence[torch.Tensor], *, clip_norm: float | None, clip_value: float | None) -> torch.Tensor:
+    """Gradient clipping of stacked parameters, member by member, as `Trainer` clips one model: each member's
+    gradient norm over all its parameters (returned, ``(K,)``, before clipping), then ``clip_value``
+    elementwise, then ``clip_norm`` on the member's total norm (torch's rule: scale by
+    ``min(1, clip_norm / (norm + 1e-6))``)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.linalg.vector_norm(torch.stack([g.flatten(1).norm(dim=1) for g in grads]), 2, dim=0)
+    if clip_value is not None:
+        for g in grads:
+            g.clamp_(-clip_value, clip_value)
+    if clip_norm is not None:
+        after = torch.linalg.vector_norm(torch.stack([g.flatten(1).norm(dim=1) for g in grads]), 2, dim=0) \
+            if clip_value is not None else norms
+        coef = (clip_norm / (after + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.ndim - 1))))
+    return norms
+
+
 class StackedBatches:
     """Each member's shuffled mini-batches, stacked: ``(K, B, ...)`` inputs, ``(K, B, ...)`` targets. Member k
     draws its permutation from its own generator seeded as its `TensorBatches` would be, so it sees the same
@@ -358,6 +408,7 @@ class PopulationMetrics:
         z = torch.zeros(size, dtype=torch.float64, device=device)
         self.loss_sum, self.correct = z.clone(), z.clone()
         self.member_finite_batches = torch.zeros(size, dtype=torch.int64, device=device)
+        self.extra: dict[str, list] = {}  # name -> [(K,) device sum, number of values]: penalty, grad norm
         if kind == "regression":
             self.abs_err, self.sq_err, self.y_sum, self.y_sq = z.clone(), z.clone(), z.clone(), z.clone()
 
@@ -383,7 +434,25 @@ class PopulationMetrics:
             self.y_sum.add_(yf.sum(1))
             self.y_sq.add_(yf.square().sum(1))
 
+    @torch.no_grad()
+    def add(self, name: str, value: torch.Tensor) -> None:
+        """One per-member value ``(K,)`` of a per-step quantity; `compute` reports each member's mean."""
+        slot = self.extra.get(name)
+        if slot is None:
+            slot = self.extra[name] = [torch.zeros(self.size, dtype=torch.float64, device=self.device), 0]
+        slot[0].add_(value)
+        slot[1] += 1
+
     def compute(self, prefix: str) -> dict[str, float]:
+        logs = self._compute(prefix)
+        if self.extra:
+            sums = torch.stack([s for s, _ in self.extra.values()]).tolist()
+            for (name, (_, count)), values in zip(self.extra.items(), sums):
+                logs[f"{prefix}/{name}"] = sum(values) / len(values) / max(count, 1)
+                logs |= {f"{prefix}/{name}[{k}]": v / max(count, 1) for k, v in enumerate(values)}
+        return logs
+
+    def _compute(self, prefix: str) -> dict[str, float]:
         n = max(self.count, 1)
         names = ("loss", "mae", "rmse", "r2") if self.kind == "regression" else ("loss", "accuracy")
         parts = [self.loss_sum] + ([self.abs_err, self.sq_err, self.y_sum, self.y_sq] if self.kind == "regression"

@@ -55,7 +55,8 @@ class Trainer:
     default: ``penalty`` (a callable returning a term added to each batch's loss, e.g. `Penalty`),
     ``accumulate`` (micro-batches per optimizer step), ``clip_norm`` / ``clip_value``, ``precision``
     ('32', 'bf16' autocast, 'fp16' autocast + grad scaler on CUDA) and ``compile`` (torch.compile the forward).
-    ``metrics``: the per-epoch accumulator class (a population's keeps one set of sums per member).
+    ``metrics``: the per-epoch accumulator class (a population's keeps one set of sums per member); ``clip``:
+    clips the gradients of the parameters it is given, returning the norm before (a population's, per member).
     ``scaler`` is the `torch.amp.GradScaler` in use (None unless fp16); one set by hand is used the same way.
     A step: forward, loss (+ penalty), backward, (unscale), ``on_after_backward``, (clip), optimizer step,
     ``on_batch_end``. A run stops early only through `request_stop` (or Ctrl-C, recorded as interrupted).
@@ -74,7 +75,8 @@ class Trainer:
                  callbacks: Sequence[Callback] = (), device: str | torch.device = "cpu", target_std: float = 1.0,
                  penalty: Callable[[], torch.Tensor] | None = None, accumulate: int = 1,
                  clip_norm: float | None = None, clip_value: float | None = None, precision: str = "32",
-                 compile: bool = False, metrics: Callable[..., MetricAccumulator] = MetricAccumulator):
+                 compile: bool = False, metrics: Callable[..., MetricAccumulator] = MetricAccumulator,
+                 clip: Callable[..., torch.Tensor] | None = None):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.loss_fn = make_loss(loss) if isinstance(loss, str) else loss
@@ -86,6 +88,7 @@ class Trainer:
         if isinstance(accumulate, bool) or not hasattr(accumulate, "__index__") or accumulate < 1:  # an integer, numpy ones too
             raise TrainwiseError(f"Trainer: accumulate={accumulate!r} is not a whole number >= 1", hint="e.g. accumulate=1 (no accumulation)")
         self.penalty, self.accumulate, self.clip_norm, self.clip_value = penalty, accumulate, clip_norm, clip_value
+        self.clip = clip
         self.precision = _check_precision(precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.forward = torch.compile(self.model) if compile else self.model  # same parameters, compiled graph
@@ -223,7 +226,7 @@ class Trainer:
             if self.penalty is not None:
                 penalty = self.penalty()
                 acc.add("penalty", penalty.detach())
-                total = loss + penalty
+                total = total + (penalty.sum() if penalty.ndim else penalty)  # (a population's: one per member)
             if self.accumulate > 1:
                 total = total / self.accumulate  # mean over the micro-batches, as one big batch would give
             (self.scaler.scale(total) if self.scaler else total).backward()
@@ -246,6 +249,9 @@ class Trainer:
 
     def _clip(self, acc: MetricAccumulator) -> None:
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if self.clip is not None:
+            acc.add("grad_norm", self.clip(params, clip_norm=self.clip_norm, clip_value=self.clip_value))
+            return
         acc.add("grad_norm", nn.utils.get_total_norm([p.grad for p in params]))  # before clipping
         if self.clip_value is not None:
             nn.utils.clip_grad_value_(params, self.clip_value)

@@ -13,7 +13,7 @@ evaluates the test split once. Each trial's folder holds its config, metrics.csv
 no plots (matplotlib costs more than a stacked trial's training; the retrained best has them all).
 
 Trials known up front (grid, random) that differ only in per-member values (lr, weight decay, momentum,
-dropout: `trainwise.vectorized`) train together as one stacked model; results.csv then says how many were
+dropout, L1/L2: `trainwise.vectorized`) train together as one stacked model; results.csv then says how many were
 ``stacked`` and gives each trial its share of their wall time as ``seconds``.
 """
 from __future__ import annotations
