@@ -12,6 +12,7 @@ against `plain` measured in this same run:
   +doctor        the same with the training doctor's HealthTracker (as `trainwise fit` runs it)
   dataloader     the lecture's DataLoader(TensorDataset(X, y), batch_size=B, shuffle=True) loop
   lightning      lightning.Trainer with the same model (only when `lightning` is installed)
+  compiled-*     with --compiled: plain-fused with torch.compile'd forward, or torch.compile'd optimizer step
 
 ``--cli`` measures the command-line path instead (the populations issue's case): 20,000 x 784 synthetic rows
 in an .npz, the `trainwise.fit` that ``trainwise fit --model mlp:256,128`` runs (Adam, validation, the doctor,
@@ -69,6 +70,33 @@ def plain(X, y, B, epochs, fused=False):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
     g = torch.Generator().manual_seed(0)
     return timed_epochs(lambda: plain_pass(model, opt, X, y, B, g), epochs)
+
+
+def compiled(X, y, B, epochs, what="forward"):
+    """The plain-fused loop with torch.compile'd forward (``forward``) or optimizer step (``step``); the first
+    (warm-up) epoch, which pays the compilation, is printed separately."""
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    forward = torch.compile(model) if what == "forward" else model
+    step = torch.compile(opt.step) if what == "step" else opt.step
+    g = torch.Generator().manual_seed(0)
+    times = []
+
+    def epoch():
+        perm = torch.randperm(len(y), generator=g)
+        for i in range(0, len(y), B):
+            idx = perm[i:i + B]
+            loss = F.cross_entropy(forward(X[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            step()
+
+    for _ in range(epochs + 1):
+        t0 = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - t0)
+    print(f"    (compiled {what}, batch {B}: first epoch {times[0]:.2f}s)", flush=True)
+    return statistics.median(times[1:])
 
 
 def trainwise_(X, y, B, epochs, doctor=False):
@@ -205,6 +233,8 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256])
     ap.add_argument("--cli", action="store_true", help="the command-line path (see above) instead")
     ap.add_argument("--repeats", type=int, default=3, help="with --cli: alternating repeats")
+    ap.add_argument("--compiled", action="store_true",
+                    help="add the plain-fused loop with torch.compile'd forward / optimizer step (the populations issue's point 4)")
     args = ap.parse_args()
     if args.cli:
         return cli_case([b for b in args.batch_sizes if b >= 64] or [64, 256], args.repeats)
@@ -215,6 +245,9 @@ def main() -> None:
     methods = {"plain": plain, "plain-fused": lambda *a: plain(*a, fused=True), "trainwise": trainwise_,
                "+doctor": lambda *a: trainwise_(*a, doctor=True),
                "dataloader": dataloader, "lightning": lightning_}
+    if args.compiled:
+        methods |= {"compiled-forward": lambda *a: compiled(*a, what="forward"),
+                    "compiled-step": lambda *a: compiled(*a, what="step")}
     print(f"{'batch':>5}  " + "  ".join(f"{m:>18}" for m in methods))
     for B in args.batch_sizes:
         secs = {m: f(X, y, B, args.epochs) for m, f in methods.items()}

@@ -272,3 +272,18 @@ def test_search_trials_differing_in_penalties_train_stacked_as_alone(tmp_path):
                 for v in (True, False))
         assert list(a.columns) == list(b.columns), trial  # train/penalty only where the trial has a penalty
         assert np.allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-4, atol=1e-6), trial
+
+
+def test_the_plateau_schedule_follows_each_members_own_metric(tmp_path):
+    options = dict(data="wine", model="mlp:16", epochs=8, restarts=3, schedule="plateau", schedule_patience=0, lr=0.02,
+                   patience=20, quiet=True, checkpoint=False)
+    vec = trainwise.fit(**options, run_dir=tmp_path / "vec")
+    seq = trainwise.fit(**options, run_dir=tmp_path / "seq", vectorize=False)
+    _assert_same_runs(vec, seq)
+    lrs = {}
+    for seed in vec.summary["restarts"]["seeds"]:
+        a, b = (pd.read_csv(tmp_path / w / "restarts" / f"seed-{seed}" / "metrics.csv")["lr"] for w in ("vec", "seq"))
+        assert np.allclose(a, b, rtol=1e-6)
+        lrs[seed] = tuple(a)
+    assert all(len(set(v)) > 1 for v in lrs.values())  # every member's LR was lowered on the way ...
+    assert len(set(lrs.values())) > 1                   # ... each at its own epochs

@@ -69,7 +69,6 @@ def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Cal
     reasons = [(cfg.augment, "augmentation"), (cfg.lr == "auto", "--lr auto (the LR finder runs per member)"),
                (cfg.accumulate > 1, "gradient accumulation"), (cfg.precision != "32", f"precision {cfg.precision}"),
                (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),
-               (cfg.schedule == "plateau", "the plateau schedule (each member's LR follows its own metric)"),
                (checkpoint, "per-member checkpoints"), (tensorboard, "TensorBoard logs")]
     for flag, why in reasons:
         if flag:
@@ -106,10 +105,12 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
         models.append(model)
         generators.append(_generator_after_init(device))
     members: list[_Member] = []
+    plateau = cfg.schedule == "plateau"
     shared = build_batches(setup, seeds[0])  # validation and test batches: the same for every member
     monitor = cfg.monitor if "val" in shared or not cfg.monitor.startswith("val/") else "train/loss"
     for member_setup, s, model, writer, cbs in zip(setups, seeds, models, writers, callbacks):
-        stopper, cbs = run_callbacks(member_setup, monitor, cbs, writer, checkpoint=False, schedule=False)
+        # the plateau schedule follows each member's own metric: it runs in the member's record (below)
+        stopper, cbs = run_callbacks(member_setup, monitor, cbs, writer, checkpoint=False, schedule=plateau)
         batches = {**shared, "train": TensorBatches(shared["train"].X, shared["train"].y, batch_size=cfg.batch_size, seed=s)}
         members.append(_Member(s, build_trainer(member_setup, model, cbs), stopper, batches, writer))
         if writer is not None:
@@ -127,10 +128,10 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
                              seeds=seeds, shuffle=False)
     # members with their own lr / weight decay / momentum (SGD's and RMSprop's; the one-cycle schedule sets it)
     with_momentum = cfg.optimizer in ("sgd", "rmsprop") and cfg.schedule != "onecycle"
-    own = len({(s.cfg.lr, s.cfg.weight_decay, s.cfg.momentum if with_momentum else 0) for s in setups}) > 1
+    own = plateau or len({(s.cfg.lr, s.cfg.weight_decay, s.cfg.momentum if with_momentum else 0) for s in setups}) > 1
     driver = _Driver(stacked, train, val, members, console=None if cfg.quiet else console, monitor=monitor)
     pop_callbacks: list[Callback] = [driver]
-    if cfg.schedule != "none":  # the same schedule for every member: one, on the stack's optimizer
+    if cfg.schedule not in ("none", "plateau"):  # the same schedule for every member: one, on the stack's optimizer
         pop_callbacks.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma,
                                         warmup_epochs=cfg.warmup_epochs, monitor=monitor, mode=cfg.mode))
     penalties = [(s.cfg.l1, s.cfg.l2) for s in setups]
@@ -222,6 +223,8 @@ class _Driver(Callback):
             if self._norms is not None and m.health is not None:
                 m.health.record_grad_norms(self._norms[:, j])
             t.record_epoch(row)
+            if self.steps is not None:  # its record's plateau schedule may have lowered its LR for the next epoch
+                self.steps.set_lr(j, t.optimizer.param_groups[0]["lr"])
             if t.stopping:
                 t.end()
                 stopped.append(j)

@@ -278,6 +278,10 @@ class MemberSteps:
     def lr_of(self, k: int) -> float:
         return float(self.lr[k])
 
+    def set_lr(self, k: int, lr: float) -> None:
+        """Member k's learning rate from the next step on (its own schedule, e.g. the plateau one, changed it)."""
+        self.lr[k] = lr
+
     def keep(self, idx: Sequence[int]) -> None:
         index = torch.as_tensor(list(idx), dtype=torch.long, device=self.lr.device)
         self.lr, self.weight_decay = self.lr[index], self.weight_decay[index]
