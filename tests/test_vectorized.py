@@ -287,3 +287,10 @@ def test_the_plateau_schedule_follows_each_members_own_metric(tmp_path):
         lrs[seed] = tuple(a)
     assert all(len(set(v)) > 1 for v in lrs.values())  # every member's LR was lowered on the way ...
     assert len(set(lrs.values())) > 1                   # ... each at its own epochs
+
+
+def test_lr_auto_runs_each_members_own_range_test_then_stacks():
+    vec, seq = _pair(data="wine", model="mlp:16", epochs=4, restarts=3, lr="auto")
+    _assert_same_runs(vec, seq)
+    assert vec.summary["lr_finder"]["suggestion"] == pytest.approx(seq.summary["lr_finder"]["suggestion"], rel=1e-6)
+    assert vec.history[0]["lr"] == pytest.approx(vec.summary["lr_finder"]["suggestion"], rel=1e-6)

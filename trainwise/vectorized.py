@@ -13,6 +13,7 @@ the members one by one and says why.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 from .data import TensorBatches
 from .diagnose.doctor import HealthTracker
 from .models.summary import summarize
-from .pipeline import RunResult, RunSetup, build_batches, build_model, build_trainer, finish_run, record_run, run_callbacks
+from .pipeline import RunResult, RunSetup, auto_lr, build_batches, build_model, build_trainer, finish_run, record_run, run_callbacks
 from .train import Callback, LRSchedule, Trainer
 from .train.components import make_loss
 from .train.stacked import (
@@ -66,7 +67,7 @@ def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Cal
             return f"the members differ in {', '.join(differ)} (only {', '.join(PER_MEMBER)} may differ)"
     if len({s.cfg.dropout > 0 for s in setups}) > 1:
         return "some members have dropout and some have none (their layers differ)"
-    reasons = [(cfg.augment, "augmentation"), (cfg.lr == "auto", "--lr auto (the LR finder runs per member)"),
+    reasons = [(cfg.augment, "augmentation"),
                (cfg.accumulate > 1, "gradient accumulation"), (cfg.precision != "32", f"precision {cfg.precision}"),
                (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),
                (checkpoint, "per-member checkpoints"), (tensorboard, "TensorBoard logs")]
@@ -112,7 +113,11 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
         # the plateau schedule follows each member's own metric: it runs in the member's record (below)
         stopper, cbs = run_callbacks(member_setup, monitor, cbs, writer, checkpoint=False, schedule=plateau)
         batches = {**shared, "train": TensorBatches(shared["train"].X, shared["train"].y, batch_size=cfg.batch_size, seed=s)}
-        members.append(_Member(s, build_trainer(member_setup, model, cbs), stopper, batches, writer))
+        record = build_trainer(member_setup, model, cbs)
+        if member_setup.cfg.lr == "auto":  # each member's own range test, as alone: its dropout draws from the
+            with _global_rng(generators[len(members)], device):  # RNG as it was after its init (restored after)
+                auto_lr(record, batches["train"], console=None if cfg.quiet else console)
+        members.append(_Member(s, record, stopper, batches, writer))
         if writer is not None:
             writer.write_recipe(member_setup.recipe)
     if console is not None and not cfg.quiet:
@@ -128,7 +133,8 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
                              seeds=seeds, shuffle=False)
     # members with their own lr / weight decay / momentum (SGD's and RMSprop's; the one-cycle schedule sets it)
     with_momentum = cfg.optimizer in ("sgd", "rmsprop") and cfg.schedule != "onecycle"
-    own = plateau or len({(s.cfg.lr, s.cfg.weight_decay, s.cfg.momentum if with_momentum else 0) for s in setups}) > 1
+    lrs = [m.trainer.optimizer.param_groups[0]["lr"] for m in members]  # the config's, or the LR finder's
+    own = plateau or cfg.lr == "auto" or len({(lr, s.cfg.weight_decay, s.cfg.momentum if with_momentum else 0) for lr, s in zip(lrs, setups)}) > 1
     driver = _Driver(stacked, train, val, members, console=None if cfg.quiet else console, monitor=monitor)
     pop_callbacks: list[Callback] = [driver]
     if cfg.schedule not in ("none", "plateau"):  # the same schedule for every member: one, on the stack's optimizer
@@ -142,7 +148,7 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
                         metrics=lambda kind, dev, target_std: PopulationMetrics(kind, dev, target_std=target_std, size=stacked.size),
                         **({"lr": 1.0, "weight_decay": 0.0} | ({"momentum": 1.0} if with_momentum else {}) if own else {}))
     if own:  # the stack steps at lr 1 (times the schedule's factor); each member's step is scaled by its own lr
-        driver.steps = MemberSteps(pop.optimizer, lr=[s.cfg.lr for s in setups], weight_decay=[s.cfg.weight_decay for s in setups],
+        driver.steps = MemberSteps(pop.optimizer, lr=lrs, weight_decay=[s.cfg.weight_decay for s in setups],
                                    momentum=[s.cfg.momentum for s in setups] if with_momentum else None,
                                    decoupled=cfg.optimizer == "adamw", nesterov=cfg.nesterov and with_momentum)
     results = [RunResult(m_setup, m.trainer, m.stopper, m.batches, m.seed) for m_setup, m in zip(setups, members)]
@@ -160,6 +166,21 @@ def _generator_after_init(device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
     return g
+
+
+@contextlib.contextmanager
+def _global_rng(generator: torch.Generator, device: torch.device):
+    """torch's global generator (of ``device``) in ``generator``'s state for a while, then as it was."""
+    if device.type == "cuda":
+        get, put = (lambda: torch.cuda.get_rng_state(device)), (lambda state: torch.cuda.set_rng_state(state, device))
+    else:
+        get, put = torch.get_rng_state, torch.set_rng_state
+    saved = get()
+    put(generator.get_state())
+    try:
+        yield
+    finally:
+        put(saved)
 
 
 class _Driver(Callback):
