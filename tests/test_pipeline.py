@@ -45,7 +45,7 @@ def test_failed_test_look_is_skipped_for_an_unfinished_run():
     assert result.evaluate_test() is None and result.test is None
 
 
-@pytest.mark.parametrize("entry", ["fit", "restarts", "cv", "sanity", "tune"])
+@pytest.mark.parametrize("entry", ["fit", "restarts", "cv", "sanity", "tune", "tune-one-by-one"])
 def test_every_entry_point_builds_its_parts_through_the_pipeline(entry, tmp_path, monkeypatch):
     calls = []
     original = pipeline.setup_run
@@ -73,9 +73,12 @@ def test_every_entry_point_builds_its_parts_through_the_pipeline(entry, tmp_path
         trainwise.tune.sanity("iris", steps=5)
         expected = 1
     else:
+        vectorize = entry == "tune"
         trainwise.tune.tune({"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}, method="grid", trials=2,
-                            out=tmp_path / "t", retrain=False, data="iris", **common)
-        expected = 3  # the input-error probe (before the output folder exists) and one per trial
+                            out=tmp_path / "t", retrain=False, data="iris", vectorize=vectorize, **common)
+        # the input-error probe (before the output folder exists), then one per trial, or one for the two
+        # trials stacked (they differ only in lr: they share the prepared data)
+        expected = 2 if vectorize else 3
     assert len(calls) == expected and all(isinstance(c, RunConfig) for c in calls)
 
 

@@ -235,8 +235,7 @@ def test_search_trials_that_differ_in_more_than_per_member_values_are_grouped(tm
 @pytest.mark.parametrize("optimizer", ["sgd", "rmsprop"])
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_search_trials_differing_in_momentum_train_stacked_as_alone(tmp_path, optimizer, nesterov):
-    if nesterov and optimizer == "rmsprop":
-        pytest.skip("RMSprop has no Nesterov momentum")
+    """(RMSprop has no Nesterov momentum: the flag changes nothing there, stacked or alone.)"""
     space = {"momentum": {"type": "uniform", "low": 0.0, "high": 0.95}, "lr": {"type": "loguniform", "low": 1e-3, "high": 3e-2}}
     vec, seq = _search_pair(tmp_path, space, data="iris", model="mlp:8", epochs=4, optimizer=optimizer, nesterov=nesterov,
                             weight_decay=1e-3)
@@ -294,3 +293,14 @@ def test_lr_auto_runs_each_members_own_range_test_then_stacks():
     _assert_same_runs(vec, seq)
     assert vec.summary["lr_finder"]["suggestion"] == pytest.approx(seq.summary["lr_finder"]["suggestion"], rel=1e-6)
     assert vec.history[0]["lr"] == pytest.approx(vec.summary["lr_finder"]["suggestion"], rel=1e-6)
+
+
+def test_search_trials_differing_in_the_seed_train_one_by_one(tmp_path):
+    """The config's seed also decides the data split: trials over it are not one population."""
+    from trainwise.tune.search import tune
+
+    r = tune({"seed": {"type": "categorical", "choices": [0, 1]}, "lr": {"type": "categorical", "choices": [1e-3, 1e-2]}},
+             method="grid", out=tmp_path / "s", retrain=False, data="iris", model="mlp:8", epochs=2)
+    rows = r["results"].sort_values("trial")
+    assert rows["status"].tolist() == ["complete"] * 4
+    assert rows["stacked"].tolist() == [2, 2, 2, 2]  # the two lrs of each seed together

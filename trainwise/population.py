@@ -109,19 +109,28 @@ def run_population(members: Sequence[Member], *, data: Any = None, y: Any = None
     for group in _groups(members):
         if stop is not None and stop():
             break
+        t0 = time.perf_counter()
         run = _try_stacked([members[i] for i in group], data, y, console) if len(group) > 1 else None
         if run is not None:
             for i in group:
                 if on_start is not None:
                     on_start(i, members[i])
-            t0 = time.perf_counter()
-            for i, r in zip(group, run()):
-                r.info.update(seconds=(time.perf_counter() - t0) / len(group), stacked=len(group))
-                done[i] = r
-            for i in group:
-                if on_done is not None:
-                    on_done(i, done[i])
-            continue
+            try:
+                results = run()
+            except TrainwiseError as e:
+                if not catch:
+                    raise
+                if console is not None:  # one member's input error (its LR finder found no LR, ...): find which
+                    console.print(f"the stacked members stopped ({e.args[0]}); training them one by one")
+                results = None
+            if results is not None:
+                for i, r in zip(group, results):
+                    r.info.update(seconds=(time.perf_counter() - t0) / len(group), stacked=len(group))
+                    done[i] = r
+                for i in group:
+                    if on_done is not None:
+                        on_done(i, done[i])
+                continue
         for i in group:
             if i != group[0] and stop is not None and stop():
                 break
@@ -162,6 +171,7 @@ def _groups(members: Sequence[Member]) -> list[list[int]]:
             key: Any = ("setup", id(m.setup))
         elif m.cfg is not None and m.raw is None and m.cfg.vectorize:
             key = ("cfg", repr(sorted(m.cfg.model_dump(exclude=set(PER_MEMBER)).items())), m.evaluate_test, m.checkpoint)
+            # (the config's seed is in the key: it also decides the data split)
         else:
             key = ("alone", i)
         groups.setdefault(key, []).append(i)

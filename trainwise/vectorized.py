@@ -45,8 +45,9 @@ _VAL_ELEMENTS = 1 << 24  # a validation batch of the whole population holds at m
 
 
 # what members of one stacked population may differ in: each member's own learning rate, weight decay and
-# momentum (`MemberSteps`), dropout rate (its own masks anyway), L1/L2 strengths (`StackedPenalty`) and seed
-PER_MEMBER = ("lr", "weight_decay", "momentum", "dropout", "l1", "l2", "seed")
+# momentum (`MemberSteps`), dropout rate (its own masks anyway) and L1/L2 strengths (`StackedPenalty`); restarts
+# differ in their training seed, which is not the config's (that one also decides the data split)
+PER_MEMBER = ("lr", "weight_decay", "momentum", "dropout", "l1", "l2")
 
 
 def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Callback]] = (), checkpoint: bool = False,
@@ -143,6 +144,7 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
     penalties = [(s.cfg.l1, s.cfg.l2) for s in setups]
     penalty = StackedPenalty(stacked, l1=[a for a, _ in penalties], l2=[b for _, b in penalties], penalize=cfg.penalize) \
         if any(a or b for a, b in penalties) else None
+    driver.plateau = plateau
     driver.penalty, driver.unpenalized = penalty, [not (a or b) for a, b in penalties]
     pop = build_trainer(setup, stacked, pop_callbacks, loss=PopulationLoss(make_loss(setup.loss)), penalty=penalty, clip=clip_members,
                         metrics=lambda kind, dev, target_std: PopulationMetrics(kind, dev, target_std=target_std, size=stacked.size),
@@ -150,7 +152,8 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
     if own:  # the stack steps at lr 1 (times the schedule's factor); each member's step is scaled by its own lr
         driver.steps = MemberSteps(pop.optimizer, lr=lrs, weight_decay=[s.cfg.weight_decay for s in setups],
                                    momentum=[s.cfg.momentum for s in setups] if with_momentum else None,
-                                   decoupled=cfg.optimizer == "adamw", nesterov=cfg.nesterov and with_momentum)
+                                   decoupled=cfg.optimizer == "adamw",
+                                   nesterov=cfg.nesterov and cfg.optimizer == "sgd" and with_momentum)  # RMSprop has none
     results = [RunResult(m_setup, m.trainer, m.stopper, m.batches, m.seed) for m_setup, m in zip(setups, members)]
     try:
         pop.fit(train, val, epochs=cfg.epochs)
@@ -193,6 +196,7 @@ class _Driver(Callback):
         self.console, self.monitor, self._step0, self._hooks = console, monitor, 0, []
         self.steps: MemberSteps | None = None  # the members' own learning rates and weight decays, if they differ
         self.penalty: StackedPenalty | None = None
+        self.plateau = False  # each member's plateau schedule runs in its record and sets its LR
         self.unpenalized = [True] * len(members)  # members with no penalty log none (as alone)
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -244,7 +248,7 @@ class _Driver(Callback):
             if self._norms is not None and m.health is not None:
                 m.health.record_grad_norms(self._norms[:, j])
             t.record_epoch(row)
-            if self.steps is not None:  # its record's plateau schedule may have lowered its LR for the next epoch
+            if self.plateau:  # its record's plateau schedule may have lowered its LR for the next epoch
                 self.steps.set_lr(j, t.optimizer.param_groups[0]["lr"])
             if t.stopping:
                 t.end()

@@ -179,10 +179,16 @@ class Checkpoint(Callback):
             atomic_write(self.directory / "best.safetensors", data)
 
     def wait(self) -> None:
-        """Until the checkpoint being written is on disk (its error, if it failed, is raised here)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        """Until the checkpoint being written is on disk (its error, if it failed, is raised here). Interrupted
+        while waiting (Ctrl-C), the write stays pending: the run's end waits for it again."""
+        if self._pending is None:
+            return
+        try:
+            self._pending.result()
+        except Exception:
+            self._pending = None
+            raise
+        self._pending = None
 
     def on_fit_end(self, trainer: Trainer) -> None:
         try:

@@ -238,6 +238,7 @@ class MemberSteps:
                  momentum: Sequence[float] | None = None, decoupled: bool = False, nesterov: bool = False):
         device = next(p.device for g in optimizer.param_groups for p in g["params"])
         vector = lambda v: torch.tensor(list(v), dtype=torch.float32, device=device)  # noqa: E731
+        self.lrs = [float(v) for v in lr]  # as given (the tensor below is float32, for the arithmetic)
         self.lr, self.weight_decay = vector(lr), vector(weight_decay)
         self.momentum = vector(momentum) if momentum is not None else None
         self.decoupled, self.nesterov, self.optimizer, self._before = decoupled, nesterov, optimizer, []
@@ -276,15 +277,16 @@ class MemberSteps:
         self._before = []
 
     def lr_of(self, k: int) -> float:
-        return float(self.lr[k])
+        return self.lrs[k]
 
     def set_lr(self, k: int, lr: float) -> None:
         """Member k's learning rate from the next step on (its own schedule, e.g. the plateau one, changed it)."""
+        self.lrs[k] = float(lr)
         self.lr[k] = lr
 
     def keep(self, idx: Sequence[int]) -> None:
         index = torch.as_tensor(list(idx), dtype=torch.long, device=self.lr.device)
-        self.lr, self.weight_decay = self.lr[index], self.weight_decay[index]
+        self.lr, self.weight_decay, self.lrs = self.lr[index], self.weight_decay[index], [self.lrs[i] for i in idx]
         if self.momentum is not None:
             self.momentum = self.momentum[index]
 
