@@ -304,3 +304,20 @@ def test_search_trials_differing_in_the_seed_train_one_by_one(tmp_path):
     rows = r["results"].sort_values("trial")
     assert rows["status"].tolist() == ["complete"] * 4
     assert rows["stacked"].tolist() == [2, 2, 2, 2]  # the two lrs of each seed together
+
+
+def test_a_stacked_group_that_fails_on_input_falls_back_to_one_by_one(tmp_path, monkeypatch):
+    """With catch (search trials), an input error inside the stacked training (one member's LR finder finding
+    no LR, say) does not end the search: the group's trials run alone, each with its own outcome."""
+    import trainwise.population as population
+    from trainwise.tune.search import tune
+
+    def fails(*args, **kwargs):
+        raise trainwise.TrainwiseError("a member's input error")
+
+    monkeypatch.setattr(population, "train_stacked", fails)
+    buf = io.StringIO()
+    r = tune({"lr": {"type": "categorical", "choices": [1e-3, 1e-2]}}, method="grid", out=tmp_path / "f", retrain=False,
+             data="iris", model="mlp:8", epochs=2, console=Console(file=buf, width=200))
+    assert r["results"]["status"].tolist() == ["complete", "complete"] and "stacked" not in r["results"]
+    assert "the stacked members stopped (a member's input error); training them one by one" in buf.getvalue()
