@@ -1,6 +1,7 @@
 """Vectorized populations: K restarts trained as one stacked model equal K runs trained one by one.
 
-Tolerance (stated in the README): metrics within rtol 1e-5, member outputs within 1e-4. Where it is not
+Tolerance (stated in the README): metrics within rtol 1e-5, member outputs within 1e-4; search trials with
+their own lr / weight decay / momentum (`MemberSteps`) within rtol 1e-4. Where it is not
 exact: a batched matrix product sums some layer shapes in another order than a single one (differences from
 1e-9 in a gradient), and a loss averaged per member differs from the fused mean in its last bit. Dropout
 masks, data order, initialization and optimizer arithmetic are exactly the member's own.
