@@ -45,24 +45,28 @@ def make_model() -> nn.Module:
     return nn.Sequential(nn.Linear(D, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, C))
 
 
-def timed_epochs(run_epoch, epochs: int) -> float:
+def timed_epochs(run_epoch, epochs: int, *, show_first: str | None = None) -> float:
     times = []
     for _ in range(epochs + 1):
         t0 = time.perf_counter()
         run_epoch()
         times.append(time.perf_counter() - t0)
+    if show_first:  # (what the warm-up epoch paid: a compilation, say)
+        print(f"    ({show_first}: first epoch {times[0]:.2f}s)", flush=True)
     return statistics.median(times[1:])  # first epoch is warm-up
 
 
-def plain_pass(model, opt, X, y, B, g) -> None:
-    """One shuffled pass of the hand-written loop: randperm, index, forward, backward, step."""
+def plain_pass(model, opt, X, y, B, g, *, step=None) -> None:
+    """One shuffled pass of the hand-written loop: randperm, index, forward, backward, step (``model`` and
+    ``step`` may be compiled versions)."""
+    step = step or opt.step
     perm = torch.randperm(len(y), generator=g)
     for i in range(0, len(y), B):
         idx = perm[i:i + B]
         loss = F.cross_entropy(model(X[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
-        opt.step()
+        step()
 
 
 def plain(X, y, B, epochs, fused=False):
@@ -80,23 +84,8 @@ def compiled(X, y, B, epochs, what="forward"):
     forward = torch.compile(model) if what == "forward" else model
     step = torch.compile(opt.step) if what == "step" else opt.step
     g = torch.Generator().manual_seed(0)
-    times = []
-
-    def epoch():
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), B):
-            idx = perm[i:i + B]
-            loss = F.cross_entropy(forward(X[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            step()
-
-    for _ in range(epochs + 1):
-        t0 = time.perf_counter()
-        epoch()
-        times.append(time.perf_counter() - t0)
-    print(f"    (compiled {what}, batch {B}: first epoch {times[0]:.2f}s)", flush=True)
-    return statistics.median(times[1:])
+    return timed_epochs(lambda: plain_pass(forward, opt, X, y, B, g, step=step), epochs,
+                        show_first=f"compiled {what}, batch {B}")
 
 
 def trainwise_(X, y, B, epochs, doctor=False):

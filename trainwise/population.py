@@ -97,7 +97,7 @@ def run_population(members: Sequence[Member], *, data: Any = None, y: Any = None
                    on_done: Callable[[int, MemberResult], None] | None = None,
                    stop: Callable[[], bool] | None = None) -> list[MemberResult]:
     """Train every member. Members that share one set-up and differ only in their seed (restarts), or whose
-    configs differ only in per-member scalars (search trials over lr, weight decay, dropout), are trained as
+    configs differ only in per-member values (search trials: `vectorized.PER_MEMBER`), are trained as
     one stacked model when the config allows it (``vectorize``, see `trainwise.vectorized`); otherwise, or
     when something in them does not stack (said in one line), one after another. ``catch``: record a member's
     input error and go on (search trials) instead of raising it (restarts, folds). ``on_start(i, member)`` is
@@ -131,10 +131,11 @@ def run_population(members: Sequence[Member], *, data: Any = None, y: Any = None
                     if on_done is not None:
                         on_done(i, done[i])
                 continue
+        started = run is not None  # a stacked attempt that failed: its members were announced already
         for i in group:
             if i != group[0] and stop is not None and stop():
                 break
-            done[i] = _one(i, members[i], data, y, console, catch, on_start)
+            done[i] = _one(i, members[i], data, y, console, catch, None if started else on_start)
             if on_done is not None:
                 on_done(i, done[i])
     return [done[i] for i in sorted(done)]

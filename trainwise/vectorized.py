@@ -136,16 +136,15 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
     with_momentum = cfg.optimizer in ("sgd", "rmsprop") and cfg.schedule != "onecycle"
     lrs = [m.trainer.optimizer.param_groups[0]["lr"] for m in members]  # the config's, or the LR finder's
     own = plateau or cfg.lr == "auto" or len({(lr, s.cfg.weight_decay, s.cfg.momentum if with_momentum else 0) for lr, s in zip(lrs, setups)}) > 1
-    driver = _Driver(stacked, train, val, members, console=None if cfg.quiet else console, monitor=monitor)
+    penalties = [(s.cfg.l1, s.cfg.l2) for s in setups]
+    penalty = StackedPenalty(stacked, l1=[a for a, _ in penalties], l2=[b for _, b in penalties], penalize=cfg.penalize) \
+        if any(a or b for a, b in penalties) else None
+    driver = _Driver(stacked, train, val, members, console=None if cfg.quiet else console, monitor=monitor,
+                     penalty=penalty, plateau=plateau)
     pop_callbacks: list[Callback] = [driver]
     if cfg.schedule not in ("none", "plateau"):  # the same schedule for every member: one, on the stack's optimizer
         pop_callbacks.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma,
                                         warmup_epochs=cfg.warmup_epochs, monitor=monitor, mode=cfg.mode))
-    penalties = [(s.cfg.l1, s.cfg.l2) for s in setups]
-    penalty = StackedPenalty(stacked, l1=[a for a, _ in penalties], l2=[b for _, b in penalties], penalize=cfg.penalize) \
-        if any(a or b for a, b in penalties) else None
-    driver.plateau = plateau
-    driver.penalty, driver.unpenalized = penalty, [not (a or b) for a, b in penalties]
     pop = build_trainer(setup, stacked, pop_callbacks, loss=PopulationLoss(make_loss(setup.loss)), penalty=penalty, clip=clip_members,
                         metrics=lambda kind, dev, target_std: PopulationMetrics(kind, dev, target_std=target_std, size=stacked.size),
                         **({"lr": 1.0, "weight_decay": 0.0} | ({"momentum": 1.0} if with_momentum else {}) if own else {}))
@@ -191,13 +190,12 @@ class _Driver(Callback):
     whose callbacks stop it leaves the stack; when none is left the stack stops."""
 
     def __init__(self, stacked: StackedMLP, train: StackedBatches, val: StackedBatches | None, members: list[_Member],
-                 *, console=None, monitor: str = "val/loss"):
+                 *, console=None, monitor: str = "val/loss", penalty: StackedPenalty | None = None, plateau: bool = False):
         self.stacked, self.train, self.val, self.active = stacked, train, val, list(members)
         self.console, self.monitor, self._step0, self._hooks = console, monitor, 0, []
-        self.steps: MemberSteps | None = None  # the members' own learning rates and weight decays, if they differ
-        self.penalty: StackedPenalty | None = None
-        self.plateau = False  # each member's plateau schedule runs in its record and sets its LR
-        self.unpenalized = [True] * len(members)  # members with no penalty log none (as alone)
+        self.penalty = penalty
+        self.plateau = plateau  # each member's plateau schedule runs in its record and sets its LR
+        self.steps: MemberSteps | None = None  # the members' own lr / weight decay / momentum (set with the optimizer)
 
     def on_fit_start(self, trainer: Trainer) -> None:
         for m in self.active:
@@ -232,17 +230,16 @@ class _Driver(Callback):
             t = m.trainer
             t.model.load_state_dict(self.stacked.member_state(j))
             suffix = f"[{j}]"
-            row = {"epoch": epoch, "lr": logs["lr"]}
+            lr = logs["lr"] * (self.steps.lr_of(j) if self.steps is not None else 1.0)
+            row = {"epoch": epoch, "lr": lr}
             row |= {k[:-len(suffix)]: v for k, v in logs.items() if k.endswith(suffix) and "/finite_batches" not in k
-                    and not (self.unpenalized[j] and k.startswith("train/penalty["))}
+                    and not (k.startswith("train/penalty[") and not self.penalty.penalized(j))}
             row["time/epoch_s"] = logs["time/epoch_s"]
             broke = logs.get(f"train/finite_batches{suffix}")
             if broke is not None and t.non_finite_at is None:
                 t.non_finite_at = (epoch, int(broke) + 1)
             t.step += trainer.step - self._step0
             t.train_time_s, t.train_samples = trainer.train_time_s, t.train_samples + n
-            lr = logs["lr"] * (self.steps.lr_of(j) if self.steps is not None else 1.0)
-            row["lr"] = lr
             for g in t.optimizer.param_groups:  # its record shows the LR it trained with
                 g["lr"] = lr
             if self._norms is not None and m.health is not None:
@@ -274,7 +271,6 @@ class _Driver(Callback):
         for part in (self.steps, self.penalty):
             if part is not None:
                 part.keep(keep)
-        self.unpenalized = [self.unpenalized[j] for j in keep]
         self.active = [self.active[j] for j in keep]
 
     def on_fit_end(self, trainer: Trainer) -> None:

@@ -223,7 +223,7 @@ class MemberSteps:
     rate; it applies weight decay either to the gradient (``grad + wd * w``) or, AdamW, to the weights
     (``w * (1 - lr * wd)``); SGD's and RMSprop's momentum buffer is ``momentum * buffer + new``. So the stack's
     optimizer runs with learning rate 1 (times the schedule's factor, which every member shares), no weight
-    decay and momentum 1 (``momentum=True``); before its step member k's ``wd_k * w`` is added to its gradient
+    decay and (when ``momentum`` is given) momentum 1; before its step member k's ``wd_k * w`` is added to its gradient
     and its momentum buffer multiplied by ``momentum_k``; after it member k's step is scaled by ``lr_k`` (and
     AdamW's decay applied; Nesterov's look-ahead takes ``momentum_k`` of the buffer). Only rounding differs
     from the member alone (the tolerance is in the README). `keep` follows `StackedMLP.keep`.
@@ -241,7 +241,8 @@ class MemberSteps:
         self.lrs = [float(v) for v in lr]  # as given (the tensor below is float32, for the arithmetic)
         self.lr, self.weight_decay = vector(lr), vector(weight_decay)
         self.momentum = vector(momentum) if momentum is not None else None
-        self.decoupled, self.nesterov, self.optimizer, self._before = decoupled, nesterov, optimizer, []
+        self.coupled_decay = not decoupled and any(weight_decay)  # known here: no device read per step
+        self.decoupled, self.nesterov, self._before = decoupled, nesterov, []
         self.handles = [optimizer.register_step_pre_hook(self._pre), optimizer.register_step_post_hook(self._post)]
 
     @staticmethod
@@ -252,7 +253,7 @@ class MemberSteps:
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         with torch.no_grad():
             self._before = [(p, p.detach().clone()) for p in params]
-            if not self.decoupled and bool(self.weight_decay.any()):
+            if self.coupled_decay:
                 for p in params:
                     p.grad.addcmul_(p, self._per_member(self.weight_decay, p))
             if self.momentum is not None:
@@ -299,27 +300,37 @@ class StackedPenalty:
     def __init__(self, stacked: StackedMLP, *, l1: Sequence[float], l2: Sequence[float], penalize: str = "weights"):
         self.stacked, self.penalize = stacked, penalize
         self.l1, self.l2 = list(l1), list(l2)
+        self._refresh()
 
-    def _params(self) -> list[torch.Tensor]:
-        out = []
-        for layer in self.stacked.layers:  # read each call: `keep` replaces the parameters
+    def _refresh(self) -> None:
+        """The penalized parameters and the strengths as device tensors: built here, not every step (`keep`
+        replaces the parameters)."""
+        params = []
+        for layer in self.stacked.layers:
             if isinstance(layer, _Linear):
-                out += [layer.weight] + ([layer.bias] if self.penalize == "all" and layer.bias is not None else [])
+                params += [layer.weight] + ([layer.bias] if self.penalize == "all" and layer.bias is not None else [])
             elif isinstance(layer, _BatchNorm) and self.penalize == "all":
-                out += [layer.weight, layer.bias]
-        return out
+                params += [layer.weight, layer.bias]
+        self.params = params
+        device = params[0].device
+        self._l1 = torch.tensor(self.l1, device=device) if any(self.l1) else None
+        self._l2 = torch.tensor(self.l2, device=device) if any(self.l2) else None
+
+    def penalized(self, k: int) -> bool:
+        """Whether member k has a penalty at all (one without logs none, as alone)."""
+        return bool(self.l1[k] or self.l2[k])
 
     def __call__(self) -> torch.Tensor:
-        params = self._params()
-        total = torch.zeros(self.stacked.size, device=params[0].device)
-        if any(self.l1):
-            total = total + torch.tensor(self.l1, device=total.device) * torch.stack([p.abs().flatten(1).sum(1) for p in params]).sum(0)
-        if any(self.l2):
-            total = total + torch.tensor(self.l2, device=total.device) * torch.stack([p.square().flatten(1).sum(1) for p in params]).sum(0)
+        total = torch.zeros(self.stacked.size, device=self.params[0].device)
+        if self._l1 is not None:
+            total = total + self._l1 * torch.stack([p.abs().flatten(1).sum(1) for p in self.params]).sum(0)
+        if self._l2 is not None:
+            total = total + self._l2 * torch.stack([p.square().flatten(1).sum(1) for p in self.params]).sum(0)
         return total
 
     def keep(self, idx: Sequence[int]) -> None:
         self.l1, self.l2 = [self.l1[i] for i in idx], [self.l2[i] for i in idx]
+        self._refresh()
 
 
 def clip_members(params: Sequence[torch.Tensor], *, clip_norm: float | None, clip_value: float | None) -> torch.Tensor:
