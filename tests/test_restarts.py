@@ -79,5 +79,103 @@ def test_sigterm_during_restarts_exits_143_with_an_interrupted_summary(tmp_path,
     assert "trainwise fit: terminated" in err and "Traceback" not in err
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["test"] is None and summary["test_evaluations"] == 0
-    assert "terminated (SIGTERM)" in summary["stop_reason"] and "cannot be resumed: start the run again" in summary["stop_reason"]
+    assert "terminated (SIGTERM)" in summary["stop_reason"] and f"resume it: trainwise fit --resume {run}" in summary["stop_reason"]
     assert summary["restarts"] == {"seeds": [0, 1, 2], "interrupted_seed": 0}
+
+
+# dropout (each member's own generator), a schedule, clipping and members stopping at different epochs: state everywhere
+KILL_OPTIONS = dict(data="wine", epochs=40, quiet=True, dropout=0.3, schedule="step", step_size=3, patience=4,
+                    clip_norm=1.0, restarts=3)
+KILLER = """
+import os, signal, sys, time, trainwise
+from pathlib import Path
+from trainwise.runs import load_checkpoint
+run, vectorize = Path(sys.argv[1]), sys.argv[2] == "1"
+# the checkpoint that must be on disk before the kill: the stack's, or the second restart's (one by one)
+target = run / ("checkpoints/population-0.safetensors" if vectorize else "restarts/seed-1/checkpoints/last.safetensors")
+class KillAfter(trainwise.Callback):
+    starts = 0
+    def on_fit_start(self, trainer):
+        KillAfter.starts += 1
+    def on_epoch_start(self, trainer, *, epoch):
+        if epoch == 4 and (vectorize or KillAfter.starts == 2):  # epoch 3 done; its checkpoint is written meanwhile
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    if load_checkpoint(target)["epoch"] == 3:
+                        break
+                except trainwise.TrainwiseError:
+                    pass
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGKILL)
+trainwise.fit(run_dir=run, callbacks=[KillAfter()], vectorize=vectorize, **{options!r})
+"""
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_killed_restarts_resume_to_byte_identical_restarts(tmp_path, cli, vectorize):
+    import subprocess
+    import sys
+
+    full = trainwise.fit(run_dir=tmp_path / "full", vectorize=vectorize, **KILL_OPTIONS)
+    epochs = [r["epochs_run"] for r in full.summary["restarts"]["runs"]]
+    assert len(set(epochs)) > 1 and min(epochs) > 4  # members stop apart, after the kill
+    killed = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", KILLER.format(options=KILL_OPTIONS), str(killed), "1" if vectorize else "0"],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == -9, proc.stderr
+    assert not (killed / "summary.json").exists()
+    if vectorize:  # one checkpoint holds the whole population
+        assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["population-0.safetensors"]
+        assert not (killed / "restarts" / "seed-0" / "checkpoints").exists()
+    else:  # the first restart finished, the second was killed after epoch 3, the third never started
+        assert (killed / "restarts" / "seed-0" / "model.safetensors").is_file()
+        assert not (killed / "restarts" / "seed-2" / "metrics.csv").exists()
+
+    code, out, err = cli("fit", "--resume", str(killed), "--quiet")
+    assert code == 0, err
+    for seed in (0, 1, 2):
+        a, b = tmp_path / "full" / "restarts" / f"seed-{seed}", killed / "restarts" / f"seed-{seed}"
+        assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes(), seed
+        assert _without_time(a / "metrics.csv") == _without_time(b / "metrics.csv"), seed
+    resumed = json.loads((killed / "summary.json").read_text())
+    for key in ("status", "stop_reason", "epochs_run", "best_epoch", "best", "test", "seed", "test_evaluations"):
+        assert resumed[key] == full.summary[key], key
+    assert resumed["restarts"] == full.summary["restarts"] | {"resumed": True}
+    assert (killed / "model.safetensors").read_bytes() == (tmp_path / "full" / "model.safetensors").read_bytes()
+    code, out, err = cli("fit", "--resume", str(killed), "--quiet")  # finished: nothing to resume
+    assert code == 2 and "already finished" in err
+
+
+def _without_time(path):
+    lines = path.read_text().splitlines()
+    col = lines[0].split(",").index("time/epoch_s")
+    return [",".join(c for i, c in enumerate(line.split(",")) if i != col) for line in lines]
+
+
+def test_restarts_resume_refuses_a_damaged_population_checkpoint_and_other_epochs(tmp_path, cli):
+    from trainwise.runs import load_checkpoint, save_checkpoint
+
+    class CtrlC(trainwise.Callback):
+        def on_epoch_end(self, trainer, *, epoch, logs):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    run = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):  # a restarts run passes the interrupt on (exit 130)
+        trainwise.fit("iris", run_dir=run, restarts=2, epochs=6, quiet=True, callbacks=[CtrlC()])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and f"resume it: trainwise fit --resume {run}" in summary["stop_reason"]
+    code, out, err = cli("fit", "--resume", str(run), "--epochs", "9", "--quiet")
+    assert code == 2 and "resume with their own 6 epochs" in err
+    path = run / "checkpoints" / "population-0.safetensors"
+    good = path.read_bytes()
+    state = load_checkpoint(path)
+    state["callbacks"]["0:_Driver"]["members"].pop()
+    save_checkpoint(path, state)
+    code, out, err = cli("fit", "--resume", str(run), "--quiet")
+    assert code == 2 and f"'{path}' is not a valid trainwise file: it holds 1 members, but this population has 2" in err
+    path.write_bytes(good)
+    code, out, err = cli("fit", "--resume", str(run), "--quiet")
+    assert code == 0, err
+    assert json.loads((run / "summary.json").read_text())["epochs_run"] == 6

@@ -99,11 +99,13 @@ def test_batch_norm_members_agree_within_the_stated_tolerance():
 def test_vectorized_restarts_write_the_same_files(tmp_path):
     for vectorize in (True, False):
         trainwise.fit("wine", model="mlp:16", epochs=3, restarts=2, quiet=True, vectorize=vectorize, run_dir=tmp_path / str(vectorize))
+    # the same files, but for where the checkpoints are: one for the stack, or one per restart (one by one)
     for seed in (0, 1):
         a, b = (tmp_path / str(v) / "restarts" / f"seed-{seed}" for v in (True, False))
-        assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+        assert sorted([p.name for p in a.iterdir()] + ["checkpoints"]) == sorted(p.name for p in b.iterdir())
         assert a.joinpath("metrics.csv").read_text().splitlines()[0] == b.joinpath("metrics.csv").read_text().splitlines()[0]
-    assert sorted(p.name for p in (tmp_path / "True").iterdir()) == sorted(p.name for p in (tmp_path / "False").iterdir())
+    assert sorted(p.name for p in (tmp_path / "True").iterdir()) == sorted([p.name for p in (tmp_path / "False").iterdir()] + ["checkpoints"])
+    assert [p.name for p in (tmp_path / "True" / "checkpoints").iterdir()] == ["population-0.safetensors"]
     assert trainwise.load_config(tmp_path / "True" / "config.yaml").vectorize is True
 
 

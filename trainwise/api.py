@@ -104,13 +104,17 @@ def _finish(result: RunResult, writer: RunWriter | None, extra: dict[str, Any] |
     return FitResult.of(result, summary, writer)
 
 
-def _fit_restarts(setup, writer: RunWriter | None, callbacks, console) -> FitResult:
+def _fit_restarts(setup, writer: RunWriter | None, callbacks, console, *, resume: bool = False,
+                  previous_tests: int = 0) -> FitResult:
     """Train seeds seed..seed+N-1 on the same split, keep the best by the monitored metric, test it once.
 
     Each restart keeps its own metrics.csv and curves under restarts/seed-<k>/; the chosen one's files are
-    also the run's own. The result looks like one run plus a ``restarts`` summary section.
+    also the run's own. The result looks like one run plus a ``restarts`` summary section. On disk (and
+    with checkpoints on) the population checkpoints every epoch under checkpoints/ (stacked restarts: one
+    file for all; one by one: each in its folder), and ``resume`` continues it exactly (`run_population`).
     """
     cfg = setup.cfg
+    checkpoints = writer.run_dir / "checkpoints" if writer is not None and cfg.checkpoint else None
     seeds = [cfg.seed + i for i in range(cfg.restarts)]
     members = [Member(f"seed-{s}", setup=setup, seed=s, callbacks=callbacks, checkpoint=False,
                       writer=writer.sub(f"restarts/seed-{s}") if writer else None) for s in seeds]
@@ -124,8 +128,9 @@ def _fit_restarts(setup, writer: RunWriter | None, callbacks, console) -> FitRes
         if trainer.status == "interrupted" and isinstance(trainer.ended_by, KeyboardInterrupt):
             # Ctrl-C / SIGTERM: the run says so in its summary, and the interrupt goes on to the caller (exit 130/143)
             if writer is not None:
-                trainer.stop_reason = (f"{trainer.stop_reason} of the restart with seed {r.member.seed}; --restarts runs "
-                                       "cannot be resumed: start the run again")
+                again = f"resume it: trainwise fit --resume {writer.run_dir}" if checkpoints is not None else \
+                    "it ran without checkpoints, so start it again"
+                trainer.stop_reason = f"{trainer.stop_reason} of the restart with seed {r.member.seed}; {again}"
                 writer.write_summary(r.result, r.result.summary({"restarts": {"seeds": seeds, "interrupted_seed": r.member.seed}}))
             raise trainer.ended_by
         if not r.result.ok:
@@ -133,7 +138,8 @@ def _fit_restarts(setup, writer: RunWriter | None, callbacks, console) -> FitRes
             raise TrainwiseError(f"restart with seed {r.member.seed} ended as '{r.result.trainer.status}': "
                                  f"{r.result.trainer.stop_reason}", hint="fix the cause and run again" + where)
 
-    done = run_population(members, console=None if cfg.quiet else console, on_start=announce, on_done=check)
+    done = run_population(members, console=None if cfg.quiet else console, on_start=announce, on_done=check,
+                          checkpoints=checkpoints, resume=resume)
     results = [r.result for r in done]
     runs = [{"seed": r.seed, "best_epoch": r.stopper.best_epoch_, "epochs_run": r.trainer.epoch, "best": r.stopper.best_,
              "metrics": {k: v for k, v in r.history[(r.stopper.best_epoch_ or r.trainer.epoch) - 1].items()
@@ -144,8 +150,10 @@ def _fit_restarts(setup, writer: RunWriter | None, callbacks, console) -> FitRes
     keys = [k for k in runs[0]["metrics"] if k.startswith("val/") or not any(m.startswith("val/") for m in runs[0]["metrics"])]
     extra = {"restarts": {"seeds": seeds, "chosen_seed": chosen.seed, "monitor": chosen.stopper.monitor, "runs": runs,
                           "spread": spread([r["metrics"] for r in runs], keys)}}
+    if resume:
+        extra["restarts"]["resumed"] = True
     chosen.evaluate_test()
-    return _finish(chosen, writer, extra)
+    return _finish(chosen, writer, extra, previous_tests)
 
 
 def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[str, Any], *,
@@ -187,11 +195,11 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter, data: Any, 
     if cfg.epochs != previous.epochs and cfg.schedule in ("cosine", "onecycle"):
         raise TrainwiseError(f"run '{run_dir}' uses the {cfg.schedule} schedule, which spans its {previous.epochs} epochs",
                              hint="resume it without --epochs; to train longer, start a new run")
-    if cfg.restarts > 1:
-        raise TrainwiseError(f"run '{run_dir}' used --restarts {cfg.restarts}, which cannot be resumed",
-                             hint="start it again; each restart is short compared with one long run")
     if cfg.data == "arrays" and data is None:
         raise TrainwiseError(f"run '{run_dir}' was trained on in-memory arrays", hint="pass the same X, y to fit(X, y, resume=...)")
+    if cfg.restarts > 1:
+        return _resume_restarts(run_dir, cfg, previous, writer, data, y, callbacks, console, trust_code,
+                                (done or {}).get("test_evaluations", 0))
     last = run_dir / "checkpoints" / "last.safetensors"
     if cfg.checkpoint and not last.is_file():
         raise TrainwiseError(f"run '{run_dir}' has no checkpoint yet: it stopped before its first epoch was saved",
@@ -209,6 +217,23 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter, data: Any, 
     writer.write_config(setup.cfg)
     return _finish(result, writer, {"resumed_from_epoch": state["epoch"]},
                    previous_tests=(done or {}).get("test_evaluations", 0))
+
+
+def _resume_restarts(run_dir: Path, cfg: RunConfig, previous: RunConfig, writer: RunWriter, data: Any, y: Any, callbacks,
+                     console, trust_code: bool, previous_tests: int) -> FitResult:
+    """Continue a `--restarts` run from its population's checkpoints (each restart, or the stacked group,
+    where it was; those not started from the start)."""
+    if not cfg.checkpoint:
+        raise TrainwiseError(f"run '{run_dir}' was trained with --no-checkpoint, so there is nothing to resume from",
+                             hint=f"start it again: trainwise fit --config {run_dir / 'config.yaml'} --run-dir NEW_DIR")
+    if cfg.epochs != previous.epochs:
+        raise TrainwiseError(f"run '{run_dir}' has {cfg.restarts} restarts, which resume with their own {previous.epochs} epochs",
+                             hint="resume it without --epochs; to train longer, start a new run")
+    first = run_dir / "restarts" / f"seed-{cfg.seed}"
+    recipe = _recorded_recipe(first, cfg, trust_code) if (first / "model.json").is_file() else \
+        _recorded_recipe(run_dir, cfg, trust_code)
+    setup = setup_run(cfg, data, y, recipe=recipe)
+    return _fit_restarts(setup, writer, callbacks, console, resume=True, previous_tests=previous_tests)
 
 
 def _recorded_recipe(run_dir: Path, cfg: RunConfig, trust_code: bool) -> dict[str, Any] | None:

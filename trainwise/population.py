@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,10 @@ from .config import RunConfig
 from .data import RawData
 from .errors import TrainwiseError
 from .pipeline import RunResult, RunSetup, setup_run, train_run, vary
+from .runs import load_checkpoint
 from .train import Callback
 from .train.callbacks import is_better
+from .train.state import check_trainer_state
 from .vectorized import PER_MEMBER, stack_reason, train_stacked
 
 __all__ = ["Member", "MemberResult", "run_population", "is_better", "select_best", "rank", "spread"]
@@ -95,7 +98,8 @@ class MemberResult:
 def run_population(members: Sequence[Member], *, data: Any = None, y: Any = None, console=None,
                    catch: bool = False, on_start: Callable[[int, Member], None] | None = None,
                    on_done: Callable[[int, MemberResult], None] | None = None,
-                   stop: Callable[[], bool] | None = None) -> list[MemberResult]:
+                   stop: Callable[[], bool] | None = None, checkpoints: str | Path | None = None,
+                   resume: bool = False) -> list[MemberResult]:
     """Train every member. Members that share one set-up and differ only in their seed (restarts), or whose
     configs differ only in per-member values (search trials: `vectorized.PER_MEMBER`), are trained as
     one stacked model when the config allows it (``vectorize``, see `trainwise.vectorized`); otherwise, or
@@ -104,13 +108,19 @@ def run_population(members: Sequence[Member], *, data: Any = None, y: Any = None
     called before each one, ``on_done(i, member_result)`` after it (it may raise to stop the population);
     ``stop()``, checked before each member or stacked group starts, ends the population there (a time budget:
     the members not started are left out). Each result's ``info["seconds"]`` is its wall time (a stacked
-    group's divided among its members, ``info["stacked"]`` of them)."""
+    group's divided among its members, ``info["stacked"]`` of them).
+
+    ``checkpoints`` (a folder): every stacked group writes its whole state there after each epoch
+    (``population-<its first member's index>.safetensors``), and a member trained alone its own checkpoint
+    in its writer's folder; with ``resume`` each group and member continues from its checkpoint where there
+    is one (a finished one ends at once, with its result as it was), exactly as if never stopped."""
     done: dict[int, MemberResult] = {}
     for group in _groups(members):
         if stop is not None and stop():
             break
         t0 = time.perf_counter()
-        run = _try_stacked([members[i] for i in group], data, y, console) if len(group) > 1 else None
+        saved = Path(checkpoints) / f"population-{group[0]}.safetensors" if checkpoints is not None else None
+        run = _try_stacked([members[i] for i in group], data, y, console, saved, resume) if len(group) > 1 else None
         if run is not None:
             for i in group:
                 if on_start is not None:
@@ -135,13 +145,15 @@ def run_population(members: Sequence[Member], *, data: Any = None, y: Any = None
         for i in group:
             if i != group[0] and stop is not None and stop():
                 break
-            done[i] = _one(i, members[i], data, y, console, catch, None if started else on_start)
+            done[i] = _one(i, members[i], data, y, console, catch, None if started else on_start,
+                           checkpoints is not None, resume)
             if on_done is not None:
                 on_done(i, done[i])
     return [done[i] for i in sorted(done)]
 
 
-def _one(i: int, m: Member, data, y, console, catch: bool, on_start) -> MemberResult:
+def _one(i: int, m: Member, data, y, console, catch: bool, on_start, checkpoint: bool = False,
+         resume: bool = False) -> MemberResult:
     if on_start is not None:
         on_start(i, m)
     t0 = time.perf_counter()
@@ -149,8 +161,13 @@ def _one(i: int, m: Member, data, y, console, catch: bool, on_start) -> MemberRe
         setup = m.setup if m.setup is not None else setup_run(m.cfg, data, y, raw=m.raw)
         if m.writer is not None and m.setup is None:
             m.writer.write_config(setup.cfg)
+        checkpoint = checkpoint and m.writer is not None  # the population's checkpoints: this member's own
+        last = m.writer.run_dir / "checkpoints" / "last.safetensors" if checkpoint else None
+        state = check_trainer_state(load_checkpoint(last, map_location=setup.device), source=last) \
+            if resume and last is not None and last.is_file() else None
         result = train_run(setup, m.seed, callbacks=list(m.callbacks), writer=m.writer, console=console,
-                           checkpoint=m.checkpoint, evaluate_test=m.evaluate_test)
+                           checkpoint=True if checkpoint else m.checkpoint, evaluate_test=m.evaluate_test,
+                           resume_state=state, resume_source=str(last))
         out = MemberResult(m, result)
     except TrainwiseError as e:
         if not catch:
@@ -179,9 +196,11 @@ def _groups(members: Sequence[Member]) -> list[list[int]]:
     return [g[j:j + _MAX_STACK] for g in groups.values() for j in range(0, len(g), _MAX_STACK)]
 
 
-def _try_stacked(members: Sequence[Member], data, y, console) -> Callable[[], list[MemberResult]] | None:
+def _try_stacked(members: Sequence[Member], data, y, console, checkpoint: Path | None = None,
+                 resume: bool = False) -> Callable[[], list[MemberResult]] | None:
     """A function training the members as one stacked model, or None (said why in one line) when they do not
-    stack. Members with their own configs get set-ups over the first one's prepared data (`vary`)."""
+    stack. Members with their own configs get set-ups over the first one's prepared data (`vary`).
+    ``checkpoint``: the group's checkpoint file (``resume``: continue from it when it exists)."""
     first = members[0]
     if first.setup is not None:
         if not first.setup.cfg.vectorize or any(m.checkpoint is None for m in members):
@@ -195,9 +214,9 @@ def _try_stacked(members: Sequence[Member], data, y, console) -> Callable[[], li
             setups = [base] + [vary(base, m.cfg) for m in members[1:]]
         except TrainwiseError:
             return None  # the first member's input error: found again, and reported, when it runs alone
-    checkpoint = any(m.checkpoint for m in members)
+    own_checkpoints = any(m.checkpoint for m in members)
     tensorboard = any(getattr(m.writer, "tensorboard", False) for m in members)
-    reason = stack_reason(setups, callbacks=[m.callbacks for m in members], checkpoint=checkpoint, tensorboard=tensorboard) \
+    reason = stack_reason(setups, callbacks=[m.callbacks for m in members], checkpoint=own_checkpoints, tensorboard=tensorboard) \
         or (None if all(m.evaluate_test == first.evaluate_test for m in members) else "the members differ in evaluating the test split")
     if reason is not None:
         if console is not None:  # (callers pass none when quiet)
@@ -209,7 +228,10 @@ def _try_stacked(members: Sequence[Member], data, y, console) -> Callable[[], li
             if m.writer is not None and m.setup is None:
                 m.writer.write_config(s.cfg)
         seeds = [s.cfg.seed if m.seed is None else m.seed for m, s in zip(members, setups)]
+        state = load_checkpoint(checkpoint, map_location=setups[0].device) if resume and checkpoint is not None \
+            and checkpoint.is_file() else None
         results = train_stacked(setups, seeds, writers=[m.writer for m in members], callbacks=[m.callbacks for m in members],
-                                evaluate_test=first.evaluate_test, console=console)
+                                evaluate_test=first.evaluate_test, console=console, checkpoint=checkpoint,
+                                resume_state=state, resume_source=str(checkpoint))
         return [MemberResult(m, r) for m, r in zip(members, results)]
     return run

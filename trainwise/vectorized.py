@@ -16,15 +16,18 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .data import TensorBatches
 from .diagnose.doctor import HealthTracker
+from .errors import TrainwiseError
 from .models.summary import summarize
 from .pipeline import RunResult, RunSetup, auto_lr, build_batches, build_model, build_trainer, finish_run, record_run, run_callbacks
-from .train import Callback, LRSchedule, Trainer
+from .runs import check_fields, damaged, is_int, is_number
+from .train import Callback, Checkpoint, LRSchedule, Trainer
 from .train.components import make_loss
 from .train.stacked import (
     MemberSteps,
@@ -37,10 +40,12 @@ from .train.stacked import (
     loss_reason,
     reindex_optimizer,
 )
+from .train.state import check_trainer_state
 
 __all__ = ["train_stacked", "stack_reason", "PER_MEMBER"]
 
 _PER_STEP_HOOKS = ("on_after_backward", "on_batch_end")
+_DRIVER_KEY = "0:_Driver"  # the population part of a stacked population's checkpoint (its first callback's state)
 _VAL_ELEMENTS = 1 << 24  # a validation batch of the whole population holds at most this many input numbers
 
 
@@ -89,18 +94,39 @@ class _Member:
     def __init__(self, seed: int, trainer: Trainer, stopper, batches: dict[str, Any], writer):
         self.seed, self.trainer, self.stopper, self.batches, self.writer = seed, trainer, stopper, batches, writer
         self.health = next((c for c in trainer.callbacks if isinstance(c, HealthTracker)), None)
+        self._own: dict[str, torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def take(self, state: dict[str, torch.Tensor]) -> None:
+        """Its model's weights and buffers from ``state`` (its slice of the stack): copied in place, as
+        ``load_state_dict`` would, without its per-call bookkeeping (this runs for every member every epoch)."""
+        if self._own is None:
+            self._own = self.trainer.model.state_dict(keep_vars=True)
+            if set(self._own) != set(state):
+                raise TrainwiseError(f"the stacked model's member state {sorted(state)} does not match the member's {sorted(self._own)}",
+                                     hint="this is a bug in trainwise: train with --no-vectorize and report it")
+        for name, v in state.items():
+            self._own[name].copy_(v)
 
 
 def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: Sequence[Any] | None = None,
                   callbacks: Sequence[Sequence[Callback]] | None = None, evaluate_test: bool = False,
-                  console=None) -> list[RunResult]:
+                  console=None, checkpoint: str | Path | None = None, resume_state: dict | None = None,
+                  resume_source: str = "the checkpoint") -> list[RunResult]:
     """Train one member per (set-up, seed) as one stacked model; each member's `RunResult` (and its files,
     through its writer) as if it had been trained alone. The set-ups share one prepared data set (restarts:
-    the same set-up; search trials: `pipeline.vary`); ``callbacks``: each member's own. See the module docstring."""
+    the same set-up; search trials: `pipeline.vary`); ``callbacks``: each member's own. See the module docstring.
+
+    ``checkpoint``: after every epoch the whole population's state is written to this file (atomically, off
+    the training thread: `Checkpoint`): the stack, its optimizer and schedule, every member's record (its
+    weights, early-stopping state and history; a stopped member's best weights), which members are still in
+    the stack, their shuffle and dropout generators and their own learning rates. ``resume_state`` (that
+    file read back, from ``resume_source``) continues the population exactly where it was."""
     setup = setups[0]
     cfg, device = setup.cfg, setup.device
     writers = list(writers) if writers is not None else [None] * len(seeds)
     callbacks = list(callbacks) if callbacks is not None else [()] * len(seeds)
+    saved = _saved_population(resume_state, len(seeds), resume_source) if resume_state is not None else None
     models, generators = [], []
     for member_setup, s in zip(setups, seeds):
         model, _ = build_model(member_setup, s)
@@ -115,7 +141,9 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
         stopper, cbs = run_callbacks(member_setup, monitor, cbs, writer, checkpoint=False, schedule=plateau)
         batches = {**shared, "train": TensorBatches(shared["train"].X, shared["train"].y, batch_size=cfg.batch_size, seed=s)}
         record = build_trainer(member_setup, model, cbs)
-        if member_setup.cfg.lr == "auto":  # each member's own range test, as alone: its dropout draws from the
+        if saved is not None:  # its record as it was (restored into the trainer when the population starts)
+            record.load_state_dict(saved["members"][len(members)], source=f"{resume_source} (member {len(members)}, seed {s})")
+        elif member_setup.cfg.lr == "auto":  # each member's own range test, as alone: its dropout draws from the
             with _global_rng(generators[len(members)], device):  # RNG as it was after its init (restored after)
                 auto_lr(record, batches["train"], console=None if cfg.quiet else console)
         members.append(_Member(s, record, stopper, batches, writer))
@@ -124,35 +152,42 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
     if console is not None and not cfg.quiet:
         console.print(str(summarize(models[0], setup.prep.input_shape, batch_size=cfg.batch_size, device=device)), markup=False)
         console.print(f"training {len(seeds)} members (seeds {seeds[0]}..{seeds[-1]}) as one stacked model")
-    stacked = StackedMLP(models, generators).to(device)
+    # the members in the stack: all of them, or (resuming) those that had not stopped
+    active = list(range(len(seeds))) if saved is None else saved["active"]
+    stacked = StackedMLP([models[i] for i in active], [generators[i] for i in active]).to(device)
     train = shared["train"]
-    train = StackedBatches(train.X, train.y, batch_size=cfg.batch_size, seeds=seeds)
+    train = StackedBatches(train.X, train.y, batch_size=cfg.batch_size, seeds=[seeds[i] for i in active])
     val = shared.get("val")
     if val is not None:
-        per_row = math.prod(val.X.shape[1:]) * len(seeds)
+        per_row = math.prod(val.X.shape[1:]) * len(active)
         val = StackedBatches(val.X, val.y, batch_size=max(1, min(val.batch_size, _VAL_ELEMENTS // per_row)),
-                             seeds=seeds, shuffle=False)
+                             seeds=[seeds[i] for i in active], shuffle=False)
     # members with their own lr / weight decay / momentum (SGD's and RMSprop's; the one-cycle schedule sets it)
     with_momentum = cfg.optimizer in ("sgd", "rmsprop") and cfg.schedule != "onecycle"
     lrs = [m.trainer.optimizer.param_groups[0]["lr"] for m in members]  # the config's, or the LR finder's
     own = plateau or cfg.lr == "auto" or len({(lr, s.cfg.weight_decay, s.cfg.momentum if with_momentum else 0) for lr, s in zip(lrs, setups)}) > 1
+    setups_in = [setups[i] for i in active]
     penalties = [(s.cfg.l1, s.cfg.l2) for s in setups]
-    penalty = StackedPenalty(stacked, l1=[a for a, _ in penalties], l2=[b for _, b in penalties], penalize=cfg.penalize) \
-        if any(a or b for a, b in penalties) else None
-    driver = _Driver(stacked, train, val, members, console=None if cfg.quiet else console, monitor=monitor,
-                     penalty=penalty, plateau=plateau)
+    penalty = StackedPenalty(stacked, l1=[penalties[i][0] for i in active], l2=[penalties[i][1] for i in active],
+                             penalize=cfg.penalize) if any(a or b for a, b in penalties) else None
+    driver = _Driver(stacked, train, val, members, active, ended=saved["ended"] if saved is not None else None,
+                     console=None if cfg.quiet else console, monitor=monitor, penalty=penalty, plateau=plateau)
     pop_callbacks: list[Callback] = [driver]
     if cfg.schedule not in ("none", "plateau"):  # the same schedule for every member: one, on the stack's optimizer
         pop_callbacks.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma,
                                         warmup_epochs=cfg.warmup_epochs, monitor=monitor, mode=cfg.mode))
+    if checkpoint is not None:  # last: it saves every other callback's state
+        pop_callbacks.append(Checkpoint(Path(checkpoint).parent, name=Path(checkpoint).name.removesuffix(".safetensors")))
     pop = build_trainer(setup, stacked, pop_callbacks, loss=PopulationLoss(make_loss(setup.loss)), penalty=penalty, clip=clip_members,
                         metrics=lambda kind, dev, target_std: PopulationMetrics(kind, dev, target_std=target_std, size=stacked.size),
                         **({"lr": 1.0, "weight_decay": 0.0} | ({"momentum": 1.0} if with_momentum else {}) if own else {}))
     if own:  # the stack steps at lr 1 (times the schedule's factor); each member's step is scaled by its own lr
-        driver.steps = MemberSteps(pop.optimizer, lr=lrs, weight_decay=[s.cfg.weight_decay for s in setups],
-                                   momentum=[s.cfg.momentum for s in setups] if with_momentum else None,
+        driver.steps = MemberSteps(pop.optimizer, lr=[lrs[i] for i in active], weight_decay=[s.cfg.weight_decay for s in setups_in],
+                                   momentum=[s.cfg.momentum for s in setups_in] if with_momentum else None,
                                    decoupled=cfg.optimizer == "adamw",
                                    nesterov=cfg.nesterov and cfg.optimizer == "sgd" and with_momentum)  # RMSprop has none
+    if resume_state is not None:
+        pop.load_state_dict(resume_state, source=resume_source)
     results = [RunResult(m_setup, m.trainer, m.stopper, m.batches, m.seed) for m_setup, m in zip(setups, members)]
     try:
         pop.fit(train, val, epochs=cfg.epochs)
@@ -160,6 +195,31 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
         for r, m in zip(results, members):
             record_run(r, m.writer)
     return [finish_run(r, evaluate_test=evaluate_test) for r in results]
+
+
+def _saved_population(state: Any, size: int, source: str) -> dict[str, Any]:
+    """The population part of a population checkpoint (its `_Driver`'s state), checked against ``size`` members."""
+    part = state.get("callbacks", {}).get(_DRIVER_KEY) if isinstance(state, dict) and isinstance(state.get("callbacks"), dict) else None
+    if not isinstance(part, dict):
+        raise damaged(source, "it holds no population state (it is not the checkpoint of a stacked population)")
+    check_fields(part, {"active": (lambda v: isinstance(v, list) and all(is_int(i) for i in v), "a list of member indices"),
+                        "members": (lambda v: isinstance(v, list) and all(isinstance(m, dict) for m in v), "a list of member states"),
+                        "ended": (lambda v: isinstance(v, list) and all(e is None or isinstance(e, dict) for e in v),
+                                  "a list of null or how a member ended"),
+                        "dropout": (lambda v: isinstance(v, list) and all(isinstance(t, torch.Tensor) for t in v),
+                                    "a list of generator states"),
+                        "lrs": (lambda v: v is None or (isinstance(v, list) and all(is_number(x) for x in v)),
+                                "null or a list of learning rates")}, path=source, where="population.")
+    if len(part["members"]) != size or len(part["ended"]) != size:
+        raise damaged(source, f"it holds {len(part['members'])} members, but this population has {size}",
+                      "the checkpoint belongs to another run (another --restarts): resume the run it came from, or start again")
+    active = part["active"]
+    if active != sorted(set(active)) or any(not 0 <= i < size for i in active) \
+            or any((part["ended"][i] is None) != (i in active) for i in range(size)):
+        raise damaged(source, f"its active members {active} do not match the members that ended")
+    for i, m in enumerate(part["members"]):
+        check_trainer_state(m, source=f"{source} (member {i})")
+    return part
 
 
 def _generator_after_init(device: torch.device) -> torch.Generator:
@@ -190,16 +250,42 @@ class _Driver(Callback):
     whose callbacks stop it leaves the stack; when none is left the stack stops."""
 
     def __init__(self, stacked: StackedMLP, train: StackedBatches, val: StackedBatches | None, members: list[_Member],
-                 *, console=None, monitor: str = "val/loss", penalty: StackedPenalty | None = None, plateau: bool = False):
-        self.stacked, self.train, self.val, self.active = stacked, train, val, list(members)
+                 active: list[int], *, ended: list[dict | None] | None = None, console=None, monitor: str = "val/loss",
+                 penalty: StackedPenalty | None = None, plateau: bool = False):
+        self.stacked, self.train, self.val, self.members = stacked, train, val, list(members)
+        self.active = [self.members[i] for i in active]  # the members in the stack, in its order
+        self.ended: list[dict | None] = list(ended) if ended is not None else [None] * len(members)  # how each left it
         self.console, self.monitor, self._step0, self._hooks = console, monitor, 0, []
         self.penalty = penalty
         self.plateau = plateau  # each member's plateau schedule runs in its record and sets its LR
         self.steps: MemberSteps | None = None  # the members' own lr / weight decay / momentum (set with the optimizer)
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        for m in self.active:
+        for m, ended in zip(self.members, self.ended):
             m.trainer.begin(m.batches["train"], trainer.max_epochs, steps_per_epoch=trainer.steps_per_epoch)
+            if ended is not None:  # resumed: a member that had left the stack ends again as it did
+                if ended["status"] == "failed":
+                    m.trainer.fail(ended["reason"])
+                    m.trainer.non_finite_at = tuple(ended["non_finite_at"]) if ended.get("non_finite_at") else None
+                m.trainer.end()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every member's record, which are still in the stack (and how the others ended), the stacked members'
+        dropout generators and own learning rates: with the stack's own state, an exact resume."""
+        return {"active": [self.members.index(m) for m in self.active],
+                "members": [m.trainer.state_dict() for m in self.members], "ended": self.ended,
+                "dropout": [g.get_state() for g in self.stacked.generators],
+                "lrs": list(self.steps.lrs) if self.steps is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # (which members, and their records, were restored when the population was built: `train_stacked`)
+        if len(state["dropout"]) != self.stacked.size:
+            raise ValueError(f"{len(state['dropout'])} dropout generator states for {self.stacked.size} stacked members")
+        for g, s in zip(self.stacked.generators, state["dropout"]):
+            g.set_state(s)
+        if self.steps is not None and state.get("lrs") is not None:
+            for k, lr in enumerate(state["lrs"]):
+                self.steps.set_lr(k, lr)
 
     def on_epoch_start(self, trainer: Trainer, *, epoch: int) -> None:
         self._step0, self._sample, self._norms = trainer.step, True, None
@@ -228,7 +314,7 @@ class _Driver(Callback):
         stopped, n = [], self.train.X.shape[0]
         for j, m in enumerate(self.active):
             t = m.trainer
-            t.model.load_state_dict(self.stacked.member_state(j))
+            m.take(self.stacked.member_state(j))
             suffix = f"[{j}]"
             lr = logs["lr"] * (self.steps.lr_of(j) if self.steps is not None else 1.0)
             row = {"epoch": epoch, "lr": lr}
@@ -250,10 +336,14 @@ class _Driver(Callback):
             if t.stopping:
                 t.end()
                 stopped.append(j)
+                self.ended[self.members.index(m)] = {"status": t.status, "reason": t.stop_reason,
+                                                     "non_finite_at": list(t.non_finite_at) if t.non_finite_at else None}
                 if self.console is not None:
                     self.console.print(f"seed {m.seed}: {t.status} after epoch {epoch}: {t.stop_reason}")
         if self.console is not None:
             self._show(epoch, logs)
+        for k in [k for k in logs if k.endswith("]")]:  # the members' values are in their records now: the
+            del logs[k]                                  # stack's own history keeps the population's means only
         if stopped:
             keep = [j for j in range(len(self.active)) if j not in stopped]
             if not keep:

@@ -148,7 +148,7 @@ class ProgressTable(Callback):
 
 
 class Checkpoint(Callback):
-    """After every epoch, write the full training state to ``<dir>/last.safetensors`` and, when ``tracker``
+    """After every epoch, write the full training state to ``<dir>/<name>.safetensors`` (``last``) and, when ``tracker``
     (an `EarlyStopping`) saw a new best epoch, to ``<dir>/best.safetensors`` too. Writes are atomic, so a
     crash or kill at any moment leaves the previous complete checkpoint; `Trainer.load_state_dict` resumes it.
 
@@ -158,8 +158,8 @@ class Checkpoint(Callback):
     the run's end waits for the last one; a failed write (full disk) is raised there, naming the file.
     """
 
-    def __init__(self, directory: str | Path, tracker: EarlyStopping | None = None):
-        self.directory, self.tracker = Path(directory), tracker
+    def __init__(self, directory: str | Path, tracker: EarlyStopping | None = None, *, name: str = "last"):
+        self.directory, self.tracker, self.name = Path(directory), tracker, name
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
 
@@ -174,7 +174,7 @@ class Checkpoint(Callback):
 
     def _write(self, snapshot, best: bool) -> None:
         data = serialize_snapshot(snapshot)
-        atomic_write(self.directory / "last.safetensors", data)
+        atomic_write(self.directory / f"{self.name}.safetensors", data)
         if best:
             atomic_write(self.directory / "best.safetensors", data)
 

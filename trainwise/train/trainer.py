@@ -151,7 +151,6 @@ class Trainer:
                                  "(enough for evaluate and predict only)",
                                  hint="build it with optimizer='adam' (or 'sgd', 'adamw', 'rmsprop', or a torch.optim.Optimizer)")
         self.begin(train, epochs)
-        self._apply_resume(train)
         try:
             with training_loop():
                 self._loop(train, val, epochs)
@@ -166,12 +165,14 @@ class Trainer:
     # begin / record_epoch / end: the record of a run, kept here once. `fit` drives them; a population
     # (`trainwise.vectorized`) drives its members' records from its one loop the same way.
     def begin(self, train: Any, epochs: int, *, steps_per_epoch: int | None = None) -> None:
-        """Start the record of a run of ``epochs`` epochs over ``train``; callbacks get ``on_fit_start``."""
+        """Start the record of a run of ``epochs`` epochs over ``train``; callbacks get ``on_fit_start``; then
+        a state given to `load_state_dict` is restored (optimizer, callbacks, RNG, ``train``'s shuffle state)."""
         self.status, self._stop, self._stop_now, self.max_epochs, self.train_data = "running", False, False, epochs, train
         self._failed = False
         self.steps_per_epoch = steps_per_epoch if steps_per_epoch is not None else \
             -(-len(train) // self.accumulate) if hasattr(train, "__len__") else 0
         self._emit("on_fit_start")
+        self._apply_resume(train)
 
     def start_epoch(self) -> None:
         """The next epoch begins: callbacks get ``on_epoch_start``."""
