@@ -146,10 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--method", default="random", choices=["grid", "random", "optuna"], help="(default: random)")
     tu.add_argument("--trials", type=int, default=None, metavar="N",
                     help="trials to run (default: 10; grid: every point, or N of them drawn at random)")
-    tu.add_argument("--storage", metavar="URL", help="Optuna storage shared by several workers, e.g. sqlite:///study.db")
+    tu.add_argument("--storage", metavar="URL", help="Optuna storage shared by several workers: a database URL (e.g. "
+                    "postgresql+psycopg2://USER@HOST/DB, sqlite:///study.db) or a file ending in .journal")
     tu.add_argument("--study-name", metavar="NAME", help="the shared study's name (with --storage)")
     tu.add_argument("--out", metavar="DIR", help="where trials, results.csv and best_config.yaml go (default: runs/<data>-tune-<time>)")
     tu.add_argument("--no-retrain", action="store_true", help="do not retrain the best configuration and test it")
+    tu.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="N worker processes on one Optuna study (--storage, default a journal file in --out); "
+                         "the test split is looked at once, after them; the same command resumes the study")
+    tu.add_argument("--worker-only", action="store_true",
+                    help="run --trials trials of the shared study (--storage, --study-name) and stop: no test look")
+    tu.add_argument("--finish", action="store_true",
+                    help="run no trials: retrain the shared study's best trial and test it, once (after the workers)")
+    tu.add_argument("--heartbeat", type=float, default=10.0, metavar="S",
+                    help="seconds between a running trial's heartbeats; a dead worker's trial fails after 3 (default: 10)")
     _add_config_options(tu)
     au = sub.add_parser("auto", help="the whole recipe: sanity, LR finder, regularized run, search, test once, report",
                         allow_abbrev=False)
@@ -363,8 +373,15 @@ def _tune(args: argparse.Namespace) -> int:
     options = _config_options(args)
     console = make_console(soft_wrap=True)
     r = tune(args.space, method=args.method, trials=args.trials, out=args.out, storage=args.storage,
-             study_name=args.study_name, retrain=not args.no_retrain, console=console, **options)
+             study_name=args.study_name, retrain=not args.no_retrain, console=console, workers=args.workers,
+             worker_only=args.worker_only, finish=args.finish, heartbeat=args.heartbeat, **options)
+    if args.worker_only:
+        console.print(f"worker done: {len(r['results'])} trials in study '{args.study_name}'; trial folders in {r['out']}")
+        return 0
     console.print(r["results"].to_string(index=False, max_colwidth=30))
+    if r.get("incomplete"):
+        console.print(f"results so far: {r['out'] / 'results.csv'}")
+        return EXIT_FAILED
     console.print(f"best: {r['best']} -> {r['best_config']}")
     if r["test"]:
         console.print("best configuration retrained, test split (once): " + ", ".join(f"{k} {v:.4f}" for k, v in r["test"].items()))

@@ -29,17 +29,8 @@ from .pipeline import RunResult, RunSetup, auto_lr, build_batches, build_model, 
 from .runs import check_fields, damaged, is_int, is_number
 from .train import Callback, Checkpoint, LRSchedule, Trainer
 from .train.components import make_loss
-from .train.stacked import (
-    MemberSteps,
-    PopulationLoss,
-    PopulationMetrics,
-    StackedBatches,
-    StackedMLP,
-    StackedPenalty,
-    clip_members,
-    loss_reason,
-    reindex_optimizer,
-)
+from .train.member_steps import MemberSteps, StackedPenalty, clip_members
+from .train.stacked import PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, loss_reason, reindex_optimizer
 from .train.state import check_trainer_state
 
 __all__ = ["train_stacked", "stack_reason", "PER_MEMBER"]

@@ -18,6 +18,7 @@ dropout, L1/L2: `trainwise.vectorized`) train together as one stacked model; res
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import time
@@ -36,6 +37,7 @@ from ..population import Member, rank, run_population
 from ..report.writer import RunWriter
 from ..runs import check_output_dir
 from ..train.trainer import Callback, Trainer
+from .workers import HEARTBEAT_S, counted, fail_dead, load_or_create, open_storage, run_workers, worker_id
 
 __all__ = ["load_space", "grid_points", "sample_random", "tune", "METHODS"]
 
@@ -176,19 +178,40 @@ def _trial_outcome(mr, writer: RunWriter) -> dict[str, Any]:
 
 def tune(space: str | Path | dict, *, method: str = "random", trials: int | None = None, out: str | Path | None = None,
          storage: str | None = None, study_name: str | None = None, seed: int = 0, retrain: bool = True,
-         timeout: float | None = None, enqueue: list[dict[str, Any]] = (), console=None, **options: Any) -> dict[str, Any]:
+         timeout: float | None = None, enqueue: list[dict[str, Any]] = (), console=None, workers: int = 1,
+         worker_only: bool = False, finish: bool = False, heartbeat: float = HEARTBEAT_S, sampler_seed: int | None = None,
+         **options: Any) -> dict[str, Any]:
     """Search ``space`` with ``method``; returns {"results": rows, "best": params, "best_config": path,
     "test": metrics of the retrained best (or None)}. ``options`` are fixed `fit` options (data, epochs, ...).
     ``trials``: how many (default: every point of a grid, 10 for random and optuna; a grid with more points
     than ``trials`` is refused). ``timeout`` (seconds) ends the search early; ``enqueue`` lists parameter sets
     to try first.
+
+    Beyond one process (Optuna; `trainwise.tune.workers`): ``workers`` > 1 starts that many worker processes
+    on one study (``storage``, default a SQLite file ``study.db`` in the output folder; created here, once,
+    before they start), each with its own sampler seed; the best trial is retrained and the test split looked
+    at once, here, after them. The same call again resumes the study (only missing trials run).
+    ``worker_only``: run ``trials`` trials of the shared study ``storage`` / ``study_name`` and stop, no test
+    look (one of several machines); ``finish``: run none, retrain and test the shared study's best trial, once.
+    ``heartbeat``: seconds between a running trial's heartbeats (a dead worker's trial is failed after 3).
     """
     check_choice("method", method, METHODS)
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
         raise TrainwiseError(f"trials must be a whole number >= 1, got {trials!r}", hint="e.g. --trials 20")
-    if storage and method != "optuna":
-        raise TrainwiseError(f"--storage shares an Optuna study; method '{method}' does not use one",
-                             hint="use --method optuna with --storage")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise TrainwiseError(f"workers must be a whole number >= 1, got {workers!r}", hint="e.g. --workers 2")
+    shared = workers > 1 or worker_only or finish
+    if (storage or shared) and method != "optuna":
+        what = "--storage" if storage else "--workers" if workers > 1 else "--worker-only" if worker_only else "--finish"
+        raise TrainwiseError(f"{what} shares an Optuna study; method '{method}' does not use one",
+                             hint=f"use --method optuna with {what} (grid and random trials train stacked in one process)")
+    if (worker_only or finish) and not (storage and study_name):
+        raise TrainwiseError(f"{'--worker-only' if worker_only else '--finish'} works on a shared study: give --storage URL and --study-name NAME",
+                             hint="e.g. --storage postgresql+psycopg2://USER@HOST/DB --study-name digits-search")
+    if worker_only and finish:
+        raise TrainwiseError("--worker-only and --finish exclude each other",
+                             hint="run the workers with --worker-only, then one `trainwise tune --finish` when they are done")
+    given_space = space
     space, fixed = load_space(space)
     base = {**fixed, **options, "quiet": True, "checkpoint": False, "seed": seed}
     base_cfg = RunConfig.build({**base, **{k: _example(v) for k, v in space.items()}}, source="option")
@@ -210,6 +233,9 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     writer = RunWriter(out) if out else RunWriter.create(None, f"{base_cfg.data}-tune")
     out_dir = writer.run_dir
     rows: list[dict[str, Any]] = []
+    if workers > 1:
+        storage = storage or str((out_dir / "study.journal").resolve())
+        study_name = study_name or "search"
 
     deadline = time.perf_counter() + timeout if timeout else math.inf
 
@@ -220,6 +246,13 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
                       callbacks=[*callbacks, clock], info={"number": number, "params": params, "clock": clock})
 
     def record(_i: int, mr) -> dict[str, Any]:
+        out = _record(_i, mr)
+        trainer = mr.result.trainer if mr.result is not None else None
+        if trainer is not None and trainer.status == "interrupted" and isinstance(trainer.ended_by, KeyboardInterrupt):
+            raise trainer.ended_by  # Ctrl-C / SIGTERM stops the search, not only this trial
+        return out
+
+    def _record(_i: int, mr) -> dict[str, Any]:
         number, params, clock = mr.member.info["number"], mr.member.info["params"], mr.member.info["clock"]
         if mr.error is None:
             r = _trial_outcome(mr, mr.member.writer)
@@ -242,9 +275,51 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
         return record(0, mr)
 
     monitor, mode = monitor_of(base_cfg)
-    if method == "optuna":
-        _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout, enqueue)
+    direction = "minimize" if mode == "min" else "maximize"
+    incomplete = None  # why the search stops short of its test look (workers died)
+    if finish:
+        _ready_to_finish(storage, study_name, direction, heartbeat)
+        rows = _optuna_rows(storage, study_name, [], monitor)
+    elif workers > 1:
+        study = load_or_create(open_storage(storage, heartbeat=heartbeat), study_name, direction)
+        if _FINISHED in study.user_attrs:
+            raise TrainwiseError(f"study '{study_name}' in {storage} was finished already: its best trial was retrained "
+                                 f"and tested in {study.user_attrs[_FINISHED]}",
+                                 hint="start a new search with another --out (the test split was looked at once; more "
+                                      "trials chosen after that look would not be honest)")
+        fail_dead(study)  # a resume: running trials of this machine's workers that are gone (a killed search)
+        if not study.trials:
+            for params in enqueue:  # tried first, by whichever worker asks first
+                study.enqueue_trial(params)
+        remaining = max(0, trials - counted(study))
+        quotas = [remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)]
+        # each worker its own sampler seed, new ones on a resume (the study's size is in it): distinct trials
+        seeds = [seed * 1000 + 97 * len(study.trials) + i + 1 for i in range(workers)]
+        job = dict(space=given_space, method="optuna", out=str(out_dir), storage=storage, study_name=study_name, seed=seed,
+                   timeout=timeout, heartbeat=heartbeat, **options)
+        try:
+            dead = run_workers(tune, quotas, job, sampler_seeds=seeds, console=console)
+        except KeyboardInterrupt:
+            if console is not None:
+                console.print(f"interrupted: the study '{study_name}' is kept in {storage}; the same command goes on with it")
+            raise
+        lost = fail_dead(study, set(dead))
+        if lost and console is not None:
+            console.print(f"trials {', '.join(map(str, lost))} ran in a worker that died: marked failed (their parameters "
+                          "are tried again once on the next run)")
+        if dead:
+            incomplete = (f"{len(dead)} of {workers} workers stopped early ({counted(study)} of {trials} trials done): run "
+                          "the same command to train the missing ones; the best is retrained and tested after that")
+        rows = _optuna_rows(storage, study_name, [], monitor)
+    elif method == "optuna":
+        # a worker on a shared study samples with a seed of its own (given by the coordinator, or drawn from
+        # this process's id): two workers with one seed would propose the same trials
+        own_seed = sampler_seed if sampler_seed is not None else seed if not storage else \
+            int.from_bytes(hashlib.sha256(f"{seed}:{worker_id()}".encode()).digest()[:4], "little")
+        _optuna(space, run, trials, storage, study_name, own_seed, mode, monitor, timeout, enqueue, heartbeat)
         rows = _optuna_rows(storage, study_name, rows, monitor) if storage else rows
+        if worker_only:  # the trials are in the study (and their folders here); the test look is another process's
+            return {"results": pd.DataFrame(rows), "out": out_dir, "best": None, "best_config": None, "test": None}
     else:  # every point known up front: trials that differ only in per-member values train as one stacked model
         points = list(enqueue) + (grid if method == "grid" else sample_random(space, trials, seed))
         run_population([member(i, params) for i, params in enumerate(points[:trials])], catch=True, console=console,
@@ -256,7 +331,12 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     frame = frame.iloc[rank(frame[key].tolist(), mode)]
     writer.write_text("results.csv", frame.to_csv(index=False))
     complete = frame[(frame["status"] == "complete") & frame[key].notna()]
-    result: dict[str, Any] = {"results": frame, "out": out_dir, "best": None, "best_config": None, "test": None}
+    result: dict[str, Any] = {"results": frame, "out": out_dir, "best": None, "best_config": None, "test": None,
+                              "incomplete": incomplete}
+    if incomplete:
+        if console is not None:
+            console.print(incomplete)
+        return result
     if complete.empty:
         raise TrainwiseError(f"no trial completed (see {out_dir / 'results.csv'})",
                              hint="check the space and the data with one `trainwise fit`; with a time limit, allow more time")
@@ -264,25 +344,84 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     best_cfg = RunConfig.build({**base, **best_params, "quiet": False}, source="best trial")
     writer.write_text("best_config.yaml", best_cfg.model_copy(update={"checkpoint": True}).saved_yaml())
     result.update(best=best_params, best_config=out_dir / "best_config.yaml")
+    if retrain and storage and not finish and not _may_finish(storage, study_name, console):
+        retrain = False  # another process looks at the test split (or already did)
     if retrain:
         final = fit(config=best_cfg.model_copy(update={"quiet": True, "run_dir": str(out_dir / "best")}))
         result["test"] = final.test
+        if storage:  # the study's one look at the test split: no other process takes another
+            _mark_finished(storage, study_name, out_dir / "best")
     writer.write_json("summary.json", {"method": method, "trials": len(frame), "monitor": monitor, "mode": mode,
                                           "best": best_params, "best_value": float(complete.iloc[0][key]),
                                           "test": result["test"], "test_evaluations": int(result["test"] is not None)})
     return result
 
 
-def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout=None, enqueue=()) -> None:
+_FINISHED = "trainwise_test_looked_at"  # the study's user attribute: where its best trial was retrained and tested
+
+
+def _ready_to_finish(storage: str, study_name: str, direction: str, heartbeat: float) -> None:
+    """``--finish`` may run: the study exists, no trial is still running (a dead worker's is failed here once
+    its heartbeat is stale) and its test split was not looked at yet."""
     import optuna  # heavy and optional: loaded only for --method optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize" if mode == "min" else "maximize", storage=storage,
-                                study_name=study_name, load_if_exists=bool(storage),
-                                sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3))
+    rdb = open_storage(storage, heartbeat=heartbeat)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=rdb)
+    except KeyError:
+        raise TrainwiseError(f"there is no study '{study_name}' in {storage}", hint="give the --study-name the workers used") from None
+    if _FINISHED in study.user_attrs:
+        raise TrainwiseError(f"study '{study_name}' was finished already: its best trial was retrained and tested in "
+                             f"{study.user_attrs[_FINISHED]}", hint="read that run's summary.json; another test look would "
+                             "no longer be an honest estimate")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if not storage.endswith(".journal"):
+            optuna.storages.fail_stale_trials(study)
+    fail_dead(study)
+    running = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+    if running:
+        raise TrainwiseError(f"trials {', '.join(map(str, running))} of study '{study_name}' are still running",
+                             hint="run --finish when the workers are done (a dead worker's trial is failed "
+                                  f"{int(3 * heartbeat)} s after its last heartbeat)")
+
+
+def _may_finish(storage: str, study_name: str, console) -> bool:
+    """Whether this process (which ran trials of a shared study) should retrain and test its best: not if
+    another process did already, or if other workers' trials are still running."""
+    import optuna  # heavy and optional: loaded only for --method optuna
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    why = None
+    if _FINISHED in study.user_attrs:
+        why = f"the study was finished already ({study.user_attrs[_FINISHED]})"
+    elif study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        why = "other workers' trials are still running"
+    if why and console is not None:
+        console.print(f"not retraining the best trial: {why}; when all workers are done, run "
+                      f"trainwise tune --finish --storage {storage} --study-name {study_name} (once)")
+    return why is None
+
+
+def _mark_finished(storage: str, study_name: str, where: Path) -> None:
+    import optuna  # heavy and optional: loaded only for --method optuna
+
+    optuna.load_study(study_name=study_name, storage=open_storage(storage)).set_user_attr(_FINISHED, str(where))
+
+
+def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout=None, enqueue=(),
+            heartbeat: float = HEARTBEAT_S) -> None:
+    import optuna  # heavy and optional: loaded only for --method optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_or_create(open_storage(storage, heartbeat=heartbeat) if storage else None, study_name,
+                           "minimize" if mode == "min" else "maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                           pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3))
+    me = worker_id()
 
     def objective(trial):
+        trial.set_user_attr("worker", me)
         params = {}
         for name, spec in space.items():
             kind = spec["type"]
@@ -294,7 +433,9 @@ def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeou
                 params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=kind == "loguniform")
         reporter = _Report(trial, monitor)
         out = run(trial.number, params, [reporter])
+        trial.set_user_attr("row", {k: plain(v) for k, v in out["row"].items()})  # for the results table of any process
         if out["row"]["status"] == "failed":
+            trial.set_user_attr("error", out["row"].get("error", "the run failed"))  # its own failure: it counts as done
             raise RuntimeError(out["row"].get("error", "trial failed"))  # recorded by Optuna as FAIL
         if reporter.pruned or out["row"]["status"] == "timeout":  # a cut-short trial is not a finished result
             raise optuna.TrialPruned()
@@ -302,20 +443,33 @@ def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeou
 
     for params in enqueue:
         study.enqueue_trial(params)
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(RuntimeError,))
+    if not storage:
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=(RuntimeError,))
+        return
+    # a shared study: ``trials`` trials of this worker that count (a retried dead worker's trial may be one)
+    deadline = time.perf_counter() + timeout if timeout else math.inf
+    done = 0
+    while done < trials and time.perf_counter() < deadline:
+        study.optimize(objective, n_trials=1, catch=(RuntimeError,))
+        last = max((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == me), key=lambda t: t.number)
+        done += last.state.name in ("COMPLETE", "PRUNED") or "error" in last.user_attrs
 
 
 def _optuna_rows(storage, study_name, rows, monitor) -> list[dict[str, Any]]:
     """All trials of a shared study (every worker's), in the same row format."""
     import optuna  # heavy and optional: loaded only for --method optuna
 
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     mine = {r["trial"]: r for r in rows}
     out = []
     for t in study.trials:
         status = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(t.state.name, t.state.name.lower())
-        row = mine.get(t.number) or {"trial": t.number, **t.params, f"best_{monitor}": t.value, "status": status}
+        row = dict(mine.get(t.number) or t.user_attrs.get("row") or {"trial": t.number, **t.params, f"best_{monitor}": t.value})
         row["status"] = status
+        if t.state.name == "FAIL" and "error" not in t.user_attrs:
+            row["error"] = "its worker stopped during the trial (killed, interrupted or lost); its parameters are tried again once"
+        if "worker" in t.user_attrs and t.state.name != "WAITING":  # (a retried trial waiting: copied attributes)
+            row["worker"] = t.user_attrs["worker"]
         out.append(row)
     return out
 

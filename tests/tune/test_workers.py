@@ -1,0 +1,133 @@
+"""Search beyond one process: --workers on one study (journal file), a killed worker, the same command resuming,
+and a study shared through a real PostgreSQL server (--worker-only, --finish)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from trainwise.tune.workers import open_storage
+
+pytestmark = pytest.mark.slow
+
+SPACE = "lr: {type: loguniform, low: 1.0e-3, high: 3.0e-2}\nweight_decay: {type: loguniform, low: 1.0e-6, high: 1.0e-3}\n"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tune(tmp_path, *extra):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    return [sys.executable, "-m", "trainwise", "tune", "--space", str(tmp_path / "space.yaml"), "--method", "optuna",
+            "--data", "digits", "--model", "mlp:32", "--batch-size", "64", *extra]
+
+
+def _study(storage, name):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=open_storage(storage))
+
+
+def _kill_a_worker_mid_trial(storage, name, proc_filter=None, timeout=120):
+    """SIGKILL the worker of the first running trial (after it reported an epoch); its trial number."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            running = [t for t in _study(storage, name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                       if t.intermediate_values and "worker" in t.user_attrs]
+        except (KeyError, ValueError):
+            running = []
+        if running:
+            pid = int(running[0].user_attrs["worker"].rpartition(":")[2])
+            os.kill(pid, signal.SIGKILL)
+            return running[0].number, running[0].params
+        time.sleep(0.2)
+    raise AssertionError("no trial started running in time")
+
+
+def test_workers_share_one_study_a_killed_one_is_failed_and_the_same_command_resumes(tmp_path):
+    out = tmp_path / "search"
+    cmd = _tune(tmp_path, "--trials", "4", "--workers", "2", "--epochs", "25", "--patience", "100", "--out", str(out))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    storage = str((out / "study.journal").resolve())
+    deadline = time.time() + 60
+    while not Path(storage).is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    killed, params = _kill_a_worker_mid_trial(storage, "search")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 3, stderr  # a worker died: no test look yet, the missing trials first
+    assert f"trials {killed} ran in a worker that died: marked failed" in stdout
+    assert "1 of 2 workers stopped early" in stdout and "run the same command" in stdout
+    study = _study(storage, "search")
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[killed] == "FAIL" and "RUNNING" not in states.values()
+    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == killed]
+    assert len(retry) == 1 and retry[0].state.name == "WAITING" and retry[0].system_attrs["fixed_params"] == params
+    assert not (out / "summary.json").exists() and not (out / "best").exists()
+
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)  # the same command: resume
+    assert again.returncode == 0, again.stderr
+    study = _study(storage, "search")
+    done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(done) == 4 and len({tuple(sorted(t.params.items())) for t in done}) == 4  # distinct trials
+    assert any(t.user_attrs.get("retry_of") == killed for t in done)  # the killed trial's parameters, tried again
+    assert len({t.user_attrs["worker"] for t in study.trials if t.state.name != "WAITING"}) >= 3  # 2 + 2 worker processes
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_evaluations"] == 1 and summary["test"] is not None and (out / "best" / "summary.json").is_file()
+    for t in done:
+        assert (out / f"trial-{t.number}" / "summary.json").is_file()
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + len(study.trials)  # every trial, failed ones too
+    third = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)  # finished: refused
+    assert third.returncode == 2 and "was finished already" in third.stderr
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL server on a loopback port (scripts/postgres.sh installs it from the distribution's packages)."""
+    import shutil
+    import tempfile
+
+    pytest.importorskip("psycopg2", reason="psycopg2 (the test extra's psycopg2-binary) is not installed")
+    where = tempfile.mkdtemp(prefix="trainwise-pg-")  # not under pytest's root-only folder: the server runs as postgres
+    port = str(20000 + os.getpid() % 20000)
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "start", str(where), port],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode == 77:
+        shutil.rmtree(where, ignore_errors=True)
+        pytest.skip(f"PostgreSQL cannot be installed here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    yield proc.stdout.strip().splitlines()[-1]
+    subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "stop", str(where)], check=True, timeout=120)
+    shutil.rmtree(where, ignore_errors=True)
+
+
+def test_workers_on_two_machines_share_a_postgresql_study_and_one_process_finishes(tmp_path, postgres):
+    shared = ["--storage", postgres, "--study-name", "pg-search", "--heartbeat", "1", "--epochs", "25", "--patience", "100"]
+    worker = _tune(tmp_path, *shared, "--worker-only", "--trials", "2")
+    a = subprocess.Popen(worker + ["--out", str(tmp_path / "machine-a")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = subprocess.Popen(worker + ["--out", str(tmp_path / "machine-b")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed, params = _kill_a_worker_mid_trial(postgres, "pg-search")
+    for p in (a, b):
+        p.communicate(timeout=300)
+    assert sorted([a.returncode, b.returncode]) == [-9, 0]
+    time.sleep(3.5)  # the killed worker's heartbeat is now stale (3 heartbeats)
+    c = subprocess.run(worker + ["--out", str(tmp_path / "machine-c")], capture_output=True, text=True, timeout=300)
+    assert c.returncode == 0, c.stderr  # its first trial start fails the stale one; the retry is tried first
+    study = _study(postgres, "pg-search")
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[killed] == "FAIL" and "RUNNING" not in states.values() and "WAITING" not in states.values()
+    retry = [t for t in study.trials if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed]
+    assert len(retry) == 1 and retry[0].params == params and retry[0].state.name in ("COMPLETE", "PRUNED")
+    for d in ("machine-a", "machine-b", "machine-c"):
+        assert not (tmp_path / d / "best").exists() and not (tmp_path / d / "summary.json").exists()  # no test look
+
+    finish = _tune(tmp_path, *shared, "--finish", "--out", str(tmp_path / "final"))
+    done = subprocess.run(finish, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "final" / "summary.json").read_text())
+    assert summary["test_evaluations"] == 1 and summary["trials"] == len(study.trials)
+    assert _study(postgres, "pg-search").user_attrs["trainwise_test_looked_at"] == str(tmp_path / "final" / "best")
+    again = subprocess.run(finish, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "was finished already" in again.stderr
