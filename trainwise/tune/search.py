@@ -298,7 +298,9 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
         job = dict(space=given_space, method="optuna", out=str(out_dir), storage=storage, study_name=study_name, seed=seed,
                    timeout=timeout, heartbeat=heartbeat, **options)
         try:
-            dead = run_workers(tune, quotas, job, sampler_seeds=seeds, console=console)
+            dead = run_workers(tune, quotas, job, sampler_seeds=seeds, console=console,
+                               here=lambda quota, own_seed: _optuna(space, run, quota, storage, study_name, own_seed, mode,
+                                                                    monitor, timeout, (), heartbeat))
         except KeyboardInterrupt:
             if console is not None:
                 console.print(f"interrupted: the study '{study_name}' is kept in {storage}; the same command goes on with it")

@@ -128,23 +128,33 @@ def _worker(search: Callable[..., Any], kwargs: dict[str, Any], threads: int) ->
 
 
 def run_workers(search: Callable[..., Any], quotas: list[int], kwargs: dict[str, Any], *, sampler_seeds: list[int],
-                console=None) -> list[str]:
-    """Start one worker process per quota (``search(**kwargs, trials=quota, worker_only=True)``: `tune`, with its
-    own sampler seed), wait for all; returns the ids (``host:pid``) of those that died (killed, or failed).
+                here: Callable[[int, int], None] | None = None, console=None) -> list[str]:
+    """Run one worker per quota: ``search(**kwargs, trials=quota, worker_only=True)`` (`tune`) with its own
+    sampler seed, each in a fresh process; with ``here``, the first quota runs in this process instead
+    (``here(quota, seed)``, while the others start: a process start costs seconds, mostly importing torch).
+    Waits for all; returns the ids (``host:pid``) of the worker processes that died (killed, or failed).
     Interrupted (Ctrl-C), the workers are interrupted too and waited for; the interrupt goes on."""
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
     threads = max(1, (os.cpu_count() or 1) // len(quotas))
     procs = []
-    for quota, seed in zip(quotas, sampler_seeds):
+    own = quotas[0] if here is not None else 0
+    for quota, seed in list(zip(quotas, sampler_seeds))[1 if here is not None else 0:]:
         if quota > 0:
             p = ctx.Process(target=_worker, args=(search, {**kwargs, "trials": quota, "worker_only": True, "sampler_seed": seed}, threads),
                             daemon=False)
             p.start()
             procs.append(p)
     if console is not None:
-        console.print(f"{len(procs)} workers started (pids {', '.join(str(p.pid) for p in procs)}), "
-                      f"{sum(quotas)} trials between them")
+        console.print(f"{len(procs) + bool(own)} workers ({'this process and ' if own else ''}pids "
+                      f"{', '.join(str(p.pid) for p in procs) or '-'}), {sum(quotas)} trials between them")
     try:
+        if own:
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                here(own, sampler_seeds[0])
+            finally:
+                torch.set_num_threads(before)
         for p in procs:
             p.join()
     except KeyboardInterrupt:
