@@ -132,3 +132,18 @@ def test_a_time_limit_stops_the_running_trial_too(tmp_path, vectorize):
     assert rows["status"].tolist() == ["timeout"] * (3 if vectorize else 1)
     assert ((1 <= rows["epochs"]) & (rows["epochs"] < 500)).all()  # cut short, not run out
     assert ("stacked" in rows) == vectorize
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(method="random", workers=2), "--workers shares an Optuna study; method 'random' does not use one"),
+    (dict(method="optuna", worker_only=True), "--worker-only works on a shared study: give --storage URL and --study-name"),
+    (dict(method="optuna", workers=0), "--workers must be a whole number >= 1, got 0"),
+    (dict(method="optuna", worker_only=True, finish=True, storage="sqlite:///x.db", study_name="s"), "exclude each other"),
+    (dict(method="optuna", finish=True, study_name="s"), "there is no study file"),
+])
+def test_shared_study_options_are_checked_before_anything_is_written(tmp_path, options, message):
+    if options.get("finish") and "storage" not in options:
+        options["storage"] = f"sqlite:///{tmp_path / 'missing.db'}"
+    with pytest.raises(TrainwiseError, match=message):
+        tune({"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}, data="iris", epochs=2, out=tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "missing.db").exists()

@@ -199,7 +199,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
         raise TrainwiseError(f"trials must be a whole number >= 1, got {trials!r}", hint="e.g. --trials 20")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise TrainwiseError(f"workers must be a whole number >= 1, got {workers!r}", hint="e.g. --workers 2")
+        raise TrainwiseError(f"--workers must be a whole number >= 1, got {workers!r}", hint="e.g. --workers 2")
     shared = workers > 1 or worker_only or finish
     if (storage or shared) and method != "optuna":
         what = "--storage" if storage else "--workers" if workers > 1 else "--worker-only" if worker_only else "--finish"
@@ -230,6 +230,10 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     trials = trials or (len(grid) + len(enqueue) if method == "grid" else 10)
     check_output_dir(out, "--out")
     check_run(setup_run(base_cfg))  # the space's first point and the data: input errors before any folder exists
+    monitor, mode = monitor_of(base_cfg)
+    direction = "minimize" if mode == "min" else "maximize"
+    if finish:  # before any folder exists: a study that is not there, still running or finished already
+        _ready_to_finish(storage, study_name, direction, heartbeat)
     writer = RunWriter(out) if out else RunWriter.create(None, f"{base_cfg.data}-tune")
     out_dir = writer.run_dir
     rows: list[dict[str, Any]] = []
@@ -274,11 +278,8 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
         mr = run_population([member(number, params, callbacks)], catch=True)[0]
         return record(0, mr)
 
-    monitor, mode = monitor_of(base_cfg)
-    direction = "minimize" if mode == "min" else "maximize"
     incomplete = None  # why the search stops short of its test look (workers died)
     if finish:
-        _ready_to_finish(storage, study_name, direction, heartbeat)
         rows = _optuna_rows(storage, study_name, [], monitor)
     elif workers > 1:
         study = load_or_create(open_storage(storage, heartbeat=heartbeat), study_name, direction)
@@ -368,6 +369,10 @@ def _ready_to_finish(storage: str, study_name: str, direction: str, heartbeat: f
     import optuna  # heavy and optional: loaded only for --method optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = storage.removeprefix("sqlite:///") if storage.startswith("sqlite:///") else storage if storage.endswith(".journal") else None
+    if path is not None and not Path(path).is_file():
+        raise TrainwiseError(f"--storage '{storage}': there is no study file '{path}'",
+                             hint="give the storage the workers used (--finish runs no trials of its own)")
     rdb = open_storage(storage, heartbeat=heartbeat)
     try:
         study = optuna.load_study(study_name=study_name, storage=rdb)
