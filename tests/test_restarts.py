@@ -179,3 +179,18 @@ def test_restarts_resume_refuses_a_damaged_population_checkpoint_and_other_epoch
     code, out, err = cli("fit", "--resume", str(run), "--quiet")
     assert code == 0, err
     assert json.loads((run / "summary.json").read_text())["epochs_run"] == 6
+
+
+def test_restarts_killed_after_every_member_stopped_resume_to_the_same_summary(tmp_path, cli):
+    run = tmp_path / "r"
+    full = trainwise.fit("wine", run_dir=run, restarts=2, epochs=60, patience=3, quiet=True)
+    assert all(r["epochs_run"] < 60 for r in full.summary["restarts"]["runs"])  # both stopped early
+    model = (run / "model.safetensors").read_bytes()
+    (run / "summary.json").unlink()  # killed after training, before the summary (e.g. during the test look)
+    code, out, err = cli("fit", "--resume", str(run), "--quiet")
+    assert code == 0, err
+    resumed = json.loads((run / "summary.json").read_text())
+    for key in ("status", "stop_reason", "epochs_run", "best_epoch", "best", "test", "seed"):
+        assert resumed[key] == full.summary[key], key
+    assert resumed["restarts"] == full.summary["restarts"] | {"resumed": True}
+    assert (run / "model.safetensors").read_bytes() == model

@@ -222,7 +222,9 @@ def decode_state(data: bytes, *, map_location: str | torch.device | None = None)
             return o
         if "__tensor__" in o:
             t = tensors[o["__tensor__"]]
-            return t.to(map_location or o["device"]) if (map_location or o["device"]) != "cpu" else t
+            # only tensors that were on a device move (to ``map_location``): the RNG states were CPU tensors
+            # and must stay so (`Generator.set_state` takes CPU bytes only)
+            return t.to(map_location or o["device"]) if o["device"] != "cpu" else t
         if "__dict__" in o:
             return {k: dec(v) for k, v in o["__dict__"].items()}
         if "__items__" in o:

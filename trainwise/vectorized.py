@@ -145,6 +145,14 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
         console.print(f"training {len(seeds)} members (seeds {seeds[0]}..{seeds[-1]}) as one stacked model")
     # the members in the stack: all of them, or (resuming) those that had not stopped
     active = list(range(len(seeds))) if saved is None else saved["active"]
+    if not active:  # resumed after every member had stopped: nothing is left to train, each ends as it did
+        results = [RunResult(m_setup, m.trainer, m.stopper, m.batches, m.seed) for m_setup, m in zip(setups, members)]
+        for m, ended in zip(members, saved["ended"]):
+            m.trainer.begin(m.batches["train"], cfg.epochs)
+            _end_again(m.trainer, ended)
+        for r, m in zip(results, members):
+            record_run(r, m.writer)
+        return [finish_run(r, evaluate_test=evaluate_test) for r in results]
     stacked = StackedMLP([models[i] for i in active], [generators[i] for i in active]).to(device)
     train = shared["train"]
     train = StackedBatches(train.X, train.y, batch_size=cfg.batch_size, seeds=[seeds[i] for i in active])
@@ -213,6 +221,15 @@ def _saved_population(state: Any, size: int, source: str) -> dict[str, Any]:
     return part
 
 
+def _end_again(trainer: Trainer, ended: dict[str, Any]) -> None:
+    """A resumed member that had left the stack (its record restored) ends as it did."""
+    if ended.get("non_finite_at"):
+        trainer.non_finite_at = tuple(ended["non_finite_at"])
+    if ended["status"] == "failed":
+        trainer.fail(ended["reason"])
+    trainer.end()
+
+
 def _generator_after_init(device: torch.device) -> torch.Generator:
     """A generator in the state torch's global one has now (just after a member's weights were drawn): the
     member's dropout masks come from it, as they would from the global generator if it trained alone."""
@@ -255,10 +272,7 @@ class _Driver(Callback):
         for m, ended in zip(self.members, self.ended):
             m.trainer.begin(m.batches["train"], trainer.max_epochs, steps_per_epoch=trainer.steps_per_epoch)
             if ended is not None:  # resumed: a member that had left the stack ends again as it did
-                if ended["status"] == "failed":
-                    m.trainer.fail(ended["reason"])
-                    m.trainer.non_finite_at = tuple(ended["non_finite_at"]) if ended.get("non_finite_at") else None
-                m.trainer.end()
+                _end_again(m.trainer, ended)
 
     def state_dict(self) -> dict[str, Any]:
         """Every member's record, which are still in the stack (and how the others ended), the stacked members'
@@ -339,6 +353,7 @@ class _Driver(Callback):
             keep = [j for j in range(len(self.active)) if j not in stopped]
             if not keep:
                 trainer.request_stop("every member stopped")
+                self.active = []  # (its checkpoint: no member left in the stack)
             else:
                 self._keep(trainer, keep)
 

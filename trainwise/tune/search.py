@@ -314,6 +314,9 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
             incomplete = (f"{len(dead)} of {workers} workers stopped early ({counted(study)} of {trials} trials done): run "
                           "the same command to train the missing ones; the best is retrained and tested after that")
         rows = _optuna_rows(storage, study_name, [], monitor)
+        if worker_only:  # workers of one machine among several: the test look is --finish's
+            return {"results": pd.DataFrame(rows), "out": out_dir, "best": None, "best_config": None, "test": None,
+                    "incomplete": incomplete}
     elif method == "optuna":
         # a worker on a shared study samples with a seed of its own (given by the coordinator, or drawn from
         # this process's id): two workers with one seed would propose the same trials
@@ -439,7 +442,11 @@ def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeou
             else:
                 params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=kind == "loguniform")
         reporter = _Report(trial, monitor)
-        out = run(trial.number, params, [reporter])
+        try:
+            out = run(trial.number, params, [reporter])
+        except Exception as e:  # noqa: BLE001 - any failure of the trial itself (out of memory, ...) is its own
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")  # recorded, counted: a worker does not retry it forever
+            raise RuntimeError(f"{type(e).__name__}: {e}") from e
         trial.set_user_attr("row", {k: plain(v) for k, v in out["row"].items()})  # for the results table of any process
         if out["row"]["status"] == "failed":
             trial.set_user_attr("error", out["row"].get("error", "the run failed"))  # its own failure: it counts as done
