@@ -7,6 +7,8 @@ import pytest
 import trainwise
 from trainwise import TrainwiseError
 
+from .test_resume import _without_time
+
 
 def test_restarts_keep_the_best_seed_and_report_the_spread(tmp_path, monkeypatch):
     calls = []
@@ -145,12 +147,6 @@ def test_killed_restarts_resume_to_byte_identical_restarts(tmp_path, cli, vector
     assert (killed / "model.safetensors").read_bytes() == (tmp_path / "full" / "model.safetensors").read_bytes()
     code, out, err = cli("fit", "--resume", str(killed), "--quiet")  # finished: nothing to resume
     assert code == 2 and "already finished" in err
-
-
-def _without_time(path):
-    lines = path.read_text().splitlines()
-    col = lines[0].split(",").index("time/epoch_s")
-    return [",".join(c for i, c in enumerate(line.split(",")) if i != col) for line in lines]
 
 
 def test_restarts_resume_refuses_a_damaged_population_checkpoint_and_other_epochs(tmp_path, cli):

@@ -18,10 +18,10 @@ from .models import is_builtin_spec, resolve_model
 from .pipeline import RunResult, check_run, resolve_device, setup_run, train_run
 from .population import Member, run_population, select_best, spread
 from .report.writer import RunWriter
-from .runs import check_output_dir, load_checkpoint
+from .runs import check_output_dir
 from .saved import read_recipe, read_summary
 from .train import Callback, Trainer
-from .train.state import check_trainer_state
+from .train.state import load_trainer_state
 
 __all__ = ["fit", "evaluate", "predict", "FitResult", "resolve_device"]
 
@@ -205,7 +205,7 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter, data: Any, 
         raise TrainwiseError(f"run '{run_dir}' has no checkpoint yet: it stopped before its first epoch was saved",
                              hint=f"start it again: trainwise fit --config {run_dir / 'config.yaml'} --run-dir NEW_DIR")
     recipe = _recorded_recipe(run_dir, cfg, trust_code)
-    state = check_trainer_state(load_checkpoint(last, map_location=resolve_device(cfg.device)), source=last)
+    state = load_trainer_state(last, map_location=resolve_device(cfg.device))
     _check_epochs(state["epoch"], last, cfg.epochs, previous.epochs)
     setup = setup_run(cfg, data, y, recipe=recipe)
     if recipe is not None and recipe["builder"] != "import" and recipe != resolve_model(

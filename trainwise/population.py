@@ -28,7 +28,7 @@ from .pipeline import RunResult, RunSetup, setup_run, train_run, vary
 from .runs import load_checkpoint
 from .train import Callback
 from .train.callbacks import is_better
-from .train.state import check_trainer_state
+from .train.state import load_trainer_state
 from .vectorized import PER_MEMBER, stack_reason, train_stacked
 
 __all__ = ["Member", "MemberResult", "run_population", "is_better", "select_best", "rank", "spread"]
@@ -163,8 +163,7 @@ def _one(i: int, m: Member, data, y, console, catch: bool, on_start, checkpoint:
             m.writer.write_config(setup.cfg)
         checkpoint = checkpoint and m.writer is not None  # the population's checkpoints: this member's own
         last = m.writer.run_dir / "checkpoints" / "last.safetensors" if checkpoint else None
-        state = check_trainer_state(load_checkpoint(last, map_location=setup.device), source=last) \
-            if resume and last is not None and last.is_file() else None
+        state = load_trainer_state(last, map_location=setup.device) if resume and last is not None and last.is_file() else None
         result = train_run(setup, m.seed, callbacks=list(m.callbacks), writer=m.writer, console=console,
                            checkpoint=True if checkpoint else m.checkpoint, evaluate_test=m.evaluate_test,
                            resume_state=state, resume_source=str(last))

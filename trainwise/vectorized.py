@@ -262,7 +262,7 @@ class _Driver(Callback):
                  penalty: StackedPenalty | None = None, plateau: bool = False):
         self.stacked, self.train, self.val, self.members = stacked, train, val, list(members)
         self.active = [self.members[i] for i in active]  # the members in the stack, in its order
-        self.ended: list[dict | None] = list(ended) if ended is not None else [None] * len(members)  # how each left it
+        self.ended = list(ended) if ended is not None else [None] * len(members)  # resumed: how each had left the stack
         self.console, self.monitor, self._step0, self._hooks = console, monitor, 0, []
         self.penalty = penalty
         self.plateau = plateau  # each member's plateau schedule runs in its record and sets its LR
@@ -278,7 +278,10 @@ class _Driver(Callback):
         """Every member's record, which are still in the stack (and how the others ended), the stacked members'
         dropout generators and own learning rates: with the stack's own state, an exact resume."""
         return {"active": [self.members.index(m) for m in self.active],
-                "members": [m.trainer.state_dict() for m in self.members], "ended": self.ended,
+                "members": [m.trainer.state_dict() for m in self.members],
+                "ended": [None if m in self.active else {"status": m.trainer.status, "reason": m.trainer.stop_reason,
+                                                         "non_finite_at": list(m.trainer.non_finite_at or []) or None}
+                          for m in self.members],
                 "dropout": [g.get_state() for g in self.stacked.generators],
                 "lrs": list(self.steps.lrs) if self.steps is not None else None}
 
@@ -341,8 +344,6 @@ class _Driver(Callback):
             if t.stopping:
                 t.end()
                 stopped.append(j)
-                self.ended[self.members.index(m)] = {"status": t.status, "reason": t.stop_reason,
-                                                     "non_finite_at": list(t.non_finite_at) if t.non_finite_at else None}
                 if self.console is not None:
                     self.console.print(f"seed {m.seed}: {t.status} after epoch {epoch}: {t.stop_reason}")
         if self.console is not None:

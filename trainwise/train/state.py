@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..runs import check_fields, check_tensors_match, damaged, is_int, is_number
+from ..runs import check_fields, check_tensors_match, damaged, is_int, is_number, load_checkpoint
 
-__all__ = ["check_trainer_state"]
+__all__ = ["check_trainer_state", "load_trainer_state"]
 
 
 def _byte_tensor(v: Any) -> bool:
@@ -78,3 +78,8 @@ def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer, source: str |
                 raise damaged(source, f"optimizer state '{name}' of parameter {index} has shape {tuple(value.shape)}, "
                                       f"but the parameter has {tuple(params[index].shape)}",
                               "the checkpoint belongs to another model: resume the run it came from, or start again")
+
+
+def load_trainer_state(path: str | Path, *, map_location: str | torch.device | None = None) -> dict[str, Any]:
+    """A checkpoint file read back and checked (`check_trainer_state`); errors name ``path``."""
+    return check_trainer_state(load_checkpoint(path, map_location=map_location), source=path)

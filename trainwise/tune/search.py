@@ -188,7 +188,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     to try first.
 
     Beyond one process (Optuna; `trainwise.tune.workers`): ``workers`` > 1 starts that many worker processes
-    on one study (``storage``, default a SQLite file ``study.db`` in the output folder; created here, once,
+    on one study (``storage``, default Optuna's journal file ``study.journal`` in the output folder; created here, once,
     before they start), each with its own sampler seed; the best trial is retrained and the test split looked
     at once, here, after them. The same call again resumes the study (only missing trials run).
     ``worker_only``: run ``trials`` trials of the shared study ``storage`` / ``study_name`` and stop, no test
@@ -283,11 +283,8 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
         rows = _optuna_rows(storage, study_name, [], monitor)
     elif workers > 1:
         study = load_or_create(open_storage(storage, heartbeat=heartbeat), study_name, direction)
-        if _FINISHED in study.user_attrs:
-            raise TrainwiseError(f"study '{study_name}' in {storage} was finished already: its best trial was retrained "
-                                 f"and tested in {study.user_attrs[_FINISHED]}",
-                                 hint="start a new search with another --out (the test split was looked at once; more "
-                                      "trials chosen after that look would not be honest)")
+        _refuse_finished(study, study_name, storage, "start a new search with another --out (the test split was looked "
+                                                     "at once; more trials chosen after that look would not be honest)")
         fail_dead(study)  # a resume: running trials of this machine's workers that are gone (a killed search)
         if not study.trials:
             for params in enqueue:  # tried first, by whichever worker asks first
@@ -314,9 +311,6 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
             incomplete = (f"{len(dead)} of {workers} workers stopped early ({counted(study)} of {trials} trials done): run "
                           "the same command to train the missing ones; the best is retrained and tested after that")
         rows = _optuna_rows(storage, study_name, [], monitor)
-        if worker_only:  # workers of one machine among several: the test look is --finish's
-            return {"results": pd.DataFrame(rows), "out": out_dir, "best": None, "best_config": None, "test": None,
-                    "incomplete": incomplete}
     elif method == "optuna":
         # a worker on a shared study samples with a seed of its own (given by the coordinator, or drawn from
         # this process's id): two workers with one seed would propose the same trials
@@ -324,12 +318,13 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
             int.from_bytes(hashlib.sha256(f"{seed}:{worker_id()}".encode()).digest()[:4], "little")
         _optuna(space, run, trials, storage, study_name, own_seed, mode, monitor, timeout, enqueue, heartbeat)
         rows = _optuna_rows(storage, study_name, rows, monitor) if storage else rows
-        if worker_only:  # the trials are in the study (and their folders here); the test look is another process's
-            return {"results": pd.DataFrame(rows), "out": out_dir, "best": None, "best_config": None, "test": None}
     else:  # every point known up front: trials that differ only in per-member values train as one stacked model
         points = list(enqueue) + (grid if method == "grid" else sample_random(space, trials, seed))
         run_population([member(i, params) for i, params in enumerate(points[:trials])], catch=True, console=console,
                        on_done=record, stop=lambda: time.perf_counter() > deadline)
+    if worker_only:  # one of several workers (or machines): the trials are in the study, the test look is --finish's
+        return {"results": pd.DataFrame(rows), "out": out_dir, "best": None, "best_config": None, "test": None,
+                "incomplete": incomplete}
     key = f"best_{monitor}"
     frame = pd.DataFrame(rows)
     if key not in frame:
@@ -366,6 +361,13 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
 _FINISHED = "trainwise_test_looked_at"  # the study's user attribute: where its best trial was retrained and tested
 
 
+def _refuse_finished(study, study_name: str, storage: str, hint: str) -> None:
+    """A study whose best trial was retrained and tested already takes no more trials and no second look."""
+    if _FINISHED in study.user_attrs:
+        raise TrainwiseError(f"study '{study_name}' in {storage} was finished already: its best trial was retrained "
+                             f"and tested in {study.user_attrs[_FINISHED]}", hint=hint)
+
+
 def _ready_to_finish(storage: str, study_name: str, direction: str, heartbeat: float) -> None:
     """``--finish`` may run: the study exists, no trial is still running (a dead worker's is failed here once
     its heartbeat is stale) and its test split was not looked at yet."""
@@ -381,10 +383,8 @@ def _ready_to_finish(storage: str, study_name: str, direction: str, heartbeat: f
         study = optuna.load_study(study_name=study_name, storage=rdb)
     except KeyError:
         raise TrainwiseError(f"there is no study '{study_name}' in {storage}", hint="give the --study-name the workers used") from None
-    if _FINISHED in study.user_attrs:
-        raise TrainwiseError(f"study '{study_name}' was finished already: its best trial was retrained and tested in "
-                             f"{study.user_attrs[_FINISHED]}", hint="read that run's summary.json; another test look would "
-                             "no longer be an honest estimate")
+    _refuse_finished(study, study_name, storage, "read that run's summary.json; another test look would no longer be "
+                                                 "an honest estimate")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if not storage.endswith(".journal"):
