@@ -15,15 +15,16 @@ from .data import PreparedData
 from .errors import TrainwiseError
 from .inference import evaluate, predict
 from .models import is_builtin_spec, resolve_model
-from .pipeline import RunResult, check_run, resolve_device, setup_run, train_run
+from .pipeline import RunResult, check_distributed, check_run, resolve_device, setup_run, train_run
 from .population import Member, run_population, select_best, spread
 from .report.writer import RunWriter
 from .runs import check_output_dir
 from .saved import read_recipe, read_summary
 from .train import Callback, Trainer
+from .train.distributed import leave, world_from_env
 from .train.state import load_trainer_state
 
-__all__ = ["fit", "evaluate", "predict", "FitResult", "resolve_device"]
+__all__ = ["fit", "evaluate", "predict", "FitResult", "resolve_device", "check_fit"]
 
 _RUN_FILES = ("model.safetensors", "model.json", "preprocess.json", "metrics.csv", "curves.png")
 
@@ -81,18 +82,54 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
         raise TrainwiseError("restarts need a fresh model per seed, but `model` is one nn.Module instance",
                              hint="pass model as a spec string (mlp:..., file.py:function) so each restart builds its own")
     to_disk = cfg.run_dir is not None if to_disk is None else to_disk
+    cfg, world, to_disk = _rank_config(cfg, to_disk)
     if to_disk:
         check_output_dir(cfg.run_dir)
-    setup = setup_run(cfg, data, y, user_model=user_model)
-    check_run(setup)  # every input error before the run directory exists: nothing half-made is left
-    writer = RunWriter.for_config(cfg) if to_disk else None
-    with writer or nullcontext():
-        if writer is not None:
-            writer.write_config(setup.cfg)
-        if cfg.restarts > 1:
-            return _fit_restarts(setup, writer, callbacks, console)
-        result = train_run(setup, callbacks=callbacks, writer=writer, console=console)
-        return _finish(result, writer)
+    try:
+        setup = setup_run(cfg, data, y, user_model=user_model, world=world)
+        check_run(setup)  # every input error before the run directory exists: nothing half-made is left
+        writer = RunWriter.for_config(cfg) if to_disk else None
+        with writer or nullcontext():
+            if writer is not None:
+                writer.write_config(setup.cfg)
+            if cfg.restarts > 1:
+                return _fit_restarts(setup, writer, callbacks, console)
+            result = train_run(setup, callbacks=callbacks, writer=writer, console=console, evaluate_test=world is None or world.main)
+            return _finish(result, writer, _distributed(setup))
+    finally:
+        leave()
+
+
+def _rank_config(cfg: RunConfig, to_disk: bool):
+    """In a data-parallel job (torchrun's environment): this rank's config (the job's size as ``nproc``; quiet
+    but on rank 0), its place in the job, and whether it writes (rank 0 only). A config asking for processes
+    outside such a job is refused: they are started by torch's launcher, not by `fit`."""
+    world = world_from_env()
+    if world is None:
+        if cfg.nproc > 1:
+            raise TrainwiseError(f"nproc={cfg.nproc} needs processes started by torch's launcher, which fit() does not start",
+                                 hint=f"run `trainwise fit --nproc {cfg.nproc} ...` (it launches them) or "
+                                      f"`torchrun --nproc-per-node {cfg.nproc} -m trainwise fit ...`")
+        return cfg, None, to_disk
+    return cfg.model_copy(update={"nproc": world.size} | ({} if world.main else {"quiet": True})), world, to_disk and world.main
+
+
+def _distributed(setup) -> dict[str, Any] | None:
+    world = setup.world
+    if world is None:
+        return None
+    return {"distributed": {"nproc": world.size, "backend": "nccl" if setup.device.type == "cuda" else "gloo",
+                            "batch_per_rank": setup.cfg.batch_size, "global_batch": setup.cfg.batch_size * world.size}}
+
+
+def check_fit(cfg: RunConfig) -> None:
+    """The input errors `fit` would raise before training (data, model, options, output folder), found without
+    training or writing: the launcher of a data-parallel job checks them once, before any process starts."""
+    if cfg.run_dir is not None:
+        check_output_dir(cfg.run_dir)
+    setup = setup_run(cfg)
+    check_run(setup)
+    check_distributed(setup.cfg, setup.prep)
 
 
 def _finish(result: RunResult, writer: RunWriter | None, extra: dict[str, Any] | None = None,
@@ -173,14 +210,18 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
         raise TrainwiseError(f"'{run_dir}' is not a trainwise run directory (no config.yaml)",
                              hint="give the run directory that `trainwise fit` printed")
     cfg = load_config(run_dir / "config.yaml", options)
-    # first: a run another process is writing (or resuming) is refused before anything is read or written
-    writer = RunWriter(run_dir, tensorboard=cfg.tensorboard, histogram_every=cfg.histogram_every, lock=True)
-    with writer:
-        return _resume_locked(run_dir, cfg, writer, data, y, callbacks, console, trust_code)
+    cfg, world, writes = _rank_config(cfg, True)
+    try:
+        # first: a run another process is writing (or resuming) is refused before anything is read or written
+        writer = RunWriter(run_dir, tensorboard=cfg.tensorboard, histogram_every=cfg.histogram_every, lock=True) if writes else None
+        with writer or nullcontext():
+            return _resume_locked(run_dir, cfg, writer, data, y, callbacks, console, trust_code, world)
+    finally:
+        leave()
 
 
-def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter, data: Any, y: Any, callbacks, console,
-                   trust_code: bool) -> FitResult:
+def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data: Any, y: Any, callbacks, console,
+                   trust_code: bool, world=None) -> FitResult:
     summary_path = run_dir / "summary.json"
     done = read_summary(summary_path) if summary_path.is_file() else None
     if done and (done.get("status") == "early_stopped" or (done.get("status") == "completed" and cfg.epochs <= (done.get("epochs_run") or 0))):
@@ -207,15 +248,17 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter, data: Any, 
     recipe = _recorded_recipe(run_dir, cfg, trust_code)
     state = load_trainer_state(last, map_location=resolve_device(cfg.device))
     _check_epochs(state["epoch"], last, cfg.epochs, previous.epochs)
-    setup = setup_run(cfg, data, y, recipe=recipe)
+    setup = setup_run(cfg, data, y, recipe=recipe, world=world)
     if recipe is not None and recipe["builder"] != "import" and recipe != resolve_model(
             cfg.model, setup.prep.input_shape, setup.output_size, activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm):
         raise TrainwiseError(f"'{run_dir / 'model.json'}' does not describe the model of '{run_dir / 'config.yaml'}' "
                              f"({cfg.model} on inputs of shape {setup.prep.input_shape})",
                              hint="one of the two files was edited: restore it, or start the run again")
-    result = train_run(setup, callbacks=callbacks, writer=writer, console=console, resume_state=state, resume_source=str(last))
-    writer.write_config(setup.cfg)
-    return _finish(result, writer, {"resumed_from_epoch": state["epoch"]},
+    result = train_run(setup, callbacks=callbacks, writer=writer, console=console, resume_state=state, resume_source=str(last),
+                       evaluate_test=world is None or world.main)
+    if writer is not None:
+        writer.write_config(setup.cfg)
+    return _finish(result, writer, {"resumed_from_epoch": state["epoch"]} | (_distributed(setup) or {}),
                    previous_tests=(done or {}).get("test_evaluations", 0))
 
 

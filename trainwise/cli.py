@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from . import signals
-from .api import evaluate, fit, predict
+from .api import check_fit, evaluate, fit, predict
 from .config import CHOICES, RunConfig, load_config, suggest_key
 from .console import console as make_console
 from .data import to_tensors
@@ -29,6 +29,7 @@ from .report.html import write_report
 from .report.writer import save_lr_find
 from .runs import check_output_dir, new_run_dir
 from .train import make_loss
+from .train.distributed import launch, world_from_env
 from .train.lr_finder import lr_find
 from .tune import cross_validate, sanity, tune
 from .tune.auto import auto
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv or ["--help"])
+        args.argv = argv  # as given: a launcher runs the same command in each of its processes
         if extra:  # report unknown options from the subcommand's parser, which knows its own options
             parser.subcommands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # argparse's exits (usage errors: 2, --help: 0) as a return value
@@ -196,10 +198,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return EXIT_BAD_INPUT
     except TrainwiseError as e:
-        print(f"trainwise {args.command}: error: {e}", file=sys.stderr)
+        if not _secondary_rank():  # the ranks of a data-parallel job fail alike: rank 0 says so once
+            print(f"trainwise {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as e:
-        print(f"trainwise {args.command}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}", file=sys.stderr)
+        if not _secondary_rank():
+            print(f"trainwise {args.command}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(e, Terminated) or sigs.received == "SIGTERM" else EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into `head`, which closed early: not an error of ours
         _quiet_stdout()
@@ -247,6 +251,11 @@ class _Signals:
         raise signals.interrupt_for(self.received)
 
 
+def _secondary_rank() -> bool:
+    world = world_from_env()
+    return world is not None and not world.main
+
+
 def _quiet_stdout() -> None:
     """After a broken pipe: point stdout at /dev/null so Python's exit-time flush does not complain."""
     try:
@@ -281,13 +290,21 @@ def _fit(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise TrainwiseError("--resume and --config cannot be combined", hint="--resume uses the run's own config.yaml")
+        saved = Path(args.resume) / "config.yaml"
+        nproc = load_config(saved).nproc if saved.is_file() else 1
+        if nproc > 1 and world_from_env() is None:
+            return launch(args.argv, nproc, run_dir=args.resume)
         result = fit(resume=args.resume, console=console, trust_code=args.trust_code, **overrides)
         quiet = overrides.get("quiet", False)
     else:
         cfg = load_config(args.config, overrides) if args.config else RunConfig.build(overrides, source="option")
+        if cfg.nproc > 1 and world_from_env() is None:
+            return _launch(args, cfg)
         result = fit(config=cfg, console=console, to_disk=True)
         quiet = cfg.quiet
     s = result.summary
+    if _secondary_rank():  # rank 0 reports the job
+        return EXIT_FAILED if s["status"] == "failed" else EXIT_INTERRUPTED if s["status"] == "interrupted" else EXIT_OK
     if "restarts" in s:
         r = s["restarts"]
         spread = ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in r["spread"].items())
@@ -302,6 +319,17 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"trainwise fit: training failed: {s['stop_reason']}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_INTERRUPTED if s["status"] == "interrupted" else EXIT_OK
+
+
+def _launch(args: argparse.Namespace, cfg: RunConfig) -> int:
+    """``--nproc N``: check the input once here, then run the same command as N processes (torch's launcher);
+    they all write to one run folder, chosen here."""
+    check_fit(cfg)
+    argv = list(args.argv)
+    if cfg.run_dir is None:
+        run_dir = str(new_run_dir(None, cfg.data))
+        argv += ["--run-dir", run_dir]
+    return launch(argv, cfg.nproc, run_dir=cfg.run_dir or run_dir)
 
 
 def print_diagnostics(console, diagnostics: list[dict]) -> None:

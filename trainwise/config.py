@@ -123,6 +123,8 @@ class RunConfig(BaseModel):
     batch_size: int = Field(16, gt=0, description="mini-batch size (as in the lecture's Fashion-MNIST loop)")
     seed: int = Field(0, description="seeds model init, splits and shuffling: same seed, same run")
     device: str = Field("auto", description="auto (cuda if available, else cpu) | cpu | cuda | cuda:N")
+    nproc: int = Field(1, ge=1, description="data-parallel processes on this machine, started through torchrun; each "
+                                            "takes batch_size rows of every global batch of nproc·batch_size")
     num_workers: int = Field(0, ge=0, description="DataLoader workers (only for torch Datasets that are not in memory)")
     # --- early stopping (monitor/mode/patience/min_delta as everywhere in trainwise) ---
     early_stopping: bool = Field(True, description="stop when the monitored metric stops improving")

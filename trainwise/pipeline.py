@@ -36,12 +36,13 @@ from .report.plots import confusion_matrix
 from .train import Callback, EarlyStopping, LRSchedule, Penalty, ProgressTable, Trainer, resolve_loss
 from .train.callbacks import check_monitor, logged_metrics, resolve_mode
 from .train.components import output_size, target_kind
+from .train.distributed import DistributedTraining, ShardedBatches, World, join, shard_rows
 from .train.lr_finder import lr_find
 from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
            "train_run", "run_callbacks", "vary", "DATA_OPTIONS", "record_run", "finish_run", "model_for", "auto_lr", "resolve_device",
-           "monitor_of", "OK_STATUSES", "check_run", "check_batch_size"]
+           "monitor_of", "OK_STATUSES", "check_run", "check_batch_size", "check_distributed"]
 
 OK_STATUSES = ("completed", "early_stopped")  # a run that ended normally: its weights and test split may be used
 
@@ -77,6 +78,7 @@ class RunSetup:
     device: torch.device
     user_model: nn.Module | None = None
     t_start: float = field(default_factory=time.perf_counter)
+    world: World | None = None  # this process's rank in a data-parallel job (torchrun), None for one process
     _data_findings: list[dict[str, str]] | None = field(default=None, repr=False)
 
     @property
@@ -119,10 +121,12 @@ def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
 
 
 def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn.Module | None = None,
-              raw: RawData | None = None, recipe: dict[str, Any] | None = None) -> RunSetup:
+              raw: RawData | None = None, recipe: dict[str, Any] | None = None, world: World | None = None) -> RunSetup:
     """Data prepared (split, preprocessing fit on train), loss, model recipe and device for ``cfg``.
     ``raw``: already loaded data (cross-validation passes each fold's rows as its given splits).
-    ``recipe``: a checked recipe to use instead of resolving ``cfg.model`` (resume: the run's own model.json)."""
+    ``recipe``: a checked recipe to use instead of resolving ``cfg.model`` (resume: the run's own model.json).
+    ``world``: this rank of a data-parallel job, which joins the job's process group here (its device on CUDA:
+    ``cuda:LOCAL_RANK``)."""
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     if isinstance(data, torch.utils.data.Dataset):
@@ -131,6 +135,9 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
         raw = raw or load_raw(cfg, data, y)
         prep = prepare(raw, task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
                        impute=cfg.missing == "median", image_norm=cfg.image_norm)
+    if world is not None:
+        check_distributed(cfg, prep)
+        device = join(world, device, nproc=cfg.nproc)
     loss = resolve_loss(cfg.loss, prep.task, prep.n_classes)
     cfg = cfg.model_copy(update={"loss": loss, "task": prep.task})
     if recipe is None:
@@ -138,7 +145,18 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
                                activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
-    return RunSetup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start)
+    return RunSetup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start, world=world)
+
+
+def check_distributed(cfg: RunConfig, prep: PreparedData) -> None:
+    """What a data-parallel job cannot do, refused before it joins the others (and by the launching process)."""
+    why = "--restarts (each restart is a run: train them stacked in one process, without --nproc)" if cfg.restarts > 1 else \
+        "--lr auto (the LR finder runs in one process: run `trainwise lr-find`, then give --lr)" if cfg.lr == "auto" else \
+        "data read through a DataLoader (image folders, torch Datasets): it shards in-memory arrays" \
+        if "train" not in prep.arrays else None
+    if why:
+        raise TrainwiseError(f"data-parallel training (--nproc, torchrun) does not take {why}",
+                             hint="train in one process, or change the option named")
 
 
 # what decides the prepared data: configs that agree on these can share one set-up (`vary`)
@@ -181,6 +199,12 @@ def build_batches(setup: RunSetup, seed: int, *, augment: bool = True) -> dict[s
     cfg = setup.cfg
     batches = setup.prep.batches(kind=setup.kind, device=setup.device, batch_size=cfg.batch_size, seed=seed,
                                  num_workers=cfg.num_workers)
+    if setup.world is not None:  # each rank: its share of every global batch, and its rows of the validation split
+        batches["train"] = ShardedBatches(batches["train"], setup.world)
+        if "val" in batches:
+            val = batches["val"]
+            rows = shard_rows(len(val.y), setup.world).to(val.X.device)
+            batches["val"] = TensorBatches(val.X[rows], val.y[rows], batch_size=val.batch_size, shuffle=False)
     if cfg.augment and augment:
         check_images(setup.prep.input_shape, cfg.augment)
         pre = setup.prep.preprocessor
@@ -353,6 +377,10 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
         console = console or make_console()
         console.print(str(summarize(model, setup.prep.input_shape, batch_size=cfg.batch_size, device=setup.device)), markup=False)
     monitor = cfg.monitor if "val" in batches or not cfg.monitor.startswith("val/") else "train/loss"
+    if setup.world is not None:  # the ranks train as one: before the writer's callbacks, which save its agreed stop
+        train = batches["train"]
+        shards = train.batches if isinstance(train, AugmentedBatches) else train
+        callbacks = [*callbacks, DistributedTraining(setup.world, shards, seed)]
     stopper, cbs = run_callbacks(setup, monitor, callbacks, writer, checkpoint=checkpoint, show=show, console=console)
     trainer = build_trainer(setup, model, cbs)
     trainer.transfer = transfer
