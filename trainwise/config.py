@@ -14,6 +14,7 @@ from .options import (
     ACTIVATIONS,
     BUILTIN_DATA,
     CHANNELS,
+    COMPILE_MODES,
     IMAGE_NORMS,
     INITS,
     LOSSES,
@@ -35,7 +36,7 @@ __all__ = ["RunConfig", "CHOICES", "load_config", "read_yaml_mapping", "suggest_
 LOSS_CHOICES = ("auto", *LOSSES)
 # string options and their allowed values; one validator checks them all (with "did you mean"), the CLI lists them
 CHOICES = {"task": TASKS, "missing": MISSING, "activation": tuple(ACTIVATIONS), "loss": LOSS_CHOICES, "optimizer": OPTIMIZERS,
-            "mode": MODES, "schedule": SCHEDULES, "precision": PRECISIONS, "init": INITS, "penalize": PENALIZE,
+            "mode": MODES, "schedule": SCHEDULES, "precision": PRECISIONS, "compile_mode": COMPILE_MODES, "init": INITS, "penalize": PENALIZE,
             "image_norm": IMAGE_NORMS, "channels": CHANNELS}
 
 
@@ -119,6 +120,8 @@ class RunConfig(BaseModel):
     accumulate: int = Field(1, ge=1, description="micro-batches per optimizer step (effective batch = batch_size·accumulate)")
     precision: str = Field("32", description="numeric precision: bf16 autocast; fp16 autocast + grad scaler, CUDA only")
     compile: bool = Field(False, description="torch.compile the model (pays off for long runs on GPU)")
+    compile_mode: str = Field("default", description="torch.compile mode with --compile: reduce-overhead replays CUDA "
+                                                     "graphs (fewer kernel launches per step for small models on GPU)")
     epochs: int = Field(200, gt=0, description="maximum epochs; early stopping usually ends the run first")
     batch_size: int = Field(16, gt=0, description="mini-batch size (as in the lecture's Fashion-MNIST loop)")
     seed: int = Field(0, description="seeds model init, splits and shuffling: same seed, same run")

@@ -13,7 +13,8 @@ from torch import nn
 from .errors import TrainwiseError, check_choice
 
 __all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "INITS", "TASKS",
-           "MISSING", "BUILTIN_DATA", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
+           "MISSING", "COMPILE_MODES",
+           "BUILTIN_DATA", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
            "parse_na_values"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
@@ -23,6 +24,7 @@ CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
 PRECISIONS = ("32", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's; reduce-overhead: CUDA graphs
 INITS = ("default", "xavier", "kaiming", "normal")
 TASKS = ("auto", "classification", "regression")
 MISSING = ("error", "drop", "median")

@@ -249,7 +249,8 @@ def build_trainer(setup: RunSetup, model: nn.Module, callbacks: list[Callback], 
                    lr=1e-3 if cfg.lr == "auto" else cfg.lr, momentum=cfg.momentum,
                    nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, kind=setup.kind, callbacks=callbacks,
                    device=setup.device, target_std=setup.prep.target.std, penalty=penalty, accumulate=cfg.accumulate,
-                   clip_norm=cfg.clip_norm, clip_value=cfg.clip_value, precision=cfg.precision, compile=cfg.compile)
+                   clip_norm=cfg.clip_norm, clip_value=cfg.clip_value, precision=cfg.precision,
+                   compile=cfg.compile and cfg.compile_mode)
     return Trainer(model, **(options | overrides))
 
 

@@ -58,10 +58,17 @@ class TensorBatches:
             for i in range(0, n, B):
                 yield X[i:i + B], y[i:i + B]
             return
-        perm = torch.randperm(n, generator=self.generator).to(X.device)
+        perm = self.permutation()
         for i in range(0, n, B):
             idx = perm[i:i + B]
             yield X[idx], y[idx]
+
+    def permutation(self) -> torch.Tensor:
+        """The next epoch's order of the rows (drawn on the CPU: the same on every device), on the data's device."""
+        perm = torch.randperm(len(self.y), generator=self.generator)
+        if self.X.device.type == "cuda":  # pinned + non_blocking: the copy does not make the host wait
+            return perm.pin_memory().to(self.X.device, non_blocking=True)
+        return perm.to(self.X.device)
 
     def head(self, n: int = 2) -> torch.Tensor:
         """The first ``n`` input rows, without drawing from the shuffle generator."""

@@ -104,7 +104,7 @@ class ShardedBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         b = self.batches
         X, y, n, g = b.X, b.y, len(b.y), self.global_batch
-        perm = torch.randperm(n, generator=b.generator).to(X.device) if b.shuffle else torch.arange(n, device=X.device)
+        perm = b.permutation() if b.shuffle else torch.arange(n, device=X.device)
         for i in range(0, n, g):
             whole = perm[i:i + g]
             if len(whole) < self.world.size:
@@ -146,10 +146,11 @@ class ReducedMetrics(MetricAccumulator):
 class DistributedTraining(Callback):
     """What makes one `Trainer` per rank train as one: at the start rank 0's weights go to every rank and epoch
     metrics are summed over ranks (`ReducedMetrics`); after each backward the gradients are all-reduced, weighted
-    by each rank's share of the global batch (with a flag for a non-finite loss on any rank, so all ranks stop at
-    the same step); batch-norm statistics are rank 0's at each epoch end; a stop is agreed at each epoch end.
-    Dropout draws its masks from a generator seeded by (``seed``, epoch, rank): different on each rank, and the
-    same after a resume."""
+    by each rank's share of the global batch; batch-norm statistics are rank 0's at each epoch end; a stop is
+    agreed at each epoch end (a non-finite loss on any rank makes the summed epoch loss non-finite on all, so the
+    doctor decides alike). A stop in the middle of an epoch (``request_stop(now=True)``) must come on every rank
+    at the same step: nothing in `fit` makes one (the LR finder, which does, is refused). Dropout draws its masks
+    from a generator seeded by (``seed``, epoch, rank): different on each rank, and the same after a resume."""
 
     def __init__(self, world: World, batches: ShardedBatches, seed: int):
         self.world, self.batches, self.seed = world, batches, seed
@@ -168,21 +169,19 @@ class DistributedTraining(Callback):
     @torch.no_grad()
     def on_after_backward(self, trainer: Trainer, *, loss: torch.Tensor) -> None:
         grads = [p.grad for g in trainer.optimizer.param_groups for p in g["params"] if p.grad is not None]
-        flat = torch.cat([t.reshape(-1) for t in grads] + [(~torch.isfinite(loss.detach())).float().reshape(1)])
-        flat[:-1].mul_(self.batches.take_share())  # a weighted sum over ranks: the global batch's mean gradient
+        flat = torch.cat([t.reshape(-1) for t in grads])
+        flat.mul_(self.batches.take_share())  # a weighted sum over ranks: the global batch's mean gradient
         _all_reduce(flat)
         offset = 0
         for t in grads:
             t.copy_(flat[offset:offset + t.numel()].view_as(t))
             offset += t.numel()
-        if flat[-1].item() > 0:  # (one read per step; the all-reduce has synchronized already)
-            trainer.request_stop("the training loss became non-finite on a rank", now=True)
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
         with torch.no_grad():
             for t in trainer.model.buffers():
                 _collective(dist.broadcast, t, 0)  # the weights rank 0 saves carry its statistics
-        stop = torch.tensor([float(trainer.stopping)])
+        stop = torch.tensor([float(trainer.stopping)], device=trainer.device)
         _all_reduce(stop, op=dist.ReduceOp.MAX)
         if stop.item() > 0 and not trainer.stopping:
             trainer.request_stop("another rank of the job stopped")

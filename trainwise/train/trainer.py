@@ -54,7 +54,8 @@ class Trainer:
     ('multiclass', 'binary', 'regression'; inferred from a loss name when not given). Options, all off by
     default: ``penalty`` (a callable returning a term added to each batch's loss, e.g. `Penalty`),
     ``accumulate`` (micro-batches per optimizer step), ``clip_norm`` / ``clip_value``, ``precision``
-    ('32', 'bf16' autocast, 'fp16' autocast + grad scaler on CUDA) and ``compile`` (torch.compile the forward).
+    ('32', 'bf16' autocast, 'fp16' autocast + grad scaler on CUDA) and ``compile``
+    (torch.compile the forward; a string: its mode, e.g. 'reduce-overhead' for CUDA graphs).
     ``metrics``: the per-epoch accumulator class (a population's keeps one set of sums per member); ``clip``:
     clips the gradients of the parameters it is given, returning the norm before (a population's, per member).
     ``scaler`` is the `torch.amp.GradScaler` in use (None unless fp16); one set by hand is used the same way.
@@ -75,7 +76,7 @@ class Trainer:
                  callbacks: Sequence[Callback] = (), device: str | torch.device = "cpu", target_std: float = 1.0,
                  penalty: Callable[[], torch.Tensor] | None = None, accumulate: int = 1,
                  clip_norm: float | None = None, clip_value: float | None = None, precision: str = "32",
-                 compile: bool = False, metrics: Callable[..., MetricAccumulator] = MetricAccumulator,
+                 compile: bool | str = False, metrics: Callable[..., MetricAccumulator] = MetricAccumulator,
                  clip: Callable[..., torch.Tensor] | None = None):
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -91,7 +92,8 @@ class Trainer:
         self.clip = clip
         self.precision = _check_precision(precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
-        self.forward = torch.compile(self.model) if compile else self.model  # same parameters, compiled graph
+        self.forward = self.model if not compile else \
+            torch.compile(self.model, mode=None if compile is True or compile == "default" else compile)  # same parameters
         self.metrics = metrics  # (kind, device, target_std=) -> an accumulator like `MetricAccumulator`
         self.lr_finder = None   # set when the LR was chosen by the LR finder
         self.transfer = None    # starting weights and frozen layers, when fine-tuning (for the summary)
