@@ -39,6 +39,7 @@ NOT_PARAMETERS = {
     "image_size", "channels", "image_norm", "augment",  # image data only; the estimators take 2-D features
     "num_workers",                          # DataLoader workers for torch Datasets; arrays are batched in memory
     "quiet",                                # replaced by verbose
+    "nproc",                                # data-parallel processes come from torch's launcher, not an estimator
 }
 ESTIMATOR_ONLY = {"validation_fraction": 0.15, "verbose": False}
 

@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run --trials trials of the shared study (--storage, --study-name) and stop: no test look")
     tu.add_argument("--finish", action="store_true",
                     help="run no trials: retrain the shared study's best trial and test it, once (after the workers)")
+    tu.add_argument("--pruner", default="median", choices=["median", "none"],
+                    help="optuna: stop trials whose epoch is worse than the median of earlier trials' (default: median)")
     tu.add_argument("--heartbeat", type=float, default=10.0, metavar="S",
                     help="seconds between a running trial's heartbeats; a dead worker's trial fails after 3 (default: 10)")
     _add_config_options(tu)
@@ -402,7 +404,7 @@ def _tune(args: argparse.Namespace) -> int:
     console = make_console(soft_wrap=True)
     r = tune(args.space, method=args.method, trials=args.trials, out=args.out, storage=args.storage,
              study_name=args.study_name, retrain=not args.no_retrain, console=console, workers=args.workers,
-             worker_only=args.worker_only, finish=args.finish, heartbeat=args.heartbeat, **options)
+             worker_only=args.worker_only, finish=args.finish, heartbeat=args.heartbeat, pruner=args.pruner, **options)
     if args.worker_only:
         console.print(f"worker done: {len(r['results'])} trials in study '{args.study_name}'; trial folders in {r['out']}")
         return 0

@@ -70,6 +70,7 @@ EXCLUDED = {
     "augment": "image augmentation only",
     "num_workers": "DataLoader workers for torch Datasets; arrays are batched in memory",
     "quiet": "replaced by verbose",
+    "nproc": "data-parallel processes are started by torch's launcher (trainwise fit --nproc); an estimator trains in its own",
 }
 _EXTRA = {"validation_fraction": "fraction of the rows given to fit held out for early stopping and best-epoch "
                                  "selection (0: none; then use early_stopping=False)",
@@ -102,7 +103,8 @@ class TrainwiseEstimator(BaseEstimator):
                  loss="auto", optimizer="adam", lr=1e-3, momentum=0.9, nesterov=False, weight_decay=0.0,
                  init="default", l1=0.0, l2=0.0, penalize="weights", schedule="none", step_size=10, gamma=None,
                  warmup_epochs=0.0, schedule_patience=5, clip_norm=None, clip_value=None, accumulate=1,
-                 precision="32", compile=False, epochs=200, batch_size=16, seed=0, device="auto",
+                 precision="32", compile=False, compile_mode="default",
+                 epochs=200, batch_size=16, seed=0, device="auto",
                  early_stopping=True, monitor="val/loss", mode="auto", patience=10, min_delta=0.001,
                  restore_best=True, restarts=1, vectorize=True, checkpoint=True, tensorboard=False, histogram_every=5,
                  run_dir=None, validation_fraction=0.15, verbose=False):

@@ -147,3 +147,80 @@ def test_shared_study_options_are_checked_before_anything_is_written(tmp_path, o
     with pytest.raises(TrainwiseError, match=message):
         tune({"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}, data="iris", epochs=2, out=tmp_path / "out", **options)
     assert not (tmp_path / "out").exists() and not (tmp_path / "missing.db").exists()
+
+
+def _journal(tmp_path, direction="minimize", name="s"):
+    import optuna
+
+    from trainwise.tune.workers import open_storage
+
+    url = str(tmp_path / "study.journal")
+    storage = open_storage(url)
+    return url, storage, optuna.create_study(study_name=name, storage=storage, direction=direction)
+
+
+def test_the_test_look_is_claimed_by_one_process_only_and_given_back_when_it_did_not_happen(tmp_path):
+    from trainwise.tune.workers import claim_test_look, finished_at, mark_finished, release_test_look
+
+    url, storage, _ = _journal(tmp_path)
+    assert finished_at(storage, "s") is None
+    assert claim_test_look(storage, "s", "/runs/a/best") is True
+    assert claim_test_look(storage, "s", "/runs/b/best") is False  # the storage lets one process create the claim
+    assert finished_at(storage, "s").startswith("/runs/a/best (by ")
+    release_test_look(storage, "s")
+    assert finished_at(storage, "s") is None and claim_test_look(storage, "s", "/runs/b/best") is True
+    mark_finished(storage, "s", "/runs/b/best")
+    assert finished_at(storage, "s") == "/runs/b/best"
+
+
+@pytest.mark.parametrize("options", [dict(finish=True), dict(worker_only=True), dict()])
+def test_a_claimed_study_takes_no_finish_and_no_more_trials_from_any_process(tmp_path, options):
+    from trainwise.tune.workers import claim_test_look
+
+    url, storage, _ = _journal(tmp_path)
+    claim_test_look(storage, "s", "/elsewhere/best")
+    with pytest.raises(TrainwiseError, match=r"study 's' in .* was finished already: its best trial was retrained and tested in "
+                                             r"/elsewhere/best \(by .*\) \(retraining it now, or stopped while it did\)"):
+        tune(SPACE["space"], method="optuna", trials=2, data="iris", epochs=2, out=tmp_path / "out", storage=url,
+             study_name="s", **options)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_shared_study_of_the_other_direction_is_refused_before_any_folder(tmp_path):
+    url, _, _ = _journal(tmp_path, direction="maximize")
+    with pytest.raises(TrainwiseError, match=r"study 's' in .* was created to maximize, but this search would minimize"):
+        tune(SPACE["space"], method="optuna", trials=2, data="iris", epochs=2, out=tmp_path / "out", storage=url,
+             study_name="s", worker_only=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dead_workers_are_told_from_a_later_process_with_the_same_pid(tmp_path):
+    import os
+    import socket
+
+    from optuna.trial import TrialState
+
+    from trainwise.tune.workers import fail_dead, worker_id
+
+    _, storage, study = _journal(tmp_path)
+    me, host = worker_id(), socket.gethostname()
+    for who in (me, f"{host}:{os.getpid()}@1", f"{host}:{os.getpid()}"):  # alive; pid reused; old id without a start
+        study.ask().set_user_attr("worker", who)
+    assert "@" in me and fail_dead(study) == [1]  # only the trial of the process that started at another time
+    states = [t.state for t in study.get_trials()]
+    assert states[:3] == [TrialState.RUNNING, TrialState.FAIL, TrialState.RUNNING]
+    assert study.get_trials()[3].user_attrs == {"retry_of": 1}  # its parameters queued again
+
+
+def test_failing_a_trial_that_ended_meanwhile_is_not_an_error(tmp_path, monkeypatch):
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    from trainwise.tune.workers import fail_dead
+
+    _, storage, study = _journal(tmp_path)
+    study.ask().set_user_attr("worker", "gone:1")
+
+    def ended(*_a, **_k):
+        raise UpdateFinishedTrialError("finished")
+    monkeypatch.setattr(study._storage, "set_trial_state_values", ended)
+    assert fail_dead(study, {"gone:1"}) == []

@@ -30,6 +30,11 @@ def _study(storage, name):
     return optuna.load_study(study_name=name, storage=open_storage(storage))
 
 
+def _pid(worker: str) -> int:
+    """The pid in a worker id ``host:pid@start``."""
+    return int(worker.partition("@")[0].rpartition(":")[2])
+
+
 def _kill_a_worker_mid_trial(storage, name, spare=None, timeout=120):
     """SIGKILL the worker of the first running trial (after it reported an epoch; not process ``spare``): its
     trial's number and parameters."""
@@ -38,11 +43,11 @@ def _kill_a_worker_mid_trial(storage, name, spare=None, timeout=120):
         try:
             running = [t for t in _study(storage, name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
                        if t.intermediate_values and "worker" in t.user_attrs
-                       and not t.user_attrs["worker"].endswith(f":{spare}")]
+                       and _pid(t.user_attrs["worker"]) != spare]
         except (KeyError, ValueError):
             running = []
         if running:
-            pid = int(running[0].user_attrs["worker"].rpartition(":")[2])
+            pid = _pid(running[0].user_attrs["worker"])
             os.kill(pid, signal.SIGKILL)
             return running[0].number, running[0].params
         time.sleep(0.2)

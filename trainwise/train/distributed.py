@@ -13,9 +13,11 @@ trains, one collective per step is cheaper than DDP's overlap of many).
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -208,12 +210,9 @@ def launch(argv: list[str], nproc: int, *, run_dir: str | None = None) -> int:
     ``torchrun --standalone --nproc-per-node N -m trainwise ARGV`` does) and return the job's exit status:
     the ranks' own when they agree (0 done, 2 bad input, 3 failed, 130/143 interrupted), 3 with a message
     naming the rank when one died, so that the others were stopped (``run_dir``: where the resume command points)."""
-    import logging  # (lazy: only a launching process needs the launcher)
-    import uuid
-
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.elastic.multiprocessing.api import SignalException  # (the launcher: lazy, only a process
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError  # that starts a job needs it)
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch  # (lazy, as above)
 
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the job's outcome is said below, once
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # cores shared, not oversubscribed

@@ -37,11 +37,28 @@ from ..population import Member, rank, run_population
 from ..report.writer import RunWriter
 from ..runs import check_output_dir
 from ..train.trainer import Callback, Trainer
-from .workers import HEARTBEAT_S, counted, fail_dead, load_or_create, open_storage, run_workers, worker_id
+from .workers import (
+    HEARTBEAT_S,
+    check_shared,
+    claim_test_look,
+    counted,
+    fail_dead,
+    finished_at,
+    load_or_create,
+    mark_finished,
+    may_finish,
+    open_storage,
+    ready_to_finish,
+    refuse_finished,
+    release_test_look,
+    run_workers,
+    worker_id,
+)
 
 __all__ = ["load_space", "grid_points", "sample_random", "tune", "METHODS"]
 
 METHODS = ("grid", "random", "optuna")
+PRUNERS = ("median", "none")  # optuna: stop a trial whose epoch is worse than the median of earlier trials' at that epoch
 _TYPES = ("loguniform", "uniform", "int", "categorical")
 
 
@@ -180,7 +197,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
          storage: str | None = None, study_name: str | None = None, seed: int = 0, retrain: bool = True,
          timeout: float | None = None, enqueue: list[dict[str, Any]] = (), console=None, workers: int = 1,
          worker_only: bool = False, finish: bool = False, heartbeat: float = HEARTBEAT_S, sampler_seed: int | None = None,
-         **options: Any) -> dict[str, Any]:
+         pruner: str = "median", **options: Any) -> dict[str, Any]:
     """Search ``space`` with ``method``; returns {"results": rows, "best": params, "best_config": path,
     "test": metrics of the retrained best (or None)}. ``options`` are fixed `fit` options (data, epochs, ...).
     ``trials``: how many (default: every point of a grid, 10 for random and optuna; a grid with more points
@@ -194,8 +211,10 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     ``worker_only``: run ``trials`` trials of the shared study ``storage`` / ``study_name`` and stop, no test
     look (one of several machines); ``finish``: run none, retrain and test the shared study's best trial, once.
     ``heartbeat``: seconds between a running trial's heartbeats (a dead worker's trial is failed after 3).
+    ``pruner`` (optuna): 'median' (Optuna's median pruner, after 3 trials and 3 epochs) or 'none'.
     """
     check_choice("method", method, METHODS)
+    check_choice("pruner", pruner, PRUNERS)
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
         raise TrainwiseError(f"trials must be a whole number >= 1, got {trials!r}", hint="e.g. --trials 20")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -233,7 +252,9 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     monitor, mode = monitor_of(base_cfg)
     direction = "minimize" if mode == "min" else "maximize"
     if finish:  # before any folder exists: a study that is not there, still running or finished already
-        _ready_to_finish(storage, study_name, direction, heartbeat)
+        ready_to_finish(storage, study_name, heartbeat)
+    elif (storage and study_name) or (workers > 1 and out):  # a storage that does not open, a study of another kind
+        check_shared(storage or str((Path(out) / "study.journal").resolve()), study_name or "search", direction, heartbeat=heartbeat)
     writer = RunWriter(out) if out else RunWriter.create(None, f"{base_cfg.data}-tune")
     out_dir = writer.run_dir
     rows: list[dict[str, Any]] = []
@@ -283,8 +304,8 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
         rows = _optuna_rows(storage, study_name, [], monitor)
     elif workers > 1:
         study = load_or_create(open_storage(storage, heartbeat=heartbeat), study_name, direction)
-        _refuse_finished(study, study_name, storage, "start a new search with another --out (the test split was looked "
-                                                     "at once; more trials chosen after that look would not be honest)")
+        refuse_finished(open_storage(storage, heartbeat=heartbeat), study_name, storage, "start a new search with another "
+                        "--out (the test split was looked at once; more trials chosen after that look would not be honest)", study)
         fail_dead(study)  # a resume: running trials of this machine's workers that are gone (a killed search)
         if not study.trials:
             for params in enqueue:  # tried first, by whichever worker asks first
@@ -294,11 +315,11 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
         # each worker its own sampler seed, new ones on a resume (the study's size is in it): distinct trials
         seeds = [seed * 1000 + 97 * len(study.trials) + i + 1 for i in range(workers)]
         job = dict(space=given_space, method="optuna", out=str(out_dir), storage=storage, study_name=study_name, seed=seed,
-                   timeout=timeout, heartbeat=heartbeat, **options)
+                   timeout=timeout, heartbeat=heartbeat, pruner=pruner, **options)
         try:
             dead = run_workers(tune, quotas, job, sampler_seeds=seeds, console=console,
                                here=lambda quota, own_seed: _optuna(space, run, quota, storage, study_name, own_seed, mode,
-                                                                    monitor, timeout, (), heartbeat))
+                                                                    monitor, timeout, (), heartbeat, pruner))
         except KeyboardInterrupt:
             if console is not None:
                 console.print(f"interrupted: the study '{study_name}' is kept in {storage}; the same command goes on with it")
@@ -316,7 +337,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
         # this process's id): two workers with one seed would propose the same trials
         own_seed = sampler_seed if sampler_seed is not None else seed if not storage else \
             int.from_bytes(hashlib.sha256(f"{seed}:{worker_id()}".encode()).digest()[:4], "little")
-        _optuna(space, run, trials, storage, study_name, own_seed, mode, monitor, timeout, enqueue, heartbeat)
+        _optuna(space, run, trials, storage, study_name, own_seed, mode, monitor, timeout, enqueue, heartbeat, pruner)
         rows = _optuna_rows(storage, study_name, rows, monitor) if storage else rows
     else:  # every point known up front: trials that differ only in per-member values train as one stacked model
         points = list(enqueue) + (grid if method == "grid" else sample_random(space, trials, seed))
@@ -345,90 +366,39 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     best_cfg = RunConfig.build({**base, **best_params, "quiet": False}, source="best trial")
     writer.write_text("best_config.yaml", best_cfg.model_copy(update={"checkpoint": True}).saved_yaml())
     result.update(best=best_params, best_config=out_dir / "best_config.yaml")
-    if retrain and storage and not finish and not _may_finish(storage, study_name, console):
+    if retrain and storage and not finish and not may_finish(storage, study_name, console):
         retrain = False  # another process looks at the test split (or already did)
+    if retrain and storage and not claim_test_look(open_storage(storage), study_name, str(out_dir / "best")):
+        # the study's one look: another process claimed it between the checks and now
+        raise TrainwiseError(f"study '{study_name}' in {storage} is being finished by another process: "
+                             f"{finished_at(open_storage(storage), study_name)}", hint="read that run's summary.json when it is done")
     if retrain:
-        final = fit(config=best_cfg.model_copy(update={"quiet": True, "run_dir": str(out_dir / "best")}))
+        final = None
+        try:
+            final = fit(config=best_cfg.model_copy(update={"quiet": True, "run_dir": str(out_dir / "best")}))
+        finally:
+            if storage and (final is None or final.test is None):
+                release_test_look(open_storage(storage), study_name)  # stopped before its look: another may take it
         result["test"] = final.test
-        if storage:  # the study's one look at the test split: no other process takes another
-            _mark_finished(storage, study_name, out_dir / "best")
+        if storage and final.test is not None:  # the study's one look at the test split: no other process takes another
+            mark_finished(open_storage(storage), study_name, str(out_dir / "best"))
     writer.write_json("summary.json", {"method": method, "trials": len(frame), "monitor": monitor, "mode": mode,
                                           "best": best_params, "best_value": float(complete.iloc[0][key]),
                                           "test": result["test"], "test_evaluations": int(result["test"] is not None)})
     return result
 
 
-_FINISHED = "trainwise_test_looked_at"  # the study's user attribute: where its best trial was retrained and tested
-
-
-def _refuse_finished(study, study_name: str, storage: str, hint: str) -> None:
-    """A study whose best trial was retrained and tested already takes no more trials and no second look."""
-    if _FINISHED in study.user_attrs:
-        raise TrainwiseError(f"study '{study_name}' in {storage} was finished already: its best trial was retrained "
-                             f"and tested in {study.user_attrs[_FINISHED]}", hint=hint)
-
-
-def _ready_to_finish(storage: str, study_name: str, direction: str, heartbeat: float) -> None:
-    """``--finish`` may run: the study exists, no trial is still running (a dead worker's is failed here once
-    its heartbeat is stale) and its test split was not looked at yet."""
-    import optuna  # heavy and optional: loaded only for --method optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    path = storage.removeprefix("sqlite:///") if storage.startswith("sqlite:///") else storage if storage.endswith(".journal") else None
-    if path is not None and not Path(path).is_file():
-        raise TrainwiseError(f"--storage '{storage}': there is no study file '{path}'",
-                             hint="give the storage the workers used (--finish runs no trials of its own)")
-    rdb = open_storage(storage, heartbeat=heartbeat)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=rdb)
-    except KeyError:
-        raise TrainwiseError(f"there is no study '{study_name}' in {storage}", hint="give the --study-name the workers used") from None
-    _refuse_finished(study, study_name, storage, "read that run's summary.json; another test look would no longer be "
-                                                 "an honest estimate")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if not storage.endswith(".journal"):
-            optuna.storages.fail_stale_trials(study)
-    fail_dead(study)
-    running = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
-    if running:
-        raise TrainwiseError(f"trials {', '.join(map(str, running))} of study '{study_name}' are still running",
-                             hint="run --finish when the workers are done (a dead worker's trial is failed "
-                                  f"{int(3 * heartbeat)} s after its last heartbeat)")
-
-
-def _may_finish(storage: str, study_name: str, console) -> bool:
-    """Whether this process (which ran trials of a shared study) should retrain and test its best: not if
-    another process did already, or if other workers' trials are still running."""
-    import optuna  # heavy and optional: loaded only for --method optuna
-
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    why = None
-    if _FINISHED in study.user_attrs:
-        why = f"the study was finished already ({study.user_attrs[_FINISHED]})"
-    elif study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        why = "other workers' trials are still running"
-    if why and console is not None:
-        console.print(f"not retraining the best trial: {why}; when all workers are done, run "
-                      f"trainwise tune --finish --storage {storage} --study-name {study_name} (once)")
-    return why is None
-
-
-def _mark_finished(storage: str, study_name: str, where: Path) -> None:
-    import optuna  # heavy and optional: loaded only for --method optuna
-
-    optuna.load_study(study_name=study_name, storage=open_storage(storage)).set_user_attr(_FINISHED, str(where))
-
-
 def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout=None, enqueue=(),
-            heartbeat: float = HEARTBEAT_S) -> None:
+            heartbeat: float = HEARTBEAT_S, pruner: str = "median") -> None:
     import optuna  # heavy and optional: loaded only for --method optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_or_create(open_storage(storage, heartbeat=heartbeat) if storage else None, study_name,
-                           "minimize" if mode == "min" else "maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-                           pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3))
+    rdb = open_storage(storage, heartbeat=heartbeat) if storage else None
+    study = load_or_create(rdb, study_name, "minimize" if mode == "min" else "maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                           pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3) if pruner == "median"
+                           else optuna.pruners.NopPruner())
     me = worker_id()
+    after_look = "the test split was looked at once; trials chosen after that look would not be honest: start a new search"
 
     def objective(trial):
         trial.set_user_attr("worker", me)
@@ -464,6 +434,7 @@ def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeou
     deadline = time.perf_counter() + timeout if timeout else math.inf
     done = 0
     while done < trials and time.perf_counter() < deadline:
+        refuse_finished(rdb, study.study_name, storage, after_look, study)  # finished while this worker ran: it stops
         study.optimize(objective, n_trials=1, catch=(RuntimeError,))
         last = max((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == me), key=lambda t: t.number)
         done += last.state.name in ("COMPLETE", "PRUNED") or "error" in last.user_attrs

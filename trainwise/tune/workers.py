@@ -29,14 +29,26 @@ import torch
 
 from ..errors import TrainwiseError
 
-__all__ = ["open_storage", "load_or_create", "counted", "worker_id", "run_workers", "fail_dead", "HEARTBEAT_S"]
+__all__ = ["open_storage", "load_or_create", "counted", "worker_id", "run_workers", "fail_dead", "HEARTBEAT_S", "finished_at",
+           "refuse_finished", "claim_test_look", "release_test_look", "mark_finished", "check_shared", "ready_to_finish", "may_finish"]
 
 HEARTBEAT_S = 10  # seconds between a running trial's heartbeats; stale after 3 of them
 
 
 def worker_id() -> str:
-    """This process, as trials record it (user attribute ``worker``)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process, as trials record it (user attribute ``worker``): ``host:pid``, and where the system says
+    when the process started, ``@start`` (so a later process that got the same pid is not taken for it)."""
+    start = _start_time(os.getpid())
+    return f"{socket.gethostname()}:{os.getpid()}" + (f"@{start}" if start else "")
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux's /proc), or None where it cannot be read."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - one read of a tiny file
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]  # field 22 (starttime), counted after the command name
 
 
 @functools.lru_cache(maxsize=8)
@@ -88,31 +100,41 @@ def counted(study) -> int:
 
 
 def _dead_here(worker: str) -> bool:
-    host, _, pid = worker.rpartition(":")
+    """Whether ``worker`` (``host:pid[@start]``) ran on this machine and is gone: no such pid, or the pid now
+    belongs to a process that started at another time."""
+    who, _, start = worker.partition("@")
+    host, _, pid = who.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False
-    return False
+    except PermissionError:  # a process of another user has that pid now: not the worker, which ran as us
+        return bool(start)
+    return bool(start) and _start_time(int(pid)) not in (None, start)
 
 
 def fail_dead(study, workers: set[str] = frozenset()) -> list[int]:
     """Mark failed the running trials of ``workers`` (``host:pid`` of processes known to be dead) and of any
     process of this machine that is gone (a killed coordinator's workers); their parameters are tried again
     once (queued), as for a stale heartbeat. Returns their numbers."""
-    from optuna.trial import TrialState  # heavy and optional: loaded only for --method optuna
+    from optuna.exceptions import UpdateFinishedTrialError  # heavy and optional: loaded only for --method optuna
+    from optuna.trial import TrialState
 
     storage, numbers = study._storage, []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker", "")
-        if (worker in workers or _dead_here(worker)) and storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-            numbers.append(t.number)
-            if "retry_of" not in t.user_attrs:
-                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        if not (worker.partition("@")[0] in workers or _dead_here(worker)):
+            continue
+        try:
+            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:  # it ended meanwhile (another process failed it first): nothing to do
+            continue
+        numbers.append(t.number)
+        if "retry_of" not in t.user_attrs:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
     return numbers
 
 
@@ -168,3 +190,128 @@ def run_workers(search: Callable[..., Any], quotas: list[int], kwargs: dict[str,
         raise
     host = socket.gethostname()
     return [f"{host}:{p.pid}" for p in procs if p.exitcode != 0]
+
+
+# --- the one look at a shared study's test split ---
+_FINISHED = "trainwise_test_looked_at"  # the study's user attribute: where its best trial was retrained and tested
+
+
+def _claim_name(study_name: str) -> str:
+    # a study of its own whose creation is the claim: the storage lets only one process create a name
+    return f"{study_name}::test-look"
+
+
+def finished_at(storage, study_name: str, study=None) -> str | None:
+    """Where the study's best trial was retrained and tested, or is being (a claim), or None."""
+    import optuna  # heavy and optional: loaded only for --method optuna
+
+    study = study or optuna.load_study(study_name=study_name, storage=storage)
+    if _FINISHED in study.user_attrs:
+        return study.user_attrs[_FINISHED]
+    try:
+        claim = optuna.load_study(study_name=_claim_name(study_name), storage=storage)
+    except KeyError:
+        return None
+    return claim.user_attrs.get("where", "another process (starting)") + " (retraining it now, or stopped while it did)"
+
+
+def refuse_finished(storage, study_name: str, url: str, hint: str, study=None) -> None:
+    """A study whose best trial was retrained and tested (or is being) takes no more trials and no second look."""
+    where = finished_at(storage, study_name, study)
+    if where is not None:
+        raise TrainwiseError(f"study '{study_name}' in {url} was finished already: its best trial was retrained "
+                             f"and tested in {where}", hint=hint)
+
+
+def claim_test_look(storage, study_name: str, where: str) -> bool:
+    """Claim the study's one test look for this process, atomically (two processes finishing at once: one wins)."""
+    import optuna  # heavy and optional: loaded only for --method optuna
+
+    try:
+        claim = optuna.create_study(storage=storage, study_name=_claim_name(study_name))
+    except optuna.exceptions.DuplicatedStudyError:
+        return False
+    claim.set_user_attr("where", f"{where} (by {worker_id()})")
+    return True
+
+
+def release_test_look(storage, study_name: str) -> None:
+    """Give the claim back: the retraining stopped before it looked at the test split."""
+    import optuna  # heavy and optional: loaded only for --method optuna
+
+    optuna.delete_study(study_name=_claim_name(study_name), storage=storage)
+
+
+def mark_finished(storage, study_name: str, where: str) -> None:
+    import optuna  # heavy and optional: loaded only for --method optuna
+
+    optuna.load_study(study_name=study_name, storage=storage).set_user_attr(_FINISHED, where)
+
+
+def check_shared(url: str, study_name: str, direction: str, *, heartbeat: float = HEARTBEAT_S) -> None:
+    """A shared study's input errors, before any folder or file of a search is made: the storage opens (a
+    journal file is not created here), and a study already in it minimizes or maximizes as this search would
+    and was not finished."""
+    import optuna  # heavy and optional: loaded only for --method optuna
+
+    if url.endswith(".journal") and not os.path.isfile(url):
+        return
+    storage = open_storage(url, heartbeat=heartbeat)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return
+    if study.direction.name.lower() != direction:
+        raise TrainwiseError(f"study '{study_name}' in {url} was created to {study.direction.name.lower()}, but this search "
+                             f"would {direction}", hint="give another --study-name, or the --monitor the study was created with")
+    refuse_finished(storage, study_name, url, "start a new search with another --study-name (or --out): the test split "
+                                              "was looked at once; trials chosen after that look would not be honest", study)
+
+
+def ready_to_finish(url: str, study_name: str, heartbeat: float) -> None:
+    """``--finish`` may run: the study exists, no trial is still running (a dead worker's is failed here once
+    its heartbeat is stale) and its test split was not looked at yet."""
+    import optuna  # heavy and optional: loaded only for --method optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url if url.endswith(".journal") else None
+    if path is not None and not os.path.isfile(path):
+        raise TrainwiseError(f"--storage '{url}': there is no study file '{path}'",
+                             hint="give the storage the workers used (--finish runs no trials of its own)")
+    storage = open_storage(url, heartbeat=heartbeat)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise TrainwiseError(f"there is no study '{study_name}' in {url}", hint="give the --study-name the workers used") from None
+    refuse_finished(storage, study_name, url, "read that run's summary.json; another test look would no longer be "
+                                              "an honest estimate", study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if not url.endswith(".journal"):
+            optuna.storages.fail_stale_trials(study)
+    fail_dead(study)
+    running = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+    if running:
+        raise TrainwiseError(f"trials {', '.join(map(str, running))} of study '{study_name}' are still running",
+                             hint="run --finish when the workers are done (a dead worker's trial is failed "
+                                  f"{int(3 * heartbeat)} s after its last heartbeat)")
+
+
+def may_finish(url: str, study_name: str, console) -> bool:
+    """Whether this process (which ran trials of a shared study) should retrain and test its best: not if
+    another process did or does already, or if other workers' trials are still running."""
+    import optuna  # heavy and optional: loaded only for --method optuna
+
+    storage = open_storage(url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    why = None
+    where = finished_at(storage, study_name, study)
+    if where is not None:
+        why = f"the study was finished already ({where})"
+    elif study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        why = "other workers' trials are still running"
+    if why and console is not None:
+        console.print(f"not retraining the best trial: {why}; when all workers are done, run "
+                      f"trainwise tune --finish --storage {url} --study-name {study_name} (once)")
+    return why is None
