@@ -137,3 +137,14 @@ def test_version_names_trainwise_and_torch(cli):
     code, out, err = cli("--version")
     assert code == 0
     assert (out + err).strip() == f"trainwise {version('trainwise')}, torch {torch.__version__}"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["tune", "--help"], ["--version"]])
+def test_help_and_version_start_without_importing_torch(argv):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom trainwise.cli import main\ncode = main(sys.argv[1:])\n"
+            "print('torch' in sys.modules, 'pandas' in sys.modules, code)")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "False False 0", out.stderr

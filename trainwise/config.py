@@ -67,7 +67,8 @@ class RunConfig(BaseModel):
     0.01
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # inf/nan: never a setting
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False,
+                              defer_build=True)  # inf/nan: never a setting; the validator is built at first use (--help needs none)
 
     # --- data ---
     data: str = Field("digits", description="built-in name (digits, iris, ..., fashion-mnist, mnist), a .csv / .npz file, or an image folder")

@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-__all__ = ["PipeSafeConsole", "console"]
+__all__ = ["PipeSafeConsole", "console", "secondary_rank"]
 
 
 class PipeSafeConsole(Console):
@@ -25,3 +25,9 @@ class PipeSafeConsole(Console):
 def console(**options) -> PipeSafeConsole:
     """The console for trainwise's own output (no highlighting of numbers: tables stay readable)."""
     return PipeSafeConsole(highlight=False, **options)
+
+
+def secondary_rank() -> bool:
+    """Whether this process is a rank other than 0 of a data-parallel job (torchrun's RANK/WORLD_SIZE): rank 0
+    speaks for the job, so the others print neither reports nor the errors they share with it."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and os.environ.get("RANK", "0") != "0"

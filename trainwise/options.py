@@ -8,8 +8,6 @@ the error messages and the modules that implement a choice all read them from he
 """
 from __future__ import annotations
 
-from torch import nn
-
 from .errors import TrainwiseError, check_choice
 
 __all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "INITS", "TASKS",
@@ -17,9 +15,10 @@ __all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHE
            "BUILTIN_DATA", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
            "parse_na_values"]
 
-ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
-LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss,
-          "l1": nn.L1Loss, "huber": nn.HuberLoss}
+# names only (no torch here: the command line's parser and help are built from this module); the layers and
+# loss classes they name are in models.builders and train.components
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+LOSSES = ("cross_entropy", "bce_with_logits", "mse", "l1", "huber")
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle", "plateau")

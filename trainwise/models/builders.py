@@ -18,6 +18,8 @@ from .usercode import is_user_spec, load_function, user_recipe
 __all__ = ["MLP", "CNN", "Ensemble", "resolve_model", "build_model", "is_builtin_spec", "ACTIVATIONS"]
 
 BUILTIN_KINDS = ("mlp", "linear", "cnn")
+_ACTIVATION_LAYERS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+assert tuple(_ACTIVATION_LAYERS) == ACTIVATIONS
 
 
 def is_builtin_spec(spec: str) -> bool:
@@ -45,7 +47,7 @@ class MLP(nn.Sequential):
             layers.append(nn.Linear(width, h))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(h))
-            layers.append(ACTIVATIONS[activation]())
+            layers.append(_ACTIVATION_LAYERS[activation]())
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width = h
@@ -70,7 +72,7 @@ class CNN(nn.Sequential):
             layers.append(nn.Conv2d(c, ch, 3, padding=1, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(ch))
-            layers.append(ACTIVATIONS[activation]())
+            layers.append(_ACTIVATION_LAYERS[activation]())
             if min(h, w) >= 2:
                 layers.append(nn.MaxPool2d(2))
                 h, w = h // 2, w // 2
@@ -80,7 +82,7 @@ class CNN(nn.Sequential):
         layers.append(nn.Flatten())
         width = c * h * w
         for d in dense:
-            layers += [nn.Linear(width, d), ACTIVATIONS[activation]()] + ([nn.Dropout(dropout)] if dropout else [])
+            layers += [nn.Linear(width, d), _ACTIVATION_LAYERS[activation]()] + ([nn.Dropout(dropout)] if dropout else [])
             width = d
         layers.append(nn.Linear(width, out_features))
         super().__init__(*layers)

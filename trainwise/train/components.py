@@ -9,6 +9,10 @@ from ..options import CLASSIFICATION_LOSSES, LOSSES, OPTIMIZERS
 
 __all__ = ["LOSSES", "OPTIMIZERS", "resolve_loss", "make_loss", "make_optimizer", "output_size", "target_kind"]
 
+_LOSS_CLASSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss,
+                 "l1": nn.L1Loss, "huber": nn.HuberLoss}
+assert tuple(_LOSS_CLASSES) == LOSSES
+
 
 
 def resolve_loss(loss: str, task: str, n_classes: int | None) -> str:
@@ -38,7 +42,7 @@ def output_size(loss: str, n_classes: int | None, n_targets: int = 1) -> int:
 
 
 def make_loss(loss: str) -> nn.Module:
-    return LOSSES[check_choice("loss", loss, LOSSES)]()
+    return _LOSS_CLASSES[check_choice("loss", loss, LOSSES)]()
 
 
 def make_optimizer(name: str, params, *, lr: float, momentum: float = 0.9, nesterov: bool = False,
