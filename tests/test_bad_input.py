@@ -174,7 +174,7 @@ CLI_CASES = [
     (F + ["--model", "mlp:12,x"], "model spec 'mlp:12,x' has a non-integer size", "mlp:128,64"),
     (F + ["--model", "mlp:0"], "model spec 'mlp:0' has a size <= 0", "positive sizes"),
     (F + ["--model", "linear:5"], "model spec 'linear:5'", "write linear"),
-    (F + ["--model", "resnet"], "unknown model spec 'resnet'", "mlp:H1,H2"),
+    (F + ["--model", "transformer"], "unknown model spec 'transformer'", "mlp:H1,H2"),
     (F + ["--model", "cnn:"], "model spec 'cnn:' has no conv channels", "cnn:32,64"),
     (F + ["--model", "nofile.py:build"], "model file", "path/to/file.py:function"),
     (F + ["--model", "m.py:biuld"], "'biuld'", "did you mean 'build'?"),

@@ -47,7 +47,7 @@ def test_config_reproduces_run_with_overrides(cli, tmp_path):
     (["fit", "--split", "0.5,0.2,0.2"], "sum to 0.9, not 1"),
     (["fit", "--data", "iris", "--batch-size", "500"], "batch_size=500 is larger than the training split (106 rows)"),
     (["fit", "--model", "mlp:12,x"], "model spec 'mlp:12,x' has a non-integer size"),
-    (["fit", "--model", "resnet"], "unknown model spec 'resnet'"),
+    (["fit", "--model", "transformer"], "unknown model spec 'transformer'"),
     (["fit", "--config", "nope.yaml"], "config file 'nope.yaml' does not exist"),
     (["evaluate", "not_a_run"], "'not_a_run' is not a finished trainwise run"),
 ])

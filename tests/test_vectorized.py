@@ -84,6 +84,20 @@ def test_every_activation_stacks(activation):
     _assert_same_runs(*_pair(data="iris", model="mlp:8", epochs=2, restarts=2, activation=activation))
 
 
+@pytest.mark.parametrize("activation", ["elu", "selu"])
+def test_elu_and_selu_restarts_are_trained_stacked(activation):
+    # they did stack (not a fall-back to one by one, which would match trivially); selu's LeCun-normal init
+    # is each member's own, drawn from its seed as alone
+    out = io.StringIO()
+    from trainwise.api import fit
+
+    vec = fit(data="wine", model="mlp:16,8", epochs=3, restarts=2, activation=activation, checkpoint=False,
+              console=Console(file=out, width=200))
+    assert "training 2 members (seeds 0..1) as one stacked model" in out.getvalue()
+    _assert_same_runs(vec, trainwise.fit(data="wine", model="mlp:16,8", epochs=3, restarts=2, activation=activation,
+                                         checkpoint=False, quiet=True, vectorize=False))
+
+
 def test_batch_norm_members_agree_within_the_stated_tolerance():
     # the linear bias right before a batch norm gets a gradient that is pure rounding noise (the norm removes
     # it), which Adam scales up to steps of size lr, alone as much as stacked; the noise differs, and it

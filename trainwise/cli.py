@@ -101,12 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--elements", type=int, default=20, metavar="N", help="entries checked per parameter tensor (default: 20)")
     gc.add_argument("--tol", type=float, default=1e-5, metavar="E", help="largest relative error that passes (default: 1e-5)")
     _add_config_options(gc)
-    bp = sub.add_parser("backprop", help="the lecture's 1-2-1 sigmoid network: forward values and chain-rule gradients",
+    bp = sub.add_parser("backprop", help="the lecture's 1-2-1 sigmoid network: forward values, chain-rule gradients, one SGD step",
                         allow_abbrev=False)
     bp.add_argument("--json", action="store_true", help="print the numbers as JSON")
     for name, default in (("x", 1.0), ("y", 3.0), ("w1", 1.0), ("w2", -1.0), ("b1", 1.0), ("b2", 2.0), ("w3", 1.0),
                           ("w4", 2.0), ("b3", -1.0)):
         bp.add_argument(f"--{name}", type=float, default=default, help=f"(default: {default:g})")
+    bp.add_argument("--lr", type=float, default=0.01, help="learning rate of the one SGD step shown (default: 0.01, the lecture's)")
     lf = sub.add_parser("lr-find", help="learning-rate range test for --model on --data: curve, points, suggestion",
                         allow_abbrev=False)
     lf.add_argument("--start-lr", type=float, default=1e-7, metavar="LR", help="(default: 1e-7)")

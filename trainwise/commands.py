@@ -123,7 +123,7 @@ def _inspect(args: argparse.Namespace) -> int:
     cfg = RunConfig.build(_config_options(args), source="option")
     model, setup = model_for(cfg)
     if args.command == "summary":
-        s = summarize(model, setup.prep.input_shape, batch_size=cfg.batch_size, device=setup.device)
+        s = summarize(model, setup.prep.input_shape, batch_size=setup.cfg.batch_size, device=setup.device)
         print(json.dumps(s.to_dict(), indent=2) if args.json else f"{cfg.model} on {cfg.data}\n{s}")
         return 0
     X, y = setup.prep.arrays["train"]
@@ -195,7 +195,7 @@ def _mkdir(path: str):
 
 def _backprop(args: argparse.Namespace) -> int:
     params = {k: getattr(args, k) for k in ("w1", "w2", "b1", "b2", "w3", "w4", "b3")}
-    r = explain_backprop(args.x, args.y, **params)
+    r = explain_backprop(args.x, args.y, lr=args.lr, **params)
     print(json.dumps(r, indent=2) if args.json else format_backprop(r))
     return 0
 

@@ -15,6 +15,7 @@ from .options import (
     BUILTIN_DATA,
     CHANNELS,
     COMPILE_MODES,
+    EARLY_STOP_RULES,
     IMAGE_NORMS,
     INITS,
     LOSSES,
@@ -37,7 +38,8 @@ LOSS_CHOICES = ("auto", *LOSSES)
 # string options and their allowed values; one validator checks them all (with "did you mean"), the CLI lists them
 CHOICES = {"task": TASKS, "missing": MISSING, "activation": tuple(ACTIVATIONS), "loss": LOSS_CHOICES, "optimizer": OPTIMIZERS,
             "mode": MODES, "schedule": SCHEDULES, "precision": PRECISIONS, "compile_mode": COMPILE_MODES, "init": INITS, "penalize": PENALIZE,
-            "image_norm": IMAGE_NORMS, "channels": CHANNELS}
+            "image_norm": IMAGE_NORMS, "channels": CHANNELS,
+            "early_stop_rule": EARLY_STOP_RULES}
 
 
 # names other libraries use for our keys, so "did you mean" also helps users coming from them
@@ -86,9 +88,11 @@ class RunConfig(BaseModel):
     image_norm: str = Field("half", description="images: half ((x-0.5)/0.5, the lecture's), train (per-channel train stats), imagenet, none")
     augment: str | None = Field(None, description="training-batch augmentation, e.g. flip,rotate=10,crop=0.8,jitter=0.2 (also vflip, translate)")
     # --- model ---
-    model: str = Field("mlp:128,64", description="mlp:H1,H2,... or path/file.py:function or package.module:function")
-    activation: str = Field("relu", description="MLP activation")
-    dropout: float = Field(0.1, ge=0, lt=1, description="MLP dropout probability after each hidden layer")
+    model: str = Field("mlp:128,64", description="mlp:H1,H2,..., resmlp:WIDTH,BLOCKS, cnn:C1,C2[:D1], resnet:C1,C2,...[:BLOCKS], "
+                                                 "linear, path/file.py:function or package.module:function")
+    activation: str = Field("relu", description="hidden-layer activation of the built-in models")
+    dropout: float | list[float] = Field(0.1, description="dropout probability after each hidden layer, or one per layer "
+                                                             "(e.g. 0.3,0.1 for mlp:256,128)")
     batch_norm: bool = Field(False, description="MLP batch norm after each hidden linear layer")
     # --- transfer learning ---
     init_from: str | None = Field(None, description="start from a run's weights (RUN_DIR) or a .safetensors state dict; "
@@ -124,7 +128,8 @@ class RunConfig(BaseModel):
     compile_mode: str = Field("default", description="torch.compile mode with --compile: reduce-overhead replays CUDA "
                                                      "graphs (fewer kernel launches per step for small models on GPU)")
     epochs: int = Field(200, gt=0, description="maximum epochs; early stopping usually ends the run first")
-    batch_size: int = Field(16, gt=0, description="mini-batch size (as in the lecture's Fashion-MNIST loop)")
+    batch_size: int | str = Field(16, description="mini-batch size; auto: by the training split's size, 16-128 "
+                                                   "(about 50+ steps an epoch)")
     seed: int = Field(0, description="seeds model init, splits and shuffling: same seed, same run")
     device: str = Field("auto", description="auto (cuda if available, else cpu) | cpu | cuda | cuda:N")
     nproc: int = Field(1, ge=1, description="data-parallel processes on this machine, started through torchrun; each "
@@ -132,9 +137,12 @@ class RunConfig(BaseModel):
     num_workers: int = Field(0, ge=0, description="DataLoader workers (only for torch Datasets that are not in memory)")
     # --- early stopping (monitor/mode/patience/min_delta as everywhere in trainwise) ---
     early_stopping: bool = Field(True, description="stop when the monitored metric stops improving")
-    monitor: str = Field("val/loss", description="metric early stopping and best-epoch selection watch")
+    monitor: str = Field("val/loss", description="metric early stopping and best-epoch selection watch; auto: val/accuracy "
+                                                 "for classification (ties broken by val/loss), val/loss for regression")
     mode: str = Field("auto", description="whether lower or higher is better; auto: max for accuracy/r2, min otherwise")
-    patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
+    patience: int | str = Field(10, description="epochs without improvement before stopping; auto: a tenth of --epochs, at least 10")
+    early_stop_rule: str = Field("patience", description="patience: no improvement on the best for `patience` epochs; consecutive "
+                                                         "(the lecture notes' rule): `patience` epochs in a row each worse than the one before")
     min_delta: float = Field(0.001, ge=0, description="smallest change that counts as improvement (the lecture's threshold)")
     restore_best: bool = Field(True, description="end with the best epoch's weights, not the last epoch's")
     restarts: int = Field(1, ge=1, description="train this many seeds (seed, seed+1, ...) and keep the best by monitor")
@@ -153,6 +161,42 @@ class RunConfig(BaseModel):
         v = str(v) if isinstance(v, os.PathLike) else v
         if isinstance(v, str) and "\x00" in v:
             raise ValueError("a path cannot contain a NUL character. HINT: give the file or folder name as it is on disk")
+        return v
+
+    @field_validator("batch_size", "patience", mode="before")
+    @classmethod
+    def _int_or_auto(cls, v: Any, info: ValidationInfo) -> int | str:
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        try:
+            value = int(v) if not isinstance(v, bool) and float(v) == int(float(v)) else None
+        except (TypeError, ValueError, OverflowError):
+            value = None
+        if value is None or value < 1:
+            example = "32" if info.field_name == "batch_size" else "10"
+            raise ValueError(f"'{v}' is neither a whole number >= 1 nor 'auto'. HINT: give e.g. {example}, or auto")
+        return value
+
+    @field_validator("dropout", mode="before")
+    @classmethod
+    def _dropout(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v = [float(p) for p in v.split(",")]
+            except ValueError:
+                raise ValueError(f"'{v}' is not a number or comma-separated numbers. HINT: give e.g. 0.1, or one rate per "
+                                 "hidden layer like 0.3,0.1") from None
+        if isinstance(v, (list, tuple)):
+            if not v:
+                raise ValueError("no dropout rate given. HINT: give e.g. 0.1, or one rate per hidden layer like 0.3,0.1")
+            v = [float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) else p for p in v]
+            if len(v) == 1:
+                v = v[0]
+        rates = v if isinstance(v, list) else [v]
+        for p in rates:
+            if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p < 1):
+                raise ValueError(f"a dropout probability must be in [0, 1), got {p!r}. HINT: give a rate >= 0 and < 1, e.g. 0.1, "
+                                 "or one rate per hidden layer like 0.3,0.1")
         return v
 
     @field_validator("split", mode="before")
@@ -246,7 +290,7 @@ class RunConfig(BaseModel):
             raise ValueError(f"warmup_epochs: a warmup of {self.warmup_epochs:g} epochs is not shorter than the run "
                              f"(epochs={self.epochs}), so the cosine part would never start. "
                              f"HINT: use --warmup-epochs below {self.epochs} (e.g. {max(self.epochs // 10, 1)}), or more --epochs")
-        if self.early_stopping and self.split[1] == 0 and self.monitor.startswith("val/"):
+        if self.early_stopping and self.split[1] == 0 and (self.monitor.startswith("val/") or self.monitor == "auto"):
             raise ValueError("split: early stopping monitors a validation metric but the validation fraction is 0. "
                              "HINT: give a validation fraction (e.g. --split 0.7,0.15,0.15) or --no-early-stopping")
         return self

@@ -2,7 +2,7 @@
 the error messages and the modules that implement a choice all read them from here.
 
 >>> sorted(ACTIVATIONS)[:2]
-['gelu', 'leaky_relu']
+['elu', 'gelu']
 >>> parse_image_size("64,48"), parse_augment("flip,rotate=15")
 ((64, 48), {'flip': 0.5, 'rotate': 15.0})
 """
@@ -11,13 +11,13 @@ from __future__ import annotations
 from .errors import TrainwiseError, check_choice
 
 __all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "INITS", "TASKS",
-           "MISSING", "COMPILE_MODES",
+           "MISSING", "COMPILE_MODES", "EARLY_STOP_RULES",
            "BUILTIN_DATA", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
            "parse_na_values"]
 
 # names only (no torch here: the command line's parser and help are built from this module); the layers and
 # loss classes they name are in models.builders and train.components
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu", "selu")  # selu: LeCun-normal init (builders)
 LOSSES = ("cross_entropy", "bce_with_logits", "mse", "l1", "huber")
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -28,6 +28,9 @@ INITS = ("default", "xavier", "kaiming", "normal")
 TASKS = ("auto", "classification", "regression")
 MISSING = ("error", "drop", "median")
 MODES = ("auto", "min", "max")
+# early stopping: no improvement on the best for `patience` epochs, or the lecture notes' `patience` consecutive
+# epochs each worse than the one before
+EARLY_STOP_RULES = ("patience", "consecutive")
 PENALIZE = ("weights", "all")
 IMAGE_NORMS = ("half", "train", "imagenet", "none")
 # CSV cells read as missing: the usual markers (the trailing comma: an empty cell, which is always missing)
@@ -41,7 +44,8 @@ AUGMENTS = {"flip": (0.5, "probability of a horizontal flip", (0, 1)),
             "rotate": (10.0, "maximum rotation in degrees (uniform in [-v, v])", (0, 180)),
             "crop": (0.8, "random resized crop: smallest kept area fraction (aspect 3/4..4/3), resized back", (0.01, 1)),
             "translate": (0.1, "maximum shift as a fraction of width/height", (0, 1)),
-            "jitter": (0.2, "brightness/contrast (and saturation for RGB) factors uniform in [1-v, 1+v]", (0, 1))}
+            "jitter": (0.2, "brightness/contrast (and saturation for RGB) factors uniform in [1-v, 1+v]", (0, 1)),
+            "brightness": (0.2, "brightness factor uniform in [1-v, 1+v] (the lecture's ColorJitter(brightness=0.2))", (0, 1))}
 
 
 def parse_augment(spec: str | None) -> dict[str, float]:
@@ -64,6 +68,9 @@ def parse_augment(spec: str | None) -> dict[str, float]:
         if not lo <= v <= hi:
             raise TrainwiseError(f"augment '{part}': {v:g} is outside [{lo}, {hi}] ({meaning})", hint=f"e.g. {name}={default}")
         out[name] = v
+    if "jitter" in out and "brightness" in out:
+        raise TrainwiseError(f"augment '{spec}' has both jitter (brightness, contrast and saturation) and brightness",
+                             hint="give one: brightness=0.2 (the lecture's ColorJitter(brightness=0.2)) or jitter=0.2")
     return out
 
 

@@ -11,6 +11,7 @@ lr-find, auto, the estimator) goes through here; nothing else re-reads the confi
 """
 from __future__ import annotations
 
+import math
 import platform
 import time
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from .models.summary import summarize
 from .models.transfer import freeze, load_initial_weights
 from .report.plots import confusion_matrix
 from .train import Callback, EarlyStopping, LRSchedule, Penalty, ProgressTable, Trainer, resolve_loss
-from .train.callbacks import check_monitor, logged_metrics, resolve_mode
+from .train.callbacks import check_monitor, logged_metrics, resolve_mode, resolve_monitor
 from .train.components import output_size, target_kind
 from .train.distributed import DistributedTraining, ShardedBatches, World, join, shard_rows
 from .train.lr_finder import lr_find
@@ -42,7 +43,7 @@ from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
            "train_run", "run_callbacks", "vary", "DATA_OPTIONS", "record_run", "finish_run", "model_for", "auto_lr", "resolve_device",
-           "monitor_of", "OK_STATUSES", "check_run", "check_batch_size", "check_distributed"]
+           "monitor_of", "resolve_auto", "auto_batch_size", "auto_patience", "OK_STATUSES", "check_run", "check_batch_size", "check_distributed"]
 
 OK_STATUSES = ("completed", "early_stopped")  # a run that ended normally: its weights and test split may be used
 
@@ -139,13 +140,39 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
         check_distributed(cfg, prep)
         device = join(world, device, nproc=cfg.nproc)
     loss = resolve_loss(cfg.loss, prep.task, prep.n_classes)
-    cfg = cfg.model_copy(update={"loss": loss, "task": prep.task})
+    cfg = cfg.model_copy(update={"loss": loss, "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"]))})
     if recipe is None:
         recipe = resolve_model(cfg.model, prep.input_shape, output_size(loss, prep.n_classes),
                                activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
     return RunSetup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start, world=world)
+
+
+def auto_batch_size(n_train: int) -> int:
+    """``batch_size: auto``: the power of two nearest n_train/50, within 16..128, so a small set still takes
+    ~50 optimizer steps an epoch and a large one is not slowed by tiny batches.
+
+    >>> [auto_batch_size(n) for n in (105, 1257, 3500, 42000)]
+    [16, 32, 64, 128]
+    """
+    return int(min(128, max(16, 2 ** round(math.log2(max(n_train, 1) / 50)))))
+
+
+def auto_patience(epochs: int) -> int:
+    """``patience: auto``: a tenth of the epoch budget, at least 10 (the budget is a budget, not a target).
+
+    >>> auto_patience(50), auto_patience(200)
+    (10, 20)
+    """
+    return max(10, round(epochs / 10))
+
+
+def resolve_auto(cfg: RunConfig, task: str, n_train: int) -> dict[str, Any]:
+    """The values that ``auto`` settings stand for, once the data is known (saved resolved in config.yaml)."""
+    return {"monitor": resolve_monitor(cfg.monitor, task),
+            "batch_size": auto_batch_size(n_train) if cfg.batch_size == "auto" else cfg.batch_size,
+            "patience": auto_patience(cfg.epochs) if cfg.patience == "auto" else cfg.patience}
 
 
 def check_distributed(cfg: RunConfig, prep: PreparedData) -> None:
@@ -169,7 +196,7 @@ def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:
     (dropout, learning rate, ...): the data is shared, not loaded and prepared again (search trials trained
     as one stacked population). A ``cfg`` that would prepare other data is an internal error."""
     cfg = cfg.model_copy(update={"loss": resolve_loss(cfg.loss, setup.prep.task, setup.prep.n_classes),
-                                 "task": setup.prep.task})
+                                 "task": setup.prep.task, **resolve_auto(cfg, setup.prep.task, len(setup.prep.indices["train"]))})
     changed = [k for k in DATA_OPTIONS if getattr(cfg, k) != getattr(setup.cfg, k)]
     assert not changed, f"vary() cannot change the data options {changed}"
     recipe = resolve_model(cfg.model, setup.prep.input_shape, setup.output_size, activation=cfg.activation,
@@ -290,6 +317,9 @@ class RunResult:
     transfer: dict[str, Any] | None = None
     test: dict[str, float] | None = None
     confusion: list[list[int]] | None = None
+    # the test split's predictions from `evaluate_test` (class indices; regression: model outputs, standardized
+    # units), kept so the writer can draw them (test_predictions.png, regression.png) without predicting again
+    test_predictions: np.ndarray | None = None
     diagnostics: list[dict[str, str]] = field(default_factory=list)
 
     @property
@@ -327,12 +357,16 @@ class RunResult:
         if (trained and not self.ok) or "test" not in self.batches:
             return None
         self.test = self.trainer.evaluate(self.batches["test"], prefix="test")
-        if self.setup.kind != "regression" and isinstance(self.batches["test"], TensorBatches):
+        if isinstance(self.batches["test"], TensorBatches):
             test = self.batches["test"]
             out = self.trainer.predict(test.X)
-            pred = out.argmax(-1) if self.setup.kind == "multiclass" else (out[:, 0] > 0).long()
-            self.confusion = confusion_matrix(test.y.reshape(-1).long().cpu().numpy(), pred.cpu().numpy(),
-                                              len(self.class_names))
+            if self.setup.kind == "regression":
+                self.test_predictions = out.reshape(len(out), -1)[:, 0].cpu().numpy()
+            else:
+                pred = out.argmax(-1) if self.setup.kind == "multiclass" else (out[:, 0] > 0).long()
+                self.test_predictions = pred.cpu().numpy()
+                self.confusion = confusion_matrix(test.y.reshape(-1).long().cpu().numpy(), self.test_predictions,
+                                                  len(self.class_names))
         return self.test
 
     @property
@@ -404,7 +438,8 @@ def run_callbacks(setup: RunSetup, monitor: str, callbacks, writer, *, checkpoin
     """A run's callbacks in their order: early stopping, the doctor, the schedule, unfreezing, the caller's,
     the live table, and last the writer's files (its checkpoint holds every other callback's state)."""
     cfg = setup.cfg
-    stopper = EarlyStopping(monitor, cfg.mode, cfg.patience if cfg.early_stopping else None, cfg.min_delta, cfg.restore_best)
+    stopper = EarlyStopping(monitor, cfg.mode, cfg.patience if cfg.early_stopping else None, cfg.min_delta, cfg.restore_best,
+                            rule=cfg.early_stop_rule)
     cbs: list[Callback] = [stopper, HealthTracker()]
     if cfg.schedule != "none" and schedule:
         cbs.append(LRSchedule(cfg.schedule, step_size=cfg.step_size, gamma=cfg.gamma, warmup_epochs=cfg.warmup_epochs,

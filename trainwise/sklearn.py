@@ -105,7 +105,7 @@ class TrainwiseEstimator(BaseEstimator):
                  warmup_epochs=0.0, schedule_patience=5, clip_norm=None, clip_value=None, accumulate=1,
                  precision="32", compile=False, compile_mode="default",
                  epochs=200, batch_size=16, seed=0, device="auto",
-                 early_stopping=True, monitor="val/loss", mode="auto", patience=10, min_delta=0.001,
+                 early_stopping=True, monitor="val/loss", mode="auto", patience=10, early_stop_rule="patience", min_delta=0.001,
                  restore_best=True, restarts=1, vectorize=True, checkpoint=True, tensorboard=False, histogram_every=5,
                  run_dir=None, validation_fraction=0.15, verbose=False):
         for name, value in list(locals().items()):  # stored as given, validated in fit: scikit-learn's contract

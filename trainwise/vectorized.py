@@ -24,6 +24,7 @@ import torch
 from .data import TensorBatches
 from .diagnose.doctor import HealthTracker
 from .errors import TrainwiseError
+from .models.builders import layer_rates
 from .models.summary import summarize
 from .pipeline import RunResult, RunSetup, auto_lr, build_batches, build_model, build_trainer, finish_run, record_run, run_callbacks
 from .runs import check_fields, damaged, is_int, is_number
@@ -62,8 +63,8 @@ def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Cal
         differ = sorted(k for k in first if first[k] != other[k])
         if differ:
             return f"the members differ in {', '.join(differ)} (only {', '.join(PER_MEMBER)} may differ)"
-    if len({s.cfg.dropout > 0 for s in setups}) > 1:
-        return "some members have dropout and some have none (their layers differ)"
+    if len({tuple(p > 0 for p in layer_rates(s.recipe["dropout"], len(s.recipe["hidden"]))) for s in setups}) > 1:
+        return "some members have dropout where others have none (their layers differ)"
     reasons = [(cfg.augment, "augmentation"),
                (cfg.accumulate > 1, "gradient accumulation"), (cfg.precision != "32", f"precision {cfg.precision}"),
                (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),

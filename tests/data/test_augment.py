@@ -156,3 +156,21 @@ def test_fused_path_matches_a_pixel_space_reference(C):
         p = (p - gp) * f[:, 2].view(-1, 1, 1, 1) + gp
     ref = (p.clamp(0, 1) - m) / s
     torch.testing.assert_close(out, ref, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("C", [1, 3])
+def test_brightness_is_the_lectures_colour_jitter(C):
+    """``brightness=v`` is ColorJitter(brightness=v): each image's pixels times one factor in [1-v, 1+v], clipped
+    to [0, 1]; contrast and saturation untouched. Not together with ``jitter``."""
+    mean, std = [0.4, 0.5, 0.6][:C], [0.2, 0.25, 0.3][:C]
+    aug = Augment("brightness=0.3", mean=mean, std=std, seed=2)
+    x = torch.rand(5, C, 6, 7, generator=torch.Generator().manual_seed(0))
+    m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    g = torch.Generator()
+    g.set_state(aug.generator.get_state())
+    out = aug((x - m) / s) * s + m
+    u = torch.rand(aug.chunk, 12, generator=g, dtype=torch.float64)[:5, 7].float()
+    b = (1 - 0.3 + 0.6 * u).view(-1, 1, 1, 1)
+    torch.testing.assert_close(out, (x * b).clamp(0, 1), atol=2e-5, rtol=0)
+    with pytest.raises(TrainwiseError, match="has both jitter .* and brightness"):
+        parse_augment("jitter,brightness")

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -100,3 +101,27 @@ def test_labels_that_do_not_fit(tmp_path):
     np.savez(q, X_train=np.zeros((10, 2)), y_train=np.arange(10) % 2, X_val=np.zeros((4, 2)), y_val=np.array([0, 1, 2, 2]))
     with pytest.raises(TrainwiseError, match=r"labels \[2\] appear outside the training split but never in it"):
         prepare(load_source(str(q)), task="classification")
+
+
+def test_one_hot_targets_train_on_class_indices(tmp_path):
+    """Keras-style one-hot targets are read as class indices (a note says so); the run matches integer labels."""
+    from sklearn.datasets import load_iris
+
+    import trainwise
+    X, y = load_iris(return_X_y=True)
+    one_hot = np.eye(3, dtype=np.float32)[y]
+    raw = from_arrays(X, one_hot)
+    assert raw.y.tolist() == y.tolist() and raw.notes == ["y is one-hot encoded (3 columns): trained on the class index of each row's 1"]
+    a = trainwise.fit(X, one_hot, epochs=3, quiet=True)
+    b = trainwise.fit(X, y, epochs=3, quiet=True)
+    assert a.summary["test"] == b.summary["test"] and a.summary["data"]["notes"] == raw.notes
+
+
+@pytest.mark.parametrize("y, message", [
+    (np.array([[0.2, 0.8], [0.5, 0.5]]), "looks like class probabilities"),
+    (np.array([[1, 1, 0], [0, 1, 0]]), "row 0 has 2 ones, so it is not one-hot"),
+    (np.array([[0.0, 3.0], [1.0, 2.0]]), "y has shape (2, 2), but trainwise trains one target per row"),
+])
+def test_two_column_targets_that_are_not_one_hot_are_refused(y, message):
+    with pytest.raises(TrainwiseError, match=re.escape(message)):
+        from_arrays(np.zeros((2, 3)), y)

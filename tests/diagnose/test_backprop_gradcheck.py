@@ -49,6 +49,26 @@ def test_cli_backprop_json_and_text(cli):
     assert json.loads(out)["params"]["w3"] == 0.5
 
 
+def test_one_sgd_step_with_the_hand_gradients_equals_torch_sgd():
+    r = explain_backprop(lr=0.1)
+    st = r["step"]
+    for name, value in r["params"].items():  # w - lr * dL/dw, by hand
+        assert st["params_after"][name] == pytest.approx(value - 0.1 * r["gradients"][name]["value"], abs=1e-15)
+        assert st["params_after"][name] == pytest.approx(st["torch_params_after"][name], abs=1e-12)
+    assert round(st["loss_before"], 4) == 2.7459 and st["loss_after"] < st["loss_before"]
+    assert st["loss_after"] == pytest.approx(st["torch_loss_after"], abs=1e-12) and st["max_abs_difference"] < 1e-12
+    assert round(explain_backprop()["step"]["loss_after"], 4) == 2.4632  # the lecture's lr 0.01
+    with pytest.raises(TrainwiseError, match="lr=-1 is not a positive learning rate"):
+        explain_backprop(lr=-1)
+
+
+def test_cli_backprop_shows_the_step(cli):
+    code, out, _ = cli("backprop", "--lr", "0.1")
+    assert code == 0 and "one SGD step, w ← w − lr·dL/dw with lr=0.1" in out
+    assert "b3 = -1.0000 − 0.1×(-3.3142) = -0.6686" in out and "the hand step and torch.optim.SGD match" in out
+    assert json.loads(cli("backprop", "--json")[1])["step"]["lr"] == 0.01
+
+
 class _WrongGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):

@@ -20,6 +20,7 @@ from trainwise.diagnose.rules import (
     resolve,
     run_rules,
     saturated_activations,
+    stopped_too_early,
     train_test_overlap,
     underfitting,
     vanishing_gradients,
@@ -58,7 +59,7 @@ def check(f, code, severity, *words):
 
 def test_registry_order_and_names():
     assert [r.__name__ for r in RULES] == ["non_finite_loss", "lr_diverges", "lr_stalls", "lr_too_low", "underfitting",
-                                          "overfitting", "vanishing_gradients", "exploding_gradients",
+                                          "overfitting", "stopped_too_early", "vanishing_gradients", "exploding_gradients",
                                           "saturated_activations", "dead_units"]
     assert [r.__name__ for r in DATA_RULES] == ["class_imbalance", "train_test_overlap"]
 
@@ -125,6 +126,23 @@ def test_overfitting():
     check(gap, "overfitting", "warning", "train accuracy 0.990 vs validation 0.700 at epoch 3")
     assert overfitting(Evidence.from_run(rows([1.0, 0.8, 0.6, 0.5, 0.4], [1.0, 0.8, 0.6, 0.5, 0.45]))) is None
     assert overfitting(ev([1.0, 0.5, 0.3])) is None  # no validation
+
+
+def test_stopped_too_early():
+    # the case: val/loss turns up (over-confidence) at epoch 2 while val/accuracy climbs to the end
+    train, val = [1.0, 0.8, 0.7, 0.6, 0.5, 0.4], [0.9, 0.7, 0.72, 0.75, 0.8, 0.85]
+    acc = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9]
+    f = stopped_too_early(Evidence.from_run(rows(train, val, acc, [0.6, 0.70, 0.72, 0.74, 0.76, 0.78]), early_stopped_at=2))
+    check(f, "stopped_too_early", "warning", "kept epoch 2", "val/accuracy was still improving: 0.7 at epoch 2, 0.78 at epoch 6")
+    assert "--monitor val/accuracy" in f["advice"] and "--patience" in f["advice"]
+    # near misses: accuracy peaked before the stop's last 3 epochs; gained no more than 0.005; no early stop
+    assert stopped_too_early(Evidence.from_run(rows(train, val, acc, [0.6, 0.7, 0.8, 0.75, 0.74, 0.73]), early_stopped_at=2)) is None
+    assert stopped_too_early(Evidence.from_run(rows(train, val, acc, [0.6, 0.7, 0.7, 0.702, 0.703, 0.704]), early_stopped_at=2)) is None
+    assert stopped_too_early(Evidence.from_run(rows(train, val, acc, [0.6, 0.70, 0.72, 0.74, 0.76, 0.78]))) is None
+    # regression: R² is the metric watched
+    reg = [{"train/loss": 1.0, "val/loss": 1.0, "val/r2": r} for r in (0.5, 0.6, 0.58, 0.62, 0.65)]
+    check(stopped_too_early(Evidence.from_run(reg, kind="regression", early_stopped_at=2)), "stopped_too_early", "warning",
+          "val/r2 was still improving: 0.6 at epoch 2, 0.65 at epoch 5")
 
 
 def test_vanishing_gradients():

@@ -28,6 +28,9 @@ def test_report_has_every_section_and_inline_images(run):
     for name, count in run.summary["data"]["train_class_counts"].items():
         assert f"<td>{name}</td><td>{count}</td>" in page
     assert "parameters: " in page and "lr: 0.001" in page  # model summary and config
+    # a table of numbers: no sample images, no test images, no regression plot (neither file nor figure)
+    assert not any((run.run_dir / n).exists() for n in ("samples.png", "test_predictions.png", "regression.png"))
+    assert "<figure>" not in page
 
 
 def test_report_command_rebuilds_it(run, cli):
@@ -44,7 +47,9 @@ def _chromium():
 
 @pytest.mark.skipif(_chromium() is None, reason="no Chromium: scripts/setup.sh installs Debian's chromium package where "
                                                 "it runs as root with apt; install it to run this test")
-def test_report_renders_in_headless_chromium(run, tmp_path):
+@pytest.mark.parametrize("which, n_images", [("run", 3), ("image_run", 5)])
+def test_report_renders_in_headless_chromium(which, n_images, request, tmp_path):
+    run = request.getfixturevalue(which)  # wine (a table) and a tiny image set (sample images, test predictions)
     # a probe script counts the images the browser actually decoded once the page has loaded
     probe = tmp_path / "probe.html"
     probe.write_text((run.run_dir / "report.html").read_text().replace(
@@ -52,6 +57,12 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
                    ".filter(i=>i.complete&&i.naturalWidth>0).length+'/'+document.images.length)</script></body>"))
     dom = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
                           "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert 'data-images="3/3"' in dom
+    assert f'data-images="{n_images}/{n_images}"' in dom
     assert re.findall(r'<h2 id="(\w+)"', dom) == SECTIONS
     assert "Confusion matrix" in dom and "Class balance" in dom
+    captions = re.findall(r"<figure><img alt=\"([^\"]+)\"[^>]*><figcaption>([^<]+)</figcaption></figure>", dom)
+    if which == "image_run":  # each new plot sits in a figure with its caption, and was decoded (counted above)
+        assert [alt for alt, _ in captions] == ["test predictions", "training images"]
+        assert captions[0][1].startswith("Test images labelled predicted / true") and "--augment flip" in captions[1][1]
+    else:
+        assert captions == []

@@ -131,6 +131,10 @@ def from_arrays(X, y, *, name: str = "arrays") -> RawData:
         X = X[:, None]
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
+    notes = []
+    if y.ndim == 2 and y.shape[1] > 1 and len(y):
+        y, note = _one_hot_labels(y, name)
+        notes.append(note)
     if y.ndim != 1:
         raise TrainwiseError(f"{name}: y has shape {y.shape}, but trainwise trains one target per row",
                              hint="give y as a 1-D array (class labels or values), e.g. y[:, 0], or one model per target column")
@@ -157,7 +161,36 @@ def from_arrays(X, y, *, name: str = "arrays") -> RawData:
         if bad.any():
             raise TrainwiseError(f"{name}: {int(bad.sum())} values of y are NaN, infinite or too large, e.g. row {int(np.flatnonzero(bad)[0])}",
                                  hint="drop those rows, or give finite targets")
-    return RawData(X.astype(np.float32, copy=False), y, name)
+    return RawData(X.astype(np.float32, copy=False), y, name, notes=notes)
+
+
+def _one_hot_labels(y: np.ndarray, name: str) -> tuple[np.ndarray, str]:
+    """Class indices from one-hot target rows (Keras' ``to_categorical`` form: one 1 per row, the rest 0), and
+    a note saying so. Rows of probabilities or with several 1s are an error that says what to give instead.
+
+    >>> _one_hot_labels(np.array([[0, 1, 0], [1, 0, 0]]), "arrays")[0].tolist()
+    [1, 0]
+    """
+    if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
+        raise TrainwiseError(f"{name}: y has shape {y.shape} and non-numeric values, but trainwise trains one target per row",
+                             hint="give y as a 1-D array of class labels or values")
+    v = y.astype(np.float64)
+    binary = np.isin(v, (0.0, 1.0)).all()
+    ones = (v == 1).sum(axis=1)
+    if binary and (ones == 1).all():
+        return v.argmax(axis=1).astype(np.int64), f"y is one-hot encoded ({y.shape[1]} columns): trained on the class index of each row's 1"
+    if binary:
+        row = int(np.flatnonzero(ones != 1)[0])
+        raise TrainwiseError(f"{name}: y has shape {y.shape} with 0/1 values, but row {row} has {int(ones[row])} ones, so it is "
+                             "not one-hot (one class per row) and trainwise trains one target per row",
+                             hint="for one class per row give one-hot rows or a 1-D array of labels; for several labels per row "
+                                  "train one model per label column (y[:, k])")
+    if (v >= 0).all() and np.allclose(v.sum(axis=1), 1.0, atol=1e-4):
+        raise TrainwiseError(f"{name}: y has shape {y.shape} and looks like class probabilities (rows sum to 1); trainwise "
+                             "trains on hard class labels",
+                             hint="give the most probable class per row, y.argmax(axis=1), or one-hot rows")
+    raise TrainwiseError(f"{name}: y has shape {y.shape}, but trainwise trains one target per row",
+                         hint="give y as a 1-D array (class labels or values), e.g. y[:, 0], or one model per target column")
 
 
 def _array(v, what: str, name: str) -> np.ndarray:

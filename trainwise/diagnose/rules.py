@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Evidence", "DataEvidence", "RULES", "DATA_RULES", "REPEATED_INPUTS", "finding", "run_rules", "resolve",
-           "non_finite_loss", "lr_diverges", "lr_stalls", "lr_too_low", "underfitting", "overfitting",
+           "non_finite_loss", "lr_diverges", "lr_stalls", "lr_too_low", "underfitting", "overfitting", "stopped_too_early",
            "vanishing_gradients", "exploding_gradients", "saturated_activations", "dead_units",
            "class_imbalance", "train_test_overlap"]
 
@@ -234,6 +234,33 @@ def overfitting(ev: Evidence) -> Outcome:
                    "(--weight-decay 1e-4) or an L2 penalty, augmentation, or more data; or use a smaller model")
 
 
+def stopped_too_early(ev: Evidence) -> Outcome:
+    """Early stopping ended the run while the validation metric (accuracy, R²) was still improving: its best came
+    after the epoch the stopper kept, by more than 0.005, within the run's last 3 epochs. Typical when the
+    stopper watches a noisy or over-confident validation loss while accuracy still climbs.
+
+    >>> rows = [{"train/loss": 1 - 0.05 * e, "val/loss": [0.9, 0.7, 0.75, 0.8, 0.85][e],
+    ...          "val/accuracy": [0.6, 0.7, 0.72, 0.74, 0.75][e]} for e in range(5)]
+    >>> stopped_too_early(Evidence.from_run(rows, early_stopped_at=2))["evidence"]
+    'early stopping ended the run after epoch 5 and kept epoch 2, but val/accuracy was still improving: 0.7 at epoch 2, 0.75 at epoch 5'
+    """
+    kept, m = ev.early_stopped_at, f"val/{ev.metric}"
+    if not kept or kept > len(ev.history) or m not in ev.history[kept - 1]:
+        return None
+    values = np.array([h.get(m, np.nan) for h in ev.history], dtype=float)
+    if not np.isfinite(values).any():
+        return None
+    best = int(np.nanargmax(values))
+    if best + 1 <= kept or values[best] - values[kept - 1] <= 0.005 or len(values) - best > 3:
+        return None
+    return finding("stopped_too_early", "warning",
+                   f"early stopping ended the run after epoch {len(values)} and kept epoch {kept}, but {m} was still "
+                   f"improving: {values[kept - 1]:.3g} at epoch {kept}, {values[best]:.3g} at epoch {best + 1}",
+                   f"stop on what you care about (--monitor {m}), give it more patience (--patience 20), or train the "
+                   "whole budget on a decaying schedule (--schedule cosine); the weights kept are the earlier, less "
+                   f"accurate epoch {kept}'s")
+
+
 def vanishing_gradients(ev: Evidence) -> Outcome:
     """The first weight tensor's median gradient norm is over 1000x smaller than the last one's.
 
@@ -247,7 +274,8 @@ def vanishing_gradients(ev: Evidence) -> Outcome:
                        f"the first layer's gradient norm ({names[0]}: {med[0]:.2e}) is {med[-1] / med[0]:.0e}x smaller "
                        f"than the last layer's ({names[-1]}: {med[-1]:.2e})",
                        "use ReLU-family activations (--activation relu), He/Xavier initialization (--init kaiming), "
-                       "batch norm (--batch-norm), fewer layers or skip connections")
+                       "batch norm (--batch-norm), fewer layers, or skip connections: a residual model (--model "
+                       "resmlp:128,4 for an MLP, resnet:16,32,64 for images)")
     return None
 
 
@@ -304,7 +332,7 @@ def dead_units(ev: Evidence) -> Outcome:
 
 Rule = Callable[[Any], Outcome]
 # Report order. Rules that share a code come strongest evidence first (see `resolve`, step 1).
-RULES: tuple[Rule, ...] = (non_finite_loss, lr_diverges, lr_stalls, lr_too_low, underfitting, overfitting,
+RULES: tuple[Rule, ...] = (non_finite_loss, lr_diverges, lr_stalls, lr_too_low, underfitting, overfitting, stopped_too_early,
                            vanishing_gradients, exploding_gradients, saturated_activations, dead_units)
 
 

@@ -13,43 +13,65 @@ from torch import nn
 
 from ..errors import TrainwiseError, check_choice
 from ..options import ACTIVATIONS
+from .residual import ResMLP, ResNet
 from .usercode import is_user_spec, load_function, user_recipe
 
-__all__ = ["MLP", "CNN", "Ensemble", "resolve_model", "build_model", "is_builtin_spec", "ACTIVATIONS"]
+__all__ = ["layer_rates", "MLP", "CNN", "ResMLP", "ResNet", "Ensemble", "resolve_model", "build_model", "is_builtin_spec", "ACTIVATIONS"]
 
-BUILTIN_KINDS = ("mlp", "linear", "cnn")
-_ACTIVATION_LAYERS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+BUILTIN_KINDS = ("mlp", "linear", "cnn", "resmlp", "resnet")
+_ACTIVATION_LAYERS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
+                      "elu": nn.ELU, "selu": nn.SELU}
 assert tuple(_ACTIVATION_LAYERS) == ACTIVATIONS
+_KINDS_HINT = ("use mlp:H1,H2,... (e.g. mlp:128,64), resmlp:WIDTH,BLOCKS (e.g. resmlp:128,4), cnn:C1,C2[:D1] (e.g. cnn:32,64), "
+               "resnet:C1,C2,...[:BLOCKS] (e.g. resnet:16,32,64), linear, path/to/file.py:function or package.module:function")
 
 
 def is_builtin_spec(spec: str) -> bool:
     """Whether ``spec`` names a built-in model (resolving it imports nothing).
 
-    >>> is_builtin_spec("mlp:128,64"), is_builtin_spec("linear"), is_builtin_spec("zoo.nets:tiny")
+    >>> is_builtin_spec("mlp:128,64"), is_builtin_spec("resnet:16,32"), is_builtin_spec("zoo.nets:tiny")
     (True, True, False)
     """
     return spec.partition(":")[0] in BUILTIN_KINDS
 
 
+def layer_rates(dropout: float | list[float], n: int, *, spec: str = "the model", what: str = "hidden layers") -> list[float]:
+    """One dropout rate per layer: a single rate for every layer, or a list with one per layer (checked).
+
+    >>> layer_rates(0.1, 3), layer_rates([0.3, 0.1], 2)
+    ([0.1, 0.1, 0.1], [0.3, 0.1])
+    """
+    if not isinstance(dropout, (list, tuple)) or len(dropout) == 1:  # one rate for every layer
+        return [float(dropout if not isinstance(dropout, (list, tuple)) else dropout[0])] * n
+    if len(dropout) != n:
+        example = ",".join(f"{max(0.3 - 0.1 * i, 0.1):g}" for i in range(n)) if n else "0"
+        raise TrainwiseError(f"--dropout {','.join(f'{p:g}' for p in dropout)} gives {len(dropout)} rates, but {spec} has {n} {what}",
+                             hint=f"give one rate per layer (e.g. --dropout {example}) or one rate for all (e.g. --dropout 0.1)")
+    return [float(p) for p in dropout]
+
+
 class MLP(nn.Sequential):
-    """Flatten -> [Linear -> (BatchNorm) -> activation -> (Dropout)] per hidden size -> Linear.
+    """Flatten -> [Linear -> (BatchNorm) -> activation -> (Dropout)] per hidden size -> Linear. ``dropout``: one
+    rate for every hidden layer, or a list with one per hidden layer (0: no Dropout layer there).
 
     >>> import torch
     >>> MLP(4, [8], 3)(torch.zeros(2, 4)).shape
     torch.Size([2, 3])
+    >>> [m.p for m in MLP(4, [8, 8, 8], 3, dropout=[0.3, 0.0, 0.1]) if isinstance(m, nn.Dropout)]
+    [0.3, 0.1]
     """
 
     def __init__(self, in_features: int, hidden: list[int], out_features: int, *, activation: str = "relu",
-                 dropout: float = 0.0, batch_norm: bool = False):
+                 dropout: float | list[float] = 0.0, batch_norm: bool = False):
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
-        for h in hidden:
+        for h, p in zip(hidden, layer_rates(dropout, len(hidden))):
             layers.append(nn.Linear(width, h))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(h))
             layers.append(_ACTIVATION_LAYERS[activation]())
-            if dropout:
-                layers.append(nn.Dropout(dropout))
+            if p:
+                layers.append(nn.Dropout(p))
             width = h
         layers.append(nn.Linear(width, out_features))
         super().__init__(*layers)
@@ -58,6 +80,7 @@ class MLP(nn.Sequential):
 class CNN(nn.Sequential):
     """Per channel count a block Conv3x3 -> (BatchNorm) -> activation -> MaxPool2 -> (Dropout), then Flatten ->
     [Linear -> activation -> (Dropout)] per dense size -> Linear. Pooling stops once the map is 1 pixel wide.
+    ``dropout``: one rate, or one per conv block and dense layer.
 
     >>> import torch
     >>> CNN((1, 28, 28), [16, 32], [], 10)(torch.zeros(2, 1, 28, 28)).shape
@@ -65,10 +88,11 @@ class CNN(nn.Sequential):
     """
 
     def __init__(self, input_shape: tuple[int, int, int], channels: list[int], dense: list[int], out_features: int, *,
-                 activation: str = "relu", dropout: float = 0.0, batch_norm: bool = False):
+                 activation: str = "relu", dropout: float | list[float] = 0.0, batch_norm: bool = False):
         c, h, w = input_shape
         layers: list[nn.Module] = []
-        for ch in channels:
+        rates = layer_rates(dropout, len(channels) + len(dense))
+        for ch, p in zip(channels, rates):
             layers.append(nn.Conv2d(c, ch, 3, padding=1, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(ch))
@@ -76,13 +100,13 @@ class CNN(nn.Sequential):
             if min(h, w) >= 2:
                 layers.append(nn.MaxPool2d(2))
                 h, w = h // 2, w // 2
-            if dropout:
-                layers.append(nn.Dropout(dropout))
+            if p:
+                layers.append(nn.Dropout(p))
             c = ch
         layers.append(nn.Flatten())
         width = c * h * w
-        for d in dense:
-            layers += [nn.Linear(width, d), _ACTIVATION_LAYERS[activation]()] + ([nn.Dropout(dropout)] if dropout else [])
+        for d, p in zip(dense, rates[len(channels):]):
+            layers += [nn.Linear(width, d), _ACTIVATION_LAYERS[activation]()] + ([nn.Dropout(p)] if p else [])
             width = d
         layers.append(nn.Linear(width, out_features))
         super().__init__(*layers)
@@ -111,21 +135,63 @@ class Ensemble(nn.Module):
         return outs.mean(0)
 
 
-def _sizes(spec: str, part: str) -> list[int]:
+def _sizes(spec: str, part: str, example: str = "") -> list[int]:
     try:
         sizes = [int(h) for h in part.split(",") if h.strip()]
     except ValueError:
-        raise TrainwiseError(f"model spec '{spec}' has a non-integer size",
-                             hint="write sizes as integers, e.g. mlp:128,64 or cnn:32,64 (cnn:32,64:128 adds a dense layer)") from None
+        raise TrainwiseError(f"model spec '{spec}' has a non-integer size ('{part}')" if example else
+                             f"model spec '{spec}' has a non-integer size",
+                             hint=f"write sizes as integers, e.g. {example}" if example else
+                             "write sizes as integers, e.g. mlp:128,64 or cnn:32,64 (cnn:32,64:128 adds a dense layer)") from None
     if any(h <= 0 for h in sizes):
-        raise TrainwiseError(f"model spec '{spec}' has a size <= 0", hint="use positive sizes, e.g. mlp:128,64 or cnn:32,64")
+        raise TrainwiseError(f"model spec '{spec}' has a size <= 0" + (f" ('{part}')" if example else ""),
+                             hint=f"use positive sizes, e.g. {example}" if example else "use positive sizes, e.g. mlp:128,64 or cnn:32,64")
     return sizes
 
 
+def _needs_images(spec: str, input_shape: tuple[int, ...]) -> None:
+    if len(input_shape) != 3:
+        raise TrainwiseError(f"model '{spec}' needs images (channels, height, width), but these inputs have shape {tuple(input_shape)}",
+                             hint="use image data (--data fashion-mnist, mnist or an image folder), or an MLP (mlp:128,64 or resmlp:128,4)")
+
+
+def _resmlp_sizes(spec: str, rest: str) -> tuple[int, int]:
+    example = "resmlp:128,4 (width 128, 4 residual blocks)"
+    sizes = _sizes(spec, rest, example)
+    if len(sizes) != 2 or rest.count(",") != 1:
+        raise TrainwiseError(f"model spec '{spec}' needs two sizes, WIDTH,BLOCKS, but has {repr(rest) if rest else 'none'}",
+                             hint=f"e.g. {example}")
+    return sizes[0], sizes[1]
+
+
+def _resnet_sizes(spec: str, rest: str) -> tuple[list[int], int]:
+    example = "resnet:16,32,64 (three stages), resnet:16,32,64:2 (two blocks per stage)"
+    stages, sep, per_stage = rest.partition(":")
+    channels = _sizes(spec, stages, example)
+    if not channels:
+        raise TrainwiseError(f"model spec '{spec}' has no stage channels", hint=f"give one channel count per stage, e.g. {example}")
+    blocks = _sizes(spec, per_stage, example) if sep and ":" not in per_stage else []
+    if sep and len(blocks) != 1:
+        raise TrainwiseError(f"model spec '{spec}': blocks per stage is one number, not '{per_stage}'", hint=f"e.g. {example}")
+    return channels, blocks[0] if blocks else 1
+
+
 def resolve_model(spec: str, input_shape: tuple[int, ...], output_size: int, *, activation: str = "relu",
-                  dropout: float = 0.0, batch_norm: bool = False) -> dict[str, Any]:
-    """Turn a spec string and the data's shapes into a recipe for `build_model`, checking it on the way."""
+                  dropout: float | list[float] = 0.0, batch_norm: bool = False) -> dict[str, Any]:
+    """Turn a spec string and the data's shapes into a recipe for `build_model`, checking it on the way.
+    ``dropout``: one rate, or a list with one per layer that has dropout (checked against the spec here).
+
+    >>> r = resolve_model("resnet:16,32:2", (1, 28, 28), 10)
+    >>> r["builder"], r["channels"], r["blocks"]
+    ('resnet', [16, 32], 2)
+    """
     kind, _, rest = spec.partition(":")
+
+    def rates(n: int, what: str) -> float | list[float]:  # a single rate stays one number in the recipe
+        if isinstance(dropout, (list, tuple)):
+            return layer_rates(dropout, n, spec=f"'{spec}'", what=what) if len(dropout) > 1 else float(dropout[0])
+        return dropout
+
     if kind in ("mlp", "linear"):
         check_choice("activation", activation, ACTIVATIONS)
         hidden = _sizes(spec, rest) if kind == "mlp" else []
@@ -136,41 +202,81 @@ def resolve_model(spec: str, input_shape: tuple[int, ...], output_size: int, *, 
             raise TrainwiseError(f"model spec '{spec}': a linear model takes no sizes",
                                  hint="write linear, or mlp:H1,H2,... for hidden layers (e.g. mlp:128,64)")
         return {"builder": "mlp", "in_features": math.prod(input_shape), "hidden": hidden, "out_features": output_size,
-                "activation": activation, "dropout": dropout, "batch_norm": batch_norm}
+                "activation": activation, "dropout": rates(len(hidden), "hidden layers"), "batch_norm": batch_norm}
     if kind == "cnn":
         check_choice("activation", activation, ACTIVATIONS)
         conv, _, dense = rest.partition(":")
         channels = _sizes(spec, conv)
         if not channels:
             raise TrainwiseError(f"model spec '{spec}' has no conv channels", hint="e.g. cnn:32,64")
-        if len(input_shape) != 3:
-            raise TrainwiseError(f"model '{spec}' needs images (channels, height, width), but these inputs have shape {tuple(input_shape)}",
-                                 hint="use image data (--data fashion-mnist, mnist or an image folder), or an MLP (mlp:128,64)")
-        return {"builder": "cnn", "input_shape": list(input_shape), "channels": channels, "dense": _sizes(spec, dense),
-                "out_features": output_size, "activation": activation, "dropout": dropout, "batch_norm": batch_norm}
+        _needs_images(spec, input_shape)
+        dense_sizes = _sizes(spec, dense)
+        return {"builder": "cnn", "input_shape": list(input_shape), "channels": channels, "dense": dense_sizes,
+                "out_features": output_size, "activation": activation,
+                "dropout": rates(len(channels) + len(dense_sizes), "conv blocks and dense layers"), "batch_norm": batch_norm}
+    if kind == "resmlp":
+        check_choice("activation", activation, ACTIVATIONS)
+        width, blocks = _resmlp_sizes(spec, rest)
+        return {"builder": "resmlp", "in_features": math.prod(input_shape), "width": width, "blocks": blocks,
+                "out_features": output_size, "activation": activation, "dropout": rates(blocks, "residual blocks"),
+                "batch_norm": batch_norm}
+    if kind == "resnet":  # batch norm is part of the design: --batch-norm changes nothing here
+        check_choice("activation", activation, ACTIVATIONS)
+        channels, blocks = _resnet_sizes(spec, rest)
+        _needs_images(spec, input_shape)
+        return {"builder": "resnet", "input_shape": list(input_shape), "channels": channels, "blocks": blocks,
+                "out_features": output_size, "activation": activation,
+                "dropout": layer_rates(dropout, 1, spec=f"'{spec}'", what="dropout layer (before its head)")[0]}
     if is_user_spec(spec):
         return user_recipe(spec, input_shape, output_size)
-    raise TrainwiseError(f"unknown model spec '{spec}'",
-                         hint="use mlp:H1,H2,... (e.g. mlp:128,64), cnn:C1,C2[:D1] (e.g. cnn:32,64), linear, path/to/file.py:function "
-                              "or package.module:function")
+    raise TrainwiseError(f"unknown model spec '{spec}'", hint=_KINDS_HINT)
+
+
+def _build_builtin(recipe: dict[str, Any]) -> nn.Module:
+    builder, act = recipe["builder"], recipe["activation"]
+    if builder == "mlp":
+        return MLP(recipe["in_features"], recipe["hidden"], recipe["out_features"], activation=act,
+                   dropout=recipe["dropout"], batch_norm=recipe["batch_norm"])
+    if builder == "cnn":
+        return CNN(tuple(recipe["input_shape"]), recipe["channels"], recipe["dense"], recipe["out_features"],
+                   activation=act, dropout=recipe["dropout"], batch_norm=recipe["batch_norm"])
+    if builder == "resmlp":
+        return ResMLP(recipe["in_features"], recipe["width"], recipe["blocks"], recipe["out_features"],
+                      act=_ACTIVATION_LAYERS[act], dropout=recipe["dropout"], batch_norm=recipe["batch_norm"])
+    return ResNet(tuple(recipe["input_shape"]), recipe["channels"], recipe["blocks"], recipe["out_features"],
+                  act=_ACTIVATION_LAYERS[act], dropout=recipe["dropout"])
+
+
+@torch.no_grad()
+def _selu_init(model: nn.Module, activation: str) -> nn.Module:
+    """SELU self-normalizes (activations keep mean 0, variance 1 through the layers) only with weights of
+    variance 1/fan_in, LeCun normal; PyTorch's default gives 1/(3 fan_in), and the signal shrinks layer by layer."""
+    if activation == "selu":
+        for layer in model.modules():
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="linear")  # = LeCun normal: N(0, 1/fan_in)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+    return model
 
 
 def build_model(recipe: dict[str, Any], *, source: str = "the model recipe") -> nn.Module:
     """Build the module a recipe (from `resolve_model`, or a run's checked ``model.json``) describes. A user-code
     recipe imports its recorded file, refused when that file is missing or its SHA-256 changed (``source``:
-    where the recipe came from, for the error)."""
+    where the recipe came from, for the error). A built-in model with SELU gets LeCun-normal weights.
+
+    >>> build_model(resolve_model("resmlp:16,2", (4,), 3))(torch.zeros(2, 4)).shape
+    torch.Size([2, 3])
+    """
     builder = recipe["builder"]
-    if builder == "mlp":
-        return MLP(recipe["in_features"], recipe["hidden"], recipe["out_features"], activation=recipe["activation"],
-                   dropout=recipe["dropout"], batch_norm=recipe["batch_norm"])
     if builder == "ensemble":
         return Ensemble([build_model(r, source=source) for r in recipe["members"]], kind=recipe["kind"])
-    if builder == "cnn":
-        return CNN(tuple(recipe["input_shape"]), recipe["channels"], recipe["dense"], recipe["out_features"],
-                   activation=recipe["activation"], dropout=recipe["dropout"], batch_norm=recipe["batch_norm"])
+    if builder in ("mlp", "cnn", "resmlp", "resnet"):
+        return _selu_init(_build_builtin(recipe), recipe["activation"])
     if builder != "import":
         raise TrainwiseError(f"{source} has model builder {builder!r}, which cannot be built here",
-                             hint="a recipe's builder is mlp, cnn, ensemble or import (an nn.Module passed to fit is not rebuilt)")
+                             hint="a recipe's builder is mlp, cnn, resmlp, resnet, ensemble or import (an nn.Module passed to fit "
+                                  "is not rebuilt)")
     fn = load_function(recipe, source=source)
     try:
         model = fn(tuple(recipe["input_shape"]), recipe["output_size"])

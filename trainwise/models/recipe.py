@@ -1,6 +1,6 @@
 """Checking a model recipe read back from a run's ``model.json`` before anything is built from it: the builder
 is one trainwise knows and every field has the type and range trainwise writes. Built-in recipes (mlp, cnn,
-ensembles of them) are data only; ``import`` recipes name user code, which `user_code` lists so that loading
+resmlp, resnet, ensembles of them) are data only; ``import`` recipes name user code, which `user_code` lists so that loading
 can refuse it unless the user trusts it.
 
 >>> check_recipe({"builder": "mlp", "in_features": 4, "hidden": [8], "out_features": 3, "activation": "relu",
@@ -8,7 +8,7 @@ can refuse it unless the user trusts it.
 [8]
 >>> check_recipe({"builder": "pickle"}, path="model.json")
 Traceback (most recent call last):
-trainwise.errors.TrainwiseError: 'model.json' has an unknown model builder 'pickle' (trainwise writes mlp, cnn, ensemble, import). HINT: ...
+trainwise.errors.TrainwiseError: 'model.json' has an unknown model builder 'pickle' (trainwise writes mlp, cnn, resmlp, resnet, ...
 """
 from __future__ import annotations
 
@@ -31,16 +31,26 @@ def _sizes(v: Any, *, empty: bool = True) -> bool:
 
 
 _POSITIVE: Check = (lambda v: is_int(v) and v > 0, "a positive integer")
+def _rate(v: Any) -> bool:
+    return is_number(v) and 0 <= v < 1
+
+
 _LAYERS = {"activation": (lambda v: v in ACTIVATIONS, "one of " + ", ".join(ACTIVATIONS)),
-           "dropout": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+           "dropout": (lambda v: _rate(v) or (isinstance(v, list) and bool(v) and all(map(_rate, v))),
+                       "a number in [0, 1) or a list of them, one per layer"),
            "batch_norm": (lambda v: isinstance(v, bool), "true or false")}
 _BUILDER: Check = (lambda v: isinstance(v, str), "a builder name")
+_IMAGE: Check = (lambda v: _sizes(v) and len(v) == 3, "3 positive integers (channels, height, width)")
+_CHANNELS: Check = (lambda v: _sizes(v, empty=False), "a non-empty list of positive integers")
 FIELDS: dict[str, dict[str, Check]] = {
     "mlp": {"builder": _BUILDER, "in_features": _POSITIVE, "hidden": (_sizes, "a list of positive integers"),
             "out_features": _POSITIVE, **_LAYERS},
-    "cnn": {"builder": _BUILDER, "input_shape": (lambda v: _sizes(v) and len(v) == 3, "3 positive integers (channels, height, width)"),
-            "channels": (lambda v: _sizes(v, empty=False), "a non-empty list of positive integers"),
+    "cnn": {"builder": _BUILDER, "input_shape": _IMAGE, "channels": _CHANNELS,
             "dense": (_sizes, "a list of positive integers"), "out_features": _POSITIVE, **_LAYERS},
+    "resmlp": {"builder": _BUILDER, "in_features": _POSITIVE, "width": _POSITIVE, "blocks": _POSITIVE,
+               "out_features": _POSITIVE, **_LAYERS},
+    "resnet": {"builder": _BUILDER, "input_shape": _IMAGE, "channels": _CHANNELS, "blocks": _POSITIVE,
+               "out_features": _POSITIVE, "activation": _LAYERS["activation"], "dropout": (_rate, "a number in [0, 1)")},
     "ensemble": {"builder": _BUILDER, "kind": (lambda v: v in KINDS, "one of " + ", ".join(KINDS)),
                  "members": (lambda v: isinstance(v, list) and bool(v), "a non-empty list of recipes")},
     "import": {"builder": _BUILDER,
@@ -67,6 +77,11 @@ def check_recipe(recipe: Any, *, path: str | Path, where: str = "", depth: int =
         raise TrainwiseError(f"'{path}' has an unknown model builder {builder!r} (trainwise writes {', '.join(FIELDS)})",
                              hint=DAMAGED_HINT)
     check_fields(recipe, FIELDS[builder], path=path, where=where)
+    if isinstance(recipe.get("dropout"), list):  # one rate per layer: as many as the model has
+        layers = {"mlp": lambda r: len(r["hidden"]), "cnn": lambda r: len(r["channels"]) + len(r["dense"]),
+                  "resmlp": lambda r: r["blocks"]}[builder](recipe)
+        if len(recipe["dropout"]) != layers:
+            raise damaged(path, f"'{where}dropout' has {len(recipe['dropout'])} rates for {layers} layers")
     if builder == "ensemble":
         if depth >= _MAX_DEPTH:
             raise damaged(path, f"ensembles nested more than {_MAX_DEPTH} deep")

@@ -1,5 +1,6 @@
-"""report.html: one self-contained page per run (images inline) — config, data, model, curves, diagnostics,
-test metrics and confusion matrix. Rebuilt from the run directory alone by `trainwise report RUN_DIR`."""
+"""report.html: one self-contained page per run (images inline) — config, data (with sample images), model,
+curves, diagnostics, test metrics, confusion matrix, test predictions (images) or the regression fit. Rebuilt from
+the run directory alone by `trainwise report RUN_DIR`."""
 from __future__ import annotations
 
 import base64
@@ -19,6 +20,7 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
 th{background:#f4f4f4}pre{background:#f7f7f7;padding:.8em;overflow:auto}img{max-width:100%}
+figure{margin:1em 0}figcaption{color:#555;font-size:.9em}
 .info{color:#0b6a8a}.warning{color:#9a6200}.error{color:#b00020}.sev{font-weight:bold;text-transform:uppercase}"""
 
 
@@ -37,6 +39,13 @@ def _img(path: Path, alt: str) -> str:
         return f"<p><em>{_e(alt)}: not available</em></p>"
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _figure(path: Path, alt: str, caption: str) -> str:
+    """A plot with its one-line caption; nothing when the run has no such file (the plot does not apply to it)."""
+    if not path.is_file():
+        return ""
+    return f"<figure>{_img(path, alt)}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
 def write_report(run_dir: str | Path, model=None, *, trust_code: bool = False) -> Path:
@@ -64,6 +73,14 @@ def write_report(run_dir: str | Path, model=None, *, trust_code: bool = False) -
         parts.append("<h3>Confusion matrix (rows: true class, columns: predicted)</h3>")
         parts.append(_table([[n, *row] for n, row in zip(names, s["test_confusion"])], ["true \\ predicted", *names]))
         parts.append(_img(run_dir / "confusion.png", "confusion matrix"))
+        total = sum(map(sum, s["test_confusion"]))
+        wrong = total - sum(row[i] for i, row in enumerate(s["test_confusion"]))
+        parts.append(_figure(run_dir / "test_predictions.png", "test predictions",
+                             f"Test images labelled predicted / true: {wrong} of {total} wrong; the wrong ones are shown first, "
+                             "in red and framed."))
+    parts.append(_figure(run_dir / "regression.png", "regression: predicted vs true and residuals",
+                         f"Test split in the target's own units ({data.get('target')}): predicted vs true (dashed: y = x) "
+                         "and residuals (true − predicted) vs predicted."))
 
     parts.append('<h2 id="diagnostics">Diagnostics</h2>')
     diags = s.get("diagnostics") or []
@@ -86,6 +103,9 @@ def write_report(run_dir: str | Path, model=None, *, trust_code: bool = False) -
         total = sum(counts.values())
         parts.append("<h3>Class balance (training split)</h3>")
         parts.append(_table([[k, v, f"{100 * v / total:.1f}%"] for k, v in counts.items()], ["class", "rows", "share"]))
+    augment = f", then as the training batches see them (--augment {s['augment']})" if s.get("augment") else ""
+    parts.append(_figure(run_dir / "samples.png", "training images",
+                         f"Training images with their labels, as loaded (normalization undone){augment}."))
 
     parts.append('<h2 id="model">Model</h2>')
     summary = summarize(model, tuple(data.get("input_shape") or ()), batch_size=cfg.batch_size,

@@ -1,4 +1,5 @@
-"""Plots as PNG (matplotlib's Agg backend, no display needed): learning curves, confusion matrix, gradient flow."""
+"""Plots as PNG (matplotlib's Agg backend, no display needed): learning curves, confusion matrix, gradient flow,
+training images (as loaded and augmented), test images with their predictions, and regression fit/residuals."""
 from __future__ import annotations
 
 from io import BytesIO
@@ -8,7 +9,9 @@ import numpy as np
 
 from ..runs import atomic_write
 
-__all__ = ["plot_curves", "plot_confusion", "plot_gradient_flow", "plot_lr_find", "confusion_matrix"]
+__all__ = ["plot_curves", "plot_confusion", "plot_gradient_flow", "plot_lr_find", "confusion_matrix", "denormalize_images",
+           "pick_by_class", "pick_test_samples", "regression_points", "plot_samples", "plot_test_predictions",
+           "plot_regression"]
 
 
 def _pyplot():
@@ -118,4 +121,169 @@ def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], s
     ax.set_title("learning-rate range test")
     ax.grid(alpha=0.3)
     ax.legend()
+    _save(fig, path)
+
+
+# --- images and regression ----------------------------------------------------------------------------
+def denormalize_images(X, mean, std) -> np.ndarray:
+    """Normalized images (N, C, H, W) back to pixels: ``x * std + mean`` per channel (the inverse of the
+    preprocessor's ``(p - mean) / std``; not clipped). One value given for a multi-channel set is used for each.
+
+    >>> denormalize_images(np.zeros((1, 2, 1, 1)), [0.5, 0.1], [0.5, 2.0]).ravel().tolist()
+    [0.5, 0.1]
+    """
+    X = np.asarray(X, dtype=np.float64)
+    C = X.shape[1]
+    mean, std = np.asarray(mean, dtype=np.float64).ravel(), np.asarray(std, dtype=np.float64).ravel()
+    mean, std = np.resize(mean, C), np.resize(std, C)  # a single statistic repeats for every channel
+    return X * std.reshape(1, C, 1, 1) + mean.reshape(1, C, 1, 1)
+
+
+def pick_by_class(labels, n: int) -> list[int]:
+    """Up to ``n`` row indices taken class by class in turn (each class's rows in their order), so every class
+    shows before any shows twice.
+
+    >>> pick_by_class([0, 0, 0, 1, 2, 1], 5)
+    [0, 3, 4, 1, 5]
+    """
+    labels = np.asarray(labels).reshape(-1)
+    queues = [np.flatnonzero(labels == c).tolist() for c in np.unique(labels)]
+    out: list[int] = []
+    for depth in range(max((len(q) for q in queues), default=0)):
+        out += [q[depth] for q in queues if depth < len(q)]
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
+def pick_test_samples(y_true, y_pred, n: int) -> list[int]:
+    """Which test rows to show, ``n`` at most: the wrong predictions first (class by class of the true label),
+    then correct ones. While correct ones exist, a quarter of the places is kept for them, for comparison.
+
+    >>> pick_test_samples([0, 1, 1, 0, 1, 0], [0, 0, 1, 1, 1, 0], 4)
+    [3, 1, 0, 2]
+    """
+    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    wrong, right = np.flatnonzero(y_true != y_pred), np.flatnonzero(y_true == y_pred)
+    n_wrong = min(len(wrong), n - min(len(right), n // 4))
+    chosen = wrong[pick_by_class(y_true[wrong], n_wrong)].tolist()
+    return chosen + right[pick_by_class(y_true[right], n - len(chosen))].tolist()
+
+
+def regression_points(pred, y, *, mean: float = 0.0, std: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True values, predictions and residuals (true - predicted) in the target's original units, from the model's
+    outputs ``pred`` and the encoded targets ``y`` (both standardized with the training split's ``mean``/``std``).
+
+    >>> [v.tolist() for v in regression_points([0.0, 1.0], [1.0, 1.0], mean=10.0, std=2.0)]
+    [[12.0, 12.0], [10.0, 12.0], [2.0, 0.0]]
+    """
+    true = np.asarray(y, dtype=np.float64).reshape(-1) * std + mean
+    predicted = np.asarray(pred, dtype=np.float64).reshape(-1) * std + mean
+    return true, predicted, true - predicted
+
+
+def _short(name: str, width: int = 14) -> str:
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
+def _mosaic(ax, pixels: np.ndarray, cols: int, labels: list[str], *, lines: int = 1,
+            wrong: list[bool] | None = None, title: str = "") -> None:
+    """Draw images (N, C, H, W) in [0, 1] as one picture on ``ax`` (one imshow: 30 small axes would cost ~1 s),
+    each with its label above it; the ``wrong`` ones labelled in red and framed."""
+    n, C, H, W = pixels.shape
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if lo < -0.01 or hi > 1.01:  # not pixels in [0, 1] (e.g. an .npz of 0-255 values): stretch min..max for display
+        pixels = (pixels - lo) / max(hi - lo, 1e-12)
+    rows = -(-n // cols)
+    gap_y, gap_x = int(np.ceil(H * 0.22 * lines)) + 2, max(2, W // 8)
+    tiles = pixels[:, :3] if C >= 3 else pixels[:, :1].repeat(3, axis=1)  # gray (or other) -> RGB for one colormap
+    canvas = np.ones((rows * (H + gap_y), cols * (W + gap_x), 3))
+    plt = _pyplot()
+    for i in range(n):
+        top, left = (i // cols) * (H + gap_y) + gap_y, (i % cols) * (W + gap_x) + gap_x // 2
+        canvas[top:top + H, left:left + W] = np.clip(tiles[i], 0, 1).transpose(1, 2, 0)
+        bad = bool(wrong and wrong[i])
+        ax.text(left + W / 2, top - 1, labels[i], ha="center", va="bottom", fontsize=7,
+                color="tab:red" if bad else "black", fontweight="bold" if bad else "normal")
+        if bad:
+            ax.add_patch(plt.Rectangle((left - 1, top - 1), W + 1, H + 1, fill=False, edgecolor="tab:red", linewidth=2))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def plot_samples(images: np.ndarray, labels: list[str], path: str | Path, *, mean=(0.0,), std=(1.0,),
+                 augmented: np.ndarray | None = None, augment: str = "", cols: int = 8) -> None:
+    """Training images (N, C, H, W), normalized with ``mean``/``std`` (undone here), each with its label (class
+    name), as loaded; with ``augmented`` (the same images after the training batches' augmentation ``augment``,
+    normalized the same way) a second block below.
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "samples.png"
+    >>> plot_samples(np.zeros((2, 1, 8, 8)), ["cat", "dog"], path, mean=[0.5], std=[0.5]); path.read_bytes()[:4]
+    b'\\x89PNG'
+    """
+    plt = _pyplot()
+    blocks = [(images, "training images as loaded")]
+    if augmented is not None:
+        blocks.append((augmented, f"the same images as the training batches see them (--augment {augment})"))
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(len(blocks), 1, figsize=(1.1 * cols, (1.3 * rows + 0.4) * len(blocks)), squeeze=False)
+    for ax, (x, title) in zip(axes[:, 0], blocks):
+        _mosaic(ax, denormalize_images(x, mean, std), cols, [_short(t) for t in labels], title=title)
+    _save(fig, path)
+
+
+def plot_test_predictions(images: np.ndarray, y_true, y_pred, class_names: list[str], path: str | Path, *,
+                          mean=(0.0,), std=(1.0,), n: int = 24, cols: int = 8) -> list[int]:
+    """Test images (N, C, H, W; normalized with ``mean``/``std``, undone here) labelled "predicted / true", the
+    wrong ones first, in red and framed (`pick_test_samples` chooses ``n``). Returns the indices shown, in order.
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "test_predictions.png"
+    >>> plot_test_predictions(np.zeros((4, 1, 8, 8)), [0, 1, 0, 1], [0, 1, 1, 1], ["cat", "dog"], path)
+    [2, 0, 1, 3]
+    """
+    plt = _pyplot()
+    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    shown = pick_test_samples(y_true, y_pred, n)
+    labels = [f"{_short(class_names[int(y_pred[i])])} /\n{_short(class_names[int(y_true[i])])}" for i in shown]
+    n_wrong = int((y_true != y_pred).sum())
+    rows = -(-len(shown) // cols)
+    fig, ax = plt.subplots(figsize=(1.1 * cols, 1.5 * rows + 0.5))
+    _mosaic(ax, denormalize_images(np.asarray(images)[shown], mean, std), cols, labels, lines=2,
+            wrong=[bool(y_true[i] != y_pred[i]) for i in shown],
+            title=f"test split: predicted / true — {n_wrong} of {len(y_true)} wrong (red, shown first)")
+    _save(fig, path)
+    return shown
+
+
+def plot_regression(y_true, y_pred, path: str | Path, *, target_name: str = "target") -> None:
+    """Test split in original units: predicted vs true with the line y = x, and residuals (true - predicted)
+    vs predicted with the zero line.
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "regression.png"
+    >>> plot_regression([1.0, 2.0, 3.0], [1.1, 1.9, 3.4], path, target_name="price"); path.is_file()
+    True
+    """
+    plt = _pyplot()
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    resid = y_true - y_pred
+    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
+    r2 = f", R² {1 - float((resid ** 2).sum()) / ss_tot:.3f}" if ss_tot > 0 else ""
+    alpha = 0.7 if len(y_true) <= 500 else 0.3
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.3))
+    a.scatter(y_true, y_pred, s=14, alpha=alpha)
+    lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    a.plot([lo, hi], [lo, hi], "--", color="tab:red", label="y = x (perfect)")
+    a.set_xlabel(f"true {target_name}")
+    a.set_ylabel(f"predicted {target_name}")
+    a.set_title(f"test split: predicted vs true ({len(y_true)} rows{r2})")
+    a.legend()
+    b.scatter(y_pred, resid, s=14, alpha=alpha)
+    b.axhline(0, linestyle="--", color="tab:red")
+    b.set_xlabel(f"predicted {target_name}")
+    b.set_ylabel("residual (true − predicted)")
+    b.set_title(f"residuals: RMSE {float(np.sqrt((resid ** 2).mean())):.4g}, mean {float(resid.mean()):.3g}")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
     _save(fig, path)

@@ -5,7 +5,8 @@ everything in memory; this writes it down.
     write_recipe(recipe)       model.json before the first epoch (a killed run's resume checks it)
     callbacks(tracker)         per epoch: metrics.csv, checkpoints/last (and best), TensorBoard event files
     write_model(result)        model.safetensors + model.json + preprocess.json, metrics.csv, curves.png, lr_find.*
-    write_summary(result, s)   confusion.png, gradient_flow.png, summary.json, report.html
+    write_summary(result, s)   confusion.png, gradient_flow.png, samples.png + test_predictions.png (images),
+                               regression.png (regression), summary.json, report.html
 
 Every file is written atomically, so an interrupted run keeps its finished epochs.
 """
@@ -14,12 +15,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from ..data.augment import Augment
 from ..models import user_code
 from ..runs import RunLock, atomic_write, clean_temp, new_run_dir, save_artifacts, write_json, write_metrics_csv
 from ..train import Callback, Checkpoint, EarlyStopping, MetricsCSV
 from ..train.metrics import main_metric
 from .html import write_report
-from .plots import plot_confusion, plot_curves, plot_gradient_flow, plot_lr_find
+from .plots import (
+    pick_by_class,
+    plot_confusion,
+    plot_curves,
+    plot_gradient_flow,
+    plot_lr_find,
+    plot_regression,
+    plot_samples,
+    plot_test_predictions,
+    regression_points,
+)
 from .tensorboard import TensorBoard
 
 __all__ = ["RunWriter", "save_lr_find"]
@@ -120,18 +135,49 @@ class RunWriter:
             save_lr_find(trainer.lr_finder, self.run_dir)
 
     def write_summary(self, result, summary: dict[str, Any]) -> None:
-        """summary.json and what is drawn from it: confusion matrix, gradient flow, report.html."""
+        """summary.json and what is drawn from it: confusion matrix, gradient flow, the data and test-prediction
+        plots, report.html."""
         if result.confusion is not None and self.plots:
             plot_confusion(result.confusion, result.class_names, self.run_dir / "confusion.png")
         tracker = result.health
         if tracker is not None and tracker.grad_norms_ and tracker.weight_names_ and self.plots:
             plot_gradient_flow(tracker.weight_names_, tracker.grad_norms_, self.run_dir / "gradient_flow.png")
+        if self.plots:
+            self.write_data_plots(result)
         write_json(self.run_dir / "summary.json", summary)
         if (self.run_dir / "model.safetensors").is_file():
             # a built-in model is rebuilt from the files just written (data only); user code is not imported
             # again: the report gets the trained module (an nn.Module passed to fit cannot be rebuilt at all)
             in_memory = result.setup.user_model is not None or bool(user_code(result.setup.recipe))
             write_report(self.run_dir, model=result.model if in_memory else None)
+
+    def write_data_plots(self, result) -> None:
+        """Only where they apply (each figure costs ~0.3 s of matplotlib; a table of numbers gets none):
+        images: samples.png (training images as loaded and, with --augment, as the training batches see them) and
+        test_predictions.png (classification: the test predictions `evaluate_test` made, mistakes first);
+        regression: regression.png (predicted vs true and residuals, in the target's units)."""
+        prep, cfg = result.setup.prep, result.setup.cfg
+        if "train" not in prep.arrays:  # a torch Dataset: no prepared arrays, no known normalization
+            return
+        pre, test, pred = prep.preprocessor, prep.arrays.get("test"), result.test_predictions
+        regression = result.setup.kind == "regression"
+        if len(prep.input_shape) == 3:  # (C, H, W)
+            X, y = prep.arrays["train"]
+            rows = pick_by_class(y, 16) if not regression else list(range(min(16, len(y))))
+            labels = [f"{v * prep.target.std + prep.target.mean:.4g}" for v in y[rows]] if regression else \
+                [result.class_names[int(c)] for c in y[rows]]
+            augmented = None
+            if cfg.augment:  # the training batches' augmentation, from a fresh generator (training's is left alone)
+                augment = Augment(cfg.augment, mean=pre.mean_, std=pre.std_, seed=result.seed)
+                augmented = augment(torch.from_numpy(np.ascontiguousarray(X[rows]))).numpy()
+            plot_samples(X[rows], labels, self.run_dir / "samples.png", mean=pre.mean_, std=pre.std_,
+                         augmented=augmented, augment=cfg.augment or "")
+            if not regression and test is not None and pred is not None:
+                plot_test_predictions(test[0], test[1], pred, result.class_names, self.run_dir / "test_predictions.png",
+                                      mean=pre.mean_, std=pre.std_)
+        if regression and test is not None and pred is not None:
+            true, predicted, _ = regression_points(pred, test[1], mean=prep.target.mean, std=prep.target.std)
+            plot_regression(true, predicted, self.run_dir / "regression.png", target_name=prep.target_name)
 
     def write_json(self, name: str, obj: Any) -> None:
         write_json(self.run_dir / name, obj)

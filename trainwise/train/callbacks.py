@@ -9,12 +9,38 @@ from typing import Any
 import torch
 
 from ..console import console as make_console
-from ..errors import TrainwiseError, did_you_mean
+from ..errors import TrainwiseError, check_choice, did_you_mean
+from ..options import EARLY_STOP_RULES
 from ..runs import atomic_write, serialize_snapshot, snapshot_state, write_metrics_csv
 from .trainer import Callback, Trainer
 
-__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "Checkpoint", "resolve_mode", "is_better", "logged_metrics",
+__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "Checkpoint", "resolve_mode", "resolve_monitor", "tie_breaker",
+           "is_better", "logged_metrics",
            "check_monitor"]
+
+
+def resolve_monitor(monitor: str, task: str, *, has_val: bool = True) -> str:
+    """``auto``: what the user cares about, on the validation split: ``val/accuracy`` for classification,
+    ``val/loss`` for regression (the MSE, which ranks epochs as R² does). Without a validation split a
+    validation monitor falls back to ``train/loss``.
+
+    >>> resolve_monitor("auto", "classification"), resolve_monitor("auto", "regression"), resolve_monitor("val/f", "x", has_val=False)
+    ('val/accuracy', 'val/loss', 'train/loss')
+    """
+    if monitor == "auto":
+        monitor = "val/accuracy" if task == "classification" else "val/loss"
+    return monitor if has_val or not monitor.startswith("val/") else "train/loss"
+
+
+def tie_breaker(monitor: str) -> str | None:
+    """The metric that orders epochs whose ``monitor`` is equal: the loss of the same split for an accuracy,
+    which moves in steps of one sample (many epochs share the best value); None for a continuous monitor.
+
+    >>> tie_breaker("val/accuracy"), tie_breaker("val/loss")
+    ('val/loss', None)
+    """
+    split, _, name = monitor.rpartition("/")
+    return f"{split}/loss" if name == "accuracy" else None
 
 
 def resolve_mode(monitor: str, mode: str = "auto") -> str:
@@ -58,36 +84,75 @@ def is_better(value: float | None, best: float | None, mode: str) -> bool:
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+    """Stop when ``monitor`` stops getting better, by one of two rules (``rule``):
 
-    It also tracks the best epoch; with ``restore_best`` the model ends with that epoch's weights.
-    ``patience=None`` only tracks (never stops). Defaults follow the lecture: threshold 0.001.
+    - ``patience`` (default): no improvement by more than ``min_delta`` over the best so far for ``patience`` epochs;
+    - ``consecutive`` (the lecture notes' rule): the value got worse than the epoch before (val/loss rose) in
+      ``patience`` consecutive epochs; ``min_delta`` is not used (the notes compare the raw values).
+
+    Either way it tracks the best epoch; with ``restore_best`` the model ends with that epoch's weights.
+    ``patience=None`` only tracks (never stops). Defaults follow the lecture: threshold 0.001. An accuracy
+    monitor moves in steps of one sample, so many epochs share its best value: among them the best epoch is
+    the one with the lowest loss (`tie_breaker`); a tie moves the best epoch but does not reset the patience.
 
     >>> es = EarlyStopping(monitor="val/loss", patience=3)
     >>> es.mode
     'min'
+    >>> es = EarlyStopping(patience=2, rule="consecutive")
+    >>> [es.worse_streak(v) for v in (1.0, 0.8, 0.9, 0.85, 0.9, 0.95)]
+    [0, 0, 1, 0, 1, 2]
     """
 
     def __init__(self, monitor: str = "val/loss", mode: str = "auto", patience: int | None = 10,
-                 min_delta: float = 0.001, restore_best: bool = True):
+                 min_delta: float = 0.001, restore_best: bool = True, rule: str = "patience"):
         self.monitor, self.mode = monitor, resolve_mode(monitor, mode)
         self.patience, self.min_delta, self.restore_best = patience, abs(min_delta), restore_best
+        self.rule = check_choice("early_stop_rule", rule, EARLY_STOP_RULES)
         self.best_, self.best_epoch_, self.wait_ = math.inf if self.mode == "min" else -math.inf, 0, 0
+        self.previous_: float | None = None  # the consecutive rule: last epoch's value
+        self.tie_ = tie_breaker(monitor)
+        self.best_tie_: float | None = None  # the tie-breaker's value at the best epoch
         self.best_weights_: dict[str, torch.Tensor] | None = None
 
     def improved(self, value: float) -> bool:
         """Better than the best so far by more than ``min_delta``."""
         return is_better(value, self.best_ - self.min_delta if self.mode == "min" else self.best_ + self.min_delta, self.mode)
 
+    def _tied(self, value: float, logs: dict[str, float]) -> bool:
+        """Not better than the best, not worse either, and better by the tie-breaker."""
+        if self.tie_ is None or self.best_tie_ is None or self.tie_ not in logs or math.isnan(value):
+            return False
+        return not is_better(self.best_, value, self.mode) and is_better(logs[self.tie_], self.best_tie_, "min")
+
+    def worse_streak(self, value: float) -> int:
+        """The consecutive rule's count after ``value``: epochs in a row that were worse than the one before
+        (a NaN counts as worse)."""
+        worse = self.previous_ is not None and (math.isnan(value) or is_better(self.previous_, value, self.mode))
+        self.previous_ = value
+        self.wait_ = self.wait_ + 1 if worse else 0
+        return self.wait_
+
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
         if self.monitor not in logs:
             raise TrainwiseError(f"monitor '{self.monitor}' is not among the logged metrics: {', '.join(logs)}",
                                  hint="set --monitor to one of them, e.g. val/loss")
         value = logs[self.monitor]
-        if self.improved(value):
-            self.best_, self.best_epoch_, self.wait_ = value, epoch, 0
+        best = self.improved(value)
+        tie = self._tied(value, logs)
+        if best or tie:
+            if best or is_better(value, self.best_, self.mode):
+                self.best_ = value
+            self.best_epoch_, self.best_tie_ = epoch, logs.get(self.tie_) if self.tie_ else None
             if self.restore_best:
                 self.best_weights_ = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        if self.rule == "consecutive":
+            if self.worse_streak(value) == self.patience:
+                verb = "rose" if self.mode == "min" else "fell"
+                trainer.request_stop(f"{self.monitor} {verb} in {self.patience} consecutive epochs "
+                                     f"(best {self.best_:.4g} at epoch {self.best_epoch_})")
+            return
+        if best:
+            self.wait_ = 0
             return
         self.wait_ += 1
         if self.patience is not None and self.wait_ >= self.patience:
@@ -99,14 +164,19 @@ class EarlyStopping(Callback):
             trainer.model.load_state_dict(self.best_weights_)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best_, "best_epoch": self.best_epoch_, "wait": self.wait_, "best_weights": self.best_weights_}
+        return {"best": self.best_, "best_epoch": self.best_epoch_, "wait": self.wait_, "best_weights": self.best_weights_,
+                "previous": self.previous_, "best_tie": self.best_tie_}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         best, best_epoch, wait = state["best"], state["best_epoch"], state["wait"]
+        previous, best_tie = state.get("previous"), state.get("best_tie")
+        if not (best_tie is None or isinstance(best_tie, (int, float))):
+            raise ValueError(f"early-stopping state best_tie={best_tie!r} is not possible")
         if not (best is None or isinstance(best, (int, float))) or not (best_epoch is None or isinstance(best_epoch, int)) \
-                or not isinstance(wait, int) or wait < 0:
-            raise ValueError(f"early-stopping state best={best!r}, best_epoch={best_epoch!r}, wait={wait!r} is not possible")
-        self.best_, self.best_epoch_, self.wait_ = best, best_epoch, wait
+                or not isinstance(wait, int) or wait < 0 or not (previous is None or isinstance(previous, (int, float))):
+            raise ValueError(f"early-stopping state best={best!r}, best_epoch={best_epoch!r}, wait={wait!r}, "
+                             f"previous={previous!r} is not possible")
+        self.best_, self.best_epoch_, self.wait_, self.previous_, self.best_tie_ = best, best_epoch, wait, previous, best_tie
         self.best_weights_ = state.get("best_weights")
 
 

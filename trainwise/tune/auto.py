@@ -35,16 +35,21 @@ def capacity_choices(model: str) -> list[str]:
     ['mlp:128,64', 'mlp:256,128', 'mlp:256']
     >>> capacity_choices("cnn:16,32")
     ['cnn:16,32', 'cnn:32,64']
+    >>> capacity_choices("resmlp:64,2"), capacity_choices("resnet:16,32:2")
+    (['resmlp:64,2', 'resmlp:128,2', 'resmlp:64,4'], ['resnet:16,32:2', 'resnet:32,64:2'])
     >>> capacity_choices("my_models.py:build")
     ['my_models.py:build']
     """
     kind, _, rest = model.partition(":")
     conv, _, dense = rest.partition(":")
-    if kind not in ("mlp", "cnn") or not conv or not all(w.strip().isdigit() for w in conv.split(",")) or (kind == "mlp" and dense):
+    if kind not in ("mlp", "cnn", "resmlp", "resnet") or not conv or not all(w.strip().isdigit() for w in conv.split(",")) \
+            or (kind in ("mlp", "resmlp") and dense) or (kind == "resmlp" and conv.count(",") != 1):
         return [model]  # user code (or a spec we do not vary): its architecture is the user's decision
     widths = [int(w) for w in conv.split(",")]
-    if kind == "cnn":
-        return [model, f"cnn:{','.join(str(2 * w) for w in widths)}" + (f":{dense}" if dense else "")]
+    if kind in ("cnn", "resnet"):  # wider stages; a resnet's blocks per stage stay
+        return [model, f"{kind}:{','.join(str(2 * w) for w in widths)}" + (f":{dense}" if dense else "")]
+    if kind == "resmlp":  # wider, or deeper: twice the blocks
+        return [model, f"resmlp:{2 * widths[0]},{widths[1]}", f"resmlp:{widths[0]},{2 * widths[1]}"]
     variants = [widths, [2 * w for w in widths], [2 * widths[0]]]
     return list(dict.fromkeys(f"mlp:{','.join(map(str, v))}" for v in variants))
 
@@ -93,6 +98,7 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     say(f"    suggested {top:.2e}; searching {low:.1e} .. {high:.1e}")
     stage("lr_finder", s0, suggestion=found.suggestion, search_range=[low, high])
 
+    cfg = cfg.model_copy(update={k: setup.cfg.model_dump()[k] for k in ("batch_size", "patience", "monitor")})  # autos resolved
     say(f"[bold]3/6 regularized run[/bold]: lr {center:.2e}, dropout {cfg.dropout}, early stopping (patience {cfg.patience})")
     say("[bold]4/6 bounded search around it[/bold] (Optuna TPE, median pruning; train/val only)")
     space = {"lr": {"type": "loguniform", "low": low, "high": high},
@@ -100,9 +106,12 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
              "weight_decay": {"type": "categorical", "choices": list(_DECAYS)},
              "batch_size": {"type": "categorical", "choices": sorted({cfg.batch_size, 16, 32, 64})},
              "model": {"type": "categorical", "choices": capacity_choices(cfg.model)}}
+    if isinstance(cfg.dropout, list):  # the user's per-layer rates stay, and so does the model they fit
+        space = {k: v for k, v in space.items() if k not in ("dropout", "model")}
     s0 = time.perf_counter()
     first = {"lr": center, "dropout": cfg.dropout, "weight_decay": cfg.weight_decay if cfg.weight_decay in _DECAYS
              else 0.0, "batch_size": cfg.batch_size, "model": cfg.model}
+    first = {k: v for k, v in first.items() if k in space}
     fixed = {k: v for k, v in cfg.model_dump().items() if k not in space and k not in ("quiet", "checkpoint", "run_dir", "seed")}
     reserve = 0.15 * (deadline - time.perf_counter()) + 10  # time kept for the final retrain and the report
     result = tune(space, method="optuna", trials=10_000, out=out_dir / "search", seed=cfg.seed,

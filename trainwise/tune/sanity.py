@@ -58,6 +58,7 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
     # regularization off: the question is whether the model *can* fit, not whether it generalizes
     cfg = cfg.model_copy(update={"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "l2": 0.0, "quiet": True, "compile": False})
     setup = setup_run(cfg, data, y)
+    cfg = setup.cfg  # with its auto settings resolved
     X, yy = setup.prep.arrays["train"]
     n = min(batches * cfg.batch_size, len(yy))
     Xt, yt = to_tensors(X[:n], yy[:n], setup.kind, setup.device)

@@ -248,8 +248,9 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
         grid = [grid[i] for i in picked]
     trials = trials or (len(grid) + len(enqueue) if method == "grid" else 10)
     check_output_dir(out, "--out")
-    check_run(setup_run(base_cfg))  # the space's first point and the data: input errors before any folder exists
-    monitor, mode = monitor_of(base_cfg)
+    first_setup = setup_run(base_cfg)
+    check_run(first_setup)  # the space's first point and the data: input errors before any folder exists
+    monitor, mode = monitor_of(first_setup.cfg)
     direction = "minimize" if mode == "min" else "maximize"
     if finish:  # before any folder exists: a study that is not there, still running or finished already
         ready_to_finish(storage, study_name, heartbeat)
