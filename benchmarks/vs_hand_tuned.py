@@ -42,10 +42,13 @@ On a shared machine the wall times are noisy: compare them within one run, as ra
 
 Goal: (a) within 1 accuracy point (0.01 R²) of (c) on every problem, and (b) at least (c).
 
-Run (full, ~35 min for (a)+(c) on 2 CPU cores, then (b) ~35 min, merged into one table):
+Run (full, on 2 shared CPU cores: 17 min for (a)+(c), then 26 min for (b), merged into one table):
   .venv/bin/python benchmarks/vs_hand_tuned.py --methods a c
   .venv/bin/python benchmarks/vs_hand_tuned.py --methods b --merge
-Quick (about a minute): .venv/bin/python benchmarks/vs_hand_tuned.py --seeds 0 --epochs-scale 0.1 --problems iris wine shapes --methods a c
+Quick (30-60 s; written elsewhere, so the full results stay):
+  .venv/bin/python benchmarks/vs_hand_tuned.py --seeds 0 --epochs-scale 0.1 --problems iris wine shapes --methods a c --json /tmp/q.json
+To measure one fixed version while the tree changes, put a copy of it first on the path (the subprocesses inherit it):
+  git archive HEAD trainwise | tar -x -C /tmp/tw-head && PYTHONPATH=/tmp/tw-head .venv/bin/python benchmarks/vs_hand_tuned.py
 Raw per-seed results (with each (a) run's stop reason and best epoch and each grid point's best epoch) go to --json;
 --runs-dir keeps the (a)/(b) run directories for inspection (default: a temporary folder, removed at the end).
 """
@@ -279,7 +282,7 @@ def gap(rows: list[dict], rows_c: list[dict]) -> str:
     """Mean over seeds of (method - hand grid), paired by seed."""
     by_seed = {r["seed"]: r["test"] for r in rows}
     diffs = [by_seed[r["seed"]] - r["test"] for r in rows_c if r["seed"] in by_seed]
-    return f"{statistics.mean(diffs):+.4f}" if diffs else "-"
+    return f"{round(statistics.mean(diffs), 4) + 0.0:+.4f}" if diffs else "-"  # (+ 0.0: no "-0.0000")
 
 
 def seconds(rows: list[dict], field: str = "wall_s") -> str:
@@ -323,9 +326,12 @@ def main() -> None:
 
     json_path = Path(args.json)
     results: list[dict] = []
+    earlier_meta: list[dict] = []
     if args.merge and json_path.exists():
+        earlier = json.loads(json_path.read_text())
         redo = {(p.name, s, m) for p in problems for s in args.seeds for m in args.methods}
-        results = [r for r in json.loads(json_path.read_text())["results"] if (r["problem"], r["seed"], r["method"]) not in redo]
+        results = [r for r in earlier["results"] if (r["problem"], r["seed"], r["method"]) not in redo]
+        earlier_meta = earlier["meta"] if isinstance(earlier["meta"], list) else [earlier["meta"]]
     with tempfile.TemporaryDirectory(prefix="vs_hand_tuned-") as tmp:
         runs = Path(args.runs_dir) if args.runs_dir else Path(tmp) / "runs"
         data_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -365,10 +371,12 @@ def main() -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     import trainwise
 
-    meta = {"command": " ".join(sys.argv), "threads": args.threads, "trainwise": f"{trainwise.__version__} from {Path(trainwise.__file__).parent}",
-            "torch": torch.__version__, "python": platform.python_version(),
+    meta = {"command": " ".join(sys.argv[1:]), "threads": args.threads,
+            "trainwise": f"{trainwise.__version__} from {Path(trainwise.__file__).parent}", "torch": torch.__version__,
+            "python": platform.python_version(),
             "machine": platform.machine(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    json_path.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    runs_meta = earlier_meta + [meta]  # with --merge: every invocation whose results are in the file
+    json_path.write_text(json.dumps({"meta": runs_meta, "results": results}, indent=1))
     print()
     print(table(results))
     print(f"\nraw results: {json_path}; goal: (a) within 0.01 of (c) on every row, (b) >= (c)")

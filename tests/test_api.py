@@ -46,7 +46,7 @@ def test_fit_parity_with_plain_loop_on_arrays(blobs, split, tmp_path):
     # the full fit() path with no extras == a plain loop on the same (unstandardized) split, same seed
     X, y = blobs
     r = trainwise.fit(X, y, quiet=True, run_dir=tmp_path / "r", standardize=False, dropout=0.0, early_stopping=False,
-                      restore_best=False, epochs=3, batch_size=16, lr=1e-2, model="mlp:16", split=split)
+                      restore_best=False, epochs=3, batch_size=16, lr=1e-2, model="mlp:16", split=split, schedule="none")
     Xtr, ytr = (torch.from_numpy(a) for a in r.data.arrays["train"])
     torch.manual_seed(0)
     model = MLP(4, [16], 3)

@@ -128,7 +128,7 @@ CLI_CASES = [
     (F + ["--schedule", "cosin"], "schedule 'cosin'", "did you mean 'cosine'?"),
     (F + ["--activation", "relux"], "activation 'relux'", "did you mean 'relu'?"),
     (F + ["--target", "species"], "target='species'", "leave --target out"),
-    (F + ["--warmup-epochs", "2"], "warmup_epochs", "--schedule cosine"),
+    (F + ["--schedule", "step", "--warmup-epochs", "0.5"], "only applies to the cosine schedule", "--schedule cosine"),
     (F + ["--schedule", "cosine", "--warmup-epochs", "5", "--epochs", "3"], "not shorter than the run (epochs=3)", "below 3"),
     (F + ["--augment", "flop"], "augmentation 'flop'", "did you mean 'flip'?"),
     (F + ["--augment", "rotate=500"], "outside [0, 180]", "rotate=10"),
@@ -274,7 +274,7 @@ def test_the_run_dir_of_a_place_that_cannot_be_written_is_refused_first(inputs, 
 
 def test_resume_with_another_models_checkpoint_names_the_file(inputs, capsys):
     assert main(F + ["--model", "mlp:8", "--run-dir", "a"]) == 0
-    assert main(F + ["--model", "mlp:16", "--run-dir", "b", "--no-early-stopping"]) == 0
+    assert main(F + ["--model", "mlp:16", "--run-dir", "b", "--no-early-stopping", "--schedule", "none"]) == 0
     (inputs / "b" / "summary.json").unlink()  # as if b had been killed
     (inputs / "b" / "checkpoints" / "last.safetensors").write_bytes((inputs / "a" / "checkpoints" / "last.safetensors").read_bytes())
     capsys.readouterr()

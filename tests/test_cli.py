@@ -111,7 +111,7 @@ def test_regularization_and_optimization_flags_reach_the_run(tmp_path, cli):
     assert (cfg["l1"], cfg["l2"], cfg["penalize"], cfg["schedule"], cfg["step_size"], cfg["gamma"]) == (1e-3, 1e-3, "all", "step", 2, 0.1)
     assert (cfg["clip_norm"], cfg["accumulate"], cfg["precision"], cfg["init"], cfg["checkpoint"]) == (2.0, 2, "bf16", "xavier", False)
     frame = pd.read_csv(run / "metrics.csv")
-    assert frame["lr"].tolist() == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    assert frame["lr"].tolist() == pytest.approx([3e-3, 3e-3, 3e-4, 3e-4])
     assert {"train/penalty", "train/grad_norm"} <= set(frame.columns) and not (run / "checkpoints").exists()
 
 

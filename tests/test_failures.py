@@ -30,7 +30,7 @@ def _strict_json(path: Path):
 
 def test_divergence_in_the_first_epoch_fails_without_weights_or_test(tmp_path, cli):
     run = tmp_path / "r"
-    code, out, err = cli("fit", "--optimizer", "sgd", "--lr", "1e3", "--run-dir", str(run), "--quiet")
+    code, out, err = cli("fit", "--optimizer", "sgd", "--lr", "1e3", "--schedule", "none", "--batch-size", "16", "--run-dir", str(run), "--quiet")
     assert code == EXIT_FAILED == 3
     s = _strict_json(run / "summary.json")
     assert s["status"] == "failed" and s["best_epoch"] is None and s["test"] is None and s["test_evaluations"] == 0

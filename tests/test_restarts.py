@@ -19,7 +19,7 @@ def test_restarts_keep_the_best_seed_and_report_the_spread(tmp_path, monkeypatch
         return original(self, batches, prefix=prefix)
 
     monkeypatch.setattr(trainwise.Trainer, "evaluate", counting)
-    r = trainwise.fit("wine", run_dir=tmp_path / "r", restarts=3, seed=5, epochs=15, quiet=True)
+    r = trainwise.fit("wine", run_dir=tmp_path / "r", restarts=3, seed=5, epochs=15, quiet=True, monitor="val/loss")
     assert calls.count("test") == 1  # the test split is touched once, for the chosen model
     rs = r.summary["restarts"]
     assert rs["seeds"] == [5, 6, 7] and rs["monitor"] == "val/loss"
@@ -159,7 +159,7 @@ def test_restarts_resume_refuses_a_damaged_population_checkpoint_and_other_epoch
 
     run = tmp_path / "r"
     with pytest.raises(KeyboardInterrupt):  # a restarts run passes the interrupt on (exit 130)
-        trainwise.fit("iris", run_dir=run, restarts=2, epochs=6, quiet=True, callbacks=[CtrlC()])
+        trainwise.fit("iris", run_dir=run, restarts=2, epochs=6, quiet=True, callbacks=[CtrlC()], schedule="none")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and f"resume it: trainwise fit --resume {run}" in summary["stop_reason"]
     code, out, err = cli("fit", "--resume", str(run), "--epochs", "9", "--quiet")

@@ -14,7 +14,7 @@ from trainwise.runs import decode_state, encode_state, load_checkpoint
 
 # options that put state everywhere: dropout (global RNG), a schedule, early-stopping counters, clipping, BN
 OPTIONS = dict(data="wine", epochs=40, quiet=True, dropout=0.3, schedule="step", step_size=3, patience=4,
-               batch_norm=True, clip_norm=1.0)
+               batch_norm=True, clip_norm=1.0, monitor="val/loss")
 KILLER = """
 import os, signal, sys, trainwise
 class KillAfter(trainwise.Callback):
@@ -99,7 +99,7 @@ def test_checkpoint_encoding_round_trips_without_pickle():
 
 
 def test_resume_errors_say_what_to_do(tmp_path):
-    r = trainwise.fit("iris", run_dir=tmp_path / "done", epochs=3, quiet=True)
+    r = trainwise.fit("iris", run_dir=tmp_path / "done", epochs=3, quiet=True, schedule="none")  # resumed with other --epochs
     with pytest.raises(TrainwiseError, match=r"already finished \(completed.*HINT: .*give --epochs above 3"):
         trainwise.fit(resume=tmp_path / "done")
     with pytest.raises(TrainwiseError, match="cannot change lr.*only --epochs and --quiet"):
@@ -109,7 +109,7 @@ def test_resume_errors_say_what_to_do(tmp_path):
     (tmp_path / "done" / "checkpoints" / "last.safetensors").write_bytes(b"garbage")
     with pytest.raises(TrainwiseError, match="last.safetensors' cannot be read.*HINT: the file is damaged"):
         trainwise.fit(resume=r.run_dir, epochs=5)
-    nock = trainwise.fit("iris", run_dir=tmp_path / "nock", epochs=2, quiet=True, checkpoint=False)
+    nock = trainwise.fit("iris", run_dir=tmp_path / "nock", epochs=2, quiet=True, checkpoint=False, schedule="none")
     with pytest.raises(TrainwiseError, match="does not exist.*checkpoints on"):
         trainwise.fit(resume=nock.run_dir, epochs=5)
     assert not (tmp_path / "nock" / "checkpoints").exists()
@@ -148,7 +148,7 @@ def test_resume_before_the_first_checkpoint_says_to_start_again(tmp_path):
 def test_augmented_image_run_resumes_exactly(tmp_path, fashion_dir):
     """The augmenter's generator is part of the checkpoint: a resumed run draws the same augmentations."""
     opts = dict(data="fashion-mnist", data_dir=str(fashion_dir), model="cnn:4", augment="flip,rotate=10,crop=0.8,jitter=0.2",
-                quiet=True, early_stopping=False)
+                quiet=True, early_stopping=False, schedule="none")  # resumed with other --epochs
     full = trainwise.fit(run_dir=tmp_path / "full", epochs=3, **opts)
     trainwise.fit(run_dir=tmp_path / "part", epochs=1, **opts)
     more = trainwise.fit(resume=tmp_path / "part", epochs=3, quiet=True)

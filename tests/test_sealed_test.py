@@ -34,7 +34,7 @@ def test_unfinished_runs_have_not_looked(tmp_path):
             if epoch == 2:
                 raise KeyboardInterrupt
 
-    r = trainwise.fit("iris", run_dir=tmp_path / "r", quiet=True, epochs=5, callbacks=[CtrlC()])
+    r = trainwise.fit("iris", run_dir=tmp_path / "r", quiet=True, epochs=5, callbacks=[CtrlC()], schedule="none")
     assert r.summary["test"] is None and r.summary["test_evaluations"] == 0
     done = trainwise.fit(resume=r.run_dir, quiet=True)
     assert done.summary["test_evaluations"] == 1

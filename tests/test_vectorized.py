@@ -140,7 +140,7 @@ def test_the_stack_prints_one_line_per_epoch_and_each_members_stop():
     fit(data="iris", model="mlp:8", epochs=3, restarts=2, checkpoint=False, console=Console(file=out, width=200))
     text = out.getvalue()
     assert "training 2 members (seeds 0..1) as one stacked model" in text
-    assert "epoch    3: 2 members" in text and "best val/loss" in text
+    assert "epoch    3: 2 members" in text and "best val/accuracy" in text
 
 
 # --- the parts ---
@@ -207,7 +207,8 @@ def _search_pair(tmp_path, space, **options):
 
     out = {}
     for vec in (True, False):
-        tune(space, method="random", trials=4, out=tmp_path / str(vec), retrain=False, vectorize=vec, **options)
+        tune(space, method="random", trials=4, out=tmp_path / str(vec), retrain=False, vectorize=vec,
+             **({"monitor": "val/loss"} | options))
         out[vec] = pd.read_csv(tmp_path / str(vec) / "results.csv").sort_values("trial").reset_index(drop=True)
     return out[True], out[False]
 
@@ -241,11 +242,11 @@ def test_search_trials_that_differ_in_more_than_per_member_values_are_grouped(tm
 
     space = {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2, "num": 2},
              "batch_size": {"type": "categorical", "choices": [16, 32]}}
-    r = tune(space, method="grid", out=tmp_path / "g", retrain=False, data="iris", model="mlp:8", epochs=2)
+    r = tune(space, method="grid", out=tmp_path / "g", retrain=False, data="iris", model="mlp:8", epochs=2, monitor="val/loss")
     rows = r["results"].sort_values("trial")
     assert rows["stacked"].tolist() == [2, 2, 2, 2]
     seq = tune(space, method="grid", out=tmp_path / "s", retrain=False, data="iris", model="mlp:8", epochs=2,
-               vectorize=False)["results"].sort_values("trial")
+               vectorize=False, monitor="val/loss")["results"].sort_values("trial")
     assert np.allclose(rows["best_val/loss"], seq["best_val/loss"], rtol=1e-4)
 
 
@@ -279,7 +280,7 @@ def test_search_trials_differing_in_penalties_train_stacked_as_alone(tmp_path):
     out = {}
     for vec in (True, False):
         tune(space, method="grid", out=tmp_path / str(vec), retrain=False, vectorize=vec, data="wine", model="mlp:16",
-             epochs=4, clip_norm=1.0)
+             epochs=4, clip_norm=1.0, monitor="val/loss")
         out[vec] = pd.read_csv(tmp_path / str(vec) / "results.csv").sort_values("trial")
     assert out[True]["stacked"].tolist() == [4] * 4
     assert np.allclose(out[True]["best_val/loss"], out[False]["best_val/loss"], rtol=1e-4)
@@ -306,7 +307,7 @@ def test_the_plateau_schedule_follows_each_members_own_metric(tmp_path):
 
 
 def test_lr_auto_runs_each_members_own_range_test_then_stacks():
-    vec, seq = _pair(data="wine", model="mlp:16", epochs=4, restarts=3, lr="auto")
+    vec, seq = _pair(data="wine", model="mlp:16", epochs=4, restarts=3, lr="auto", schedule="none")
     _assert_same_runs(vec, seq)
     assert vec.summary["lr_finder"]["suggestion"] == pytest.approx(seq.summary["lr_finder"]["suggestion"], rel=1e-6)
     assert vec.history[0]["lr"] == pytest.approx(vec.summary["lr_finder"]["suggestion"], rel=1e-6)

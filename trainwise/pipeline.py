@@ -11,7 +11,6 @@ lr-find, auto, the estimator) goes through here; nothing else re-reads the confi
 """
 from __future__ import annotations
 
-import math
 import platform
 import time
 from dataclasses import dataclass, field, replace
@@ -35,7 +34,8 @@ from .models.summary import summarize
 from .models.transfer import freeze, load_initial_weights
 from .report.plots import confusion_matrix
 from .train import Callback, EarlyStopping, LRSchedule, Penalty, ProgressTable, Trainer, resolve_loss
-from .train.callbacks import check_monitor, logged_metrics, resolve_mode, resolve_monitor
+from .train.auto_settings import resolve_auto
+from .train.callbacks import check_monitor, logged_metrics, resolve_mode
 from .train.components import output_size, target_kind
 from .train.distributed import DistributedTraining, ShardedBatches, World, join, shard_rows
 from .train.lr_finder import lr_find
@@ -43,7 +43,7 @@ from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
            "train_run", "run_callbacks", "vary", "DATA_OPTIONS", "record_run", "finish_run", "model_for", "auto_lr", "resolve_device",
-           "monitor_of", "resolve_auto", "auto_batch_size", "auto_patience", "OK_STATUSES", "check_run", "check_batch_size", "check_distributed"]
+           "monitor_of", "OK_STATUSES", "check_run", "check_batch_size", "check_distributed"]
 
 OK_STATUSES = ("completed", "early_stopped")  # a run that ended normally: its weights and test split may be used
 
@@ -147,32 +147,6 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
     return RunSetup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start, world=world)
-
-
-def auto_batch_size(n_train: int) -> int:
-    """``batch_size: auto``: the power of two nearest n_train/50, within 16..128, so a small set still takes
-    ~50 optimizer steps an epoch and a large one is not slowed by tiny batches.
-
-    >>> [auto_batch_size(n) for n in (105, 1257, 3500, 42000)]
-    [16, 32, 64, 128]
-    """
-    return int(min(128, max(16, 2 ** round(math.log2(max(n_train, 1) / 50)))))
-
-
-def auto_patience(epochs: int) -> int:
-    """``patience: auto``: a tenth of the epoch budget, at least 10 (the budget is a budget, not a target).
-
-    >>> auto_patience(50), auto_patience(200)
-    (10, 20)
-    """
-    return max(10, round(epochs / 10))
-
-
-def resolve_auto(cfg: RunConfig, task: str, n_train: int) -> dict[str, Any]:
-    """The values that ``auto`` settings stand for, once the data is known (saved resolved in config.yaml)."""
-    return {"monitor": resolve_monitor(cfg.monitor, task),
-            "batch_size": auto_batch_size(n_train) if cfg.batch_size == "auto" else cfg.batch_size,
-            "patience": auto_patience(cfg.epochs) if cfg.patience == "auto" else cfg.patience}
 
 
 def check_distributed(cfg: RunConfig, prep: PreparedData) -> None:
@@ -291,16 +265,16 @@ def model_for(cfg: RunConfig) -> tuple[nn.Module, RunSetup]:
 
 def auto_lr(trainer: Trainer, batches: Any, console=None):
     """Run the LR finder (model and optimizer restored afterwards) and set its suggestion as the optimizer's LR;
-    the result is kept as ``trainer.lr_finder`` (a writer saves its curve)."""
+    the result is kept as ``trainer.lr_finder`` (a writer saves its curve). A sweep without a clear descent
+    suggests nothing (see `lr_finder`): the run then trains at the default learning rate and says so."""
     result = lr_find(trainer, batches)
-    if result.suggestion is None:
-        raise TrainwiseError(f"the LR finder could not suggest a learning rate ({result.stop_reason})",
-                             hint="give --lr explicitly, e.g. --lr 1e-3, and check the data with `trainwise sanity`")
+    lr = result.suggestion if result.suggestion is not None else RunConfig.model_fields["lr"].default
     for g in trainer.optimizer.param_groups:
-        g["lr"] = result.suggestion
+        g["lr"] = lr
     trainer.lr_finder = result
     if console is not None:
-        console.print(f"lr auto: the LR finder suggests {result.suggestion:.2e} ({result.stop_reason})")
+        console.print(f"lr auto: the LR finder suggests {lr:.2e} ({result.stop_reason})" if result.suggestion is not None else
+                      f"lr auto: {result.stop_reason}; training at the default lr {lr:.0e} instead")
     return result
 
 
@@ -370,6 +344,17 @@ class RunResult:
         return self.test
 
     @property
+    def base_lr(self) -> float | None:
+        """The learning rate the run was asked to train at (the schedule's peak): the config's, or with ``lr: auto``
+        the LR finder's suggestion (the default when it had none); a warmup's first epoch shows less in metrics.csv."""
+        lr, found = self.setup.cfg.lr, self.trainer.lr_finder
+        if lr != "auto":
+            return lr
+        if found is not None:
+            return found.suggestion if found.suggestion is not None else RunConfig.model_fields["lr"].default
+        return self.history[0]["lr"] if self.history else None
+
+    @property
     def class_names(self) -> list[str]:
         prep = self.setup.prep
         return prep.class_names or [str(i) for i in range(prep.n_classes or 2)]
@@ -387,7 +372,7 @@ class RunResult:
             "data": s.prep.describe(),
             "model": {"spec": cfg.model if s.user_model is None else s.recipe["class"], "recipe": s.recipe,
                       "parameters": sum(p.numel() for p in trainer.model.parameters())},
-            "loss": s.loss, "optimizer": cfg.optimizer, "lr": self.history[0]["lr"] if self.history else None,
+            "loss": s.loss, "optimizer": cfg.optimizer, "lr": self.base_lr,
             "lr_finder": trainer.lr_finder.to_dict() if trainer.lr_finder else None,
             "device": str(s.device), "diagnostics": self.diagnostics, "transfer": self.transfer,
             "augment": cfg.augment, "test_confusion": self.confusion, **(extra or {}),

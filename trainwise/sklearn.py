@@ -50,7 +50,7 @@ from . import api
 from .config import RunConfig
 from .data import PreparedData
 from .errors import TrainwiseError
-from .pipeline import RunSetup, resolve_device, train_run
+from .pipeline import RunSetup, resolve_auto, resolve_device, train_run
 from .train.components import target_kind
 
 __all__ = ["TrainwiseClassifier", "TrainwiseRegressor", "TrainwiseEstimator", "EstimatorInputError", "EXCLUDED"]
@@ -98,14 +98,14 @@ class TrainwiseEstimator(BaseEstimator):
 
     _task = "auto"
 
-    def __init__(self, *, standardize=True, model="mlp:128,64", activation="relu", dropout=0.1, batch_norm=False,
+    def __init__(self, *, standardize=True, model="mlp:128,64", activation="relu", dropout=0.0, batch_norm=False,
                  init_from=None, train_last=None, freeze=None, unfreeze_after=None, unfreeze_lr_factor=0.1,
-                 loss="auto", optimizer="adam", lr=1e-3, momentum=0.9, nesterov=False, weight_decay=0.0,
-                 init="default", l1=0.0, l2=0.0, penalize="weights", schedule="none", step_size=10, gamma=None,
-                 warmup_epochs=0.0, schedule_patience=5, clip_norm=None, clip_value=None, accumulate=1,
+                 loss="auto", optimizer="adam", lr=3e-3, momentum=0.9, nesterov=False, weight_decay=0.0,
+                 init="default", l1=0.0, l2=0.0, penalize="weights", schedule="cosine", step_size=10, gamma=None,
+                 warmup_epochs="auto", schedule_patience=5, clip_norm=None, clip_value=None, accumulate=1,
                  precision="32", compile=False, compile_mode="default",
-                 epochs=200, batch_size=16, seed=0, device="auto",
-                 early_stopping=True, monitor="val/loss", mode="auto", patience=10, early_stop_rule="patience", min_delta=0.001,
+                 epochs=200, batch_size="auto", seed=0, device="auto",
+                 early_stopping=True, monitor="auto", mode="auto", patience="auto", early_stop_rule="patience", min_delta=0.001,
                  restore_best=True, restarts=1, vectorize=True, checkpoint=True, tensorboard=False, histogram_every=5,
                  run_dir=None, validation_fraction=0.15, verbose=False):
         for name, value in list(locals().items()):  # stored as given, validated in fit: scikit-learn's contract
@@ -168,6 +168,7 @@ class TrainwiseEstimator(BaseEstimator):
                                                 lr=self.summary_["lr"] if self.lr == "auto" else self.lr,
                                                 init_from=None, train_last=None, freeze=None, unfreeze_after=None,
                                                 restore_best=False), source="estimator parameter")
+            cfg = cfg.model_copy(update=resolve_auto(cfg, target.task, len(y)))  # as setup_run would
             names = [str(c) for c in target.classes] if target.classes is not None else None
             prep = PreparedData({"train": (self.preprocessor_.transform(X), target.encode(y, what="y"))}, target.task,
                                 self.preprocessor_, target, "arrays", class_names=names, indices={"train": np.arange(len(y))})

@@ -110,10 +110,10 @@ def test_gradcheck_leaves_the_model_untouched():
 def test_cli_gradcheck_and_summary(cli):
     code, out, _ = cli("gradcheck", "--data", "iris", "--model", "mlp:8", "--activation", "tanh")
     assert code == 0 and "PASS: largest relative error" in out and "1.weight" in out
-    code, out, _ = cli("summary", "--data", "digits", "--model", "mlp:32", "--batch-norm", "--json")
+    code, out, _ = cli("summary", "--data", "digits", "--model", "mlp:32", "--batch-norm", "--dropout", "0.1", "--json")
     s = json.loads(out)
     assert [layer["type"] for layer in s["layers"]] == ["Flatten", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"]
-    assert s["layers"][1]["output_shape"] == [16, 32] and s["layers"][1]["parameters"] == 64 * 32 + 32
+    assert s["layers"][1]["output_shape"] == [32, 32] and s["layers"][1]["parameters"] == 64 * 32 + 32
     assert s["total_params"] == 64 * 32 + 32 + 64 + 32 * 10 + 10 and s["param_bytes"] == 4 * s["total_params"]
     code, out, _ = cli("summary", "--data", "digits", "--model", "mlp:32")
     assert "parameters: 2,410 (2,410 trainable, 0 frozen)" in out

@@ -27,7 +27,7 @@ def test_report_has_every_section_and_inline_images(run):
     assert f"<td>test/accuracy</td><td>{acc:.4f}</td>" in page
     for name, count in run.summary["data"]["train_class_counts"].items():
         assert f"<td>{name}</td><td>{count}</td>" in page
-    assert "parameters: " in page and "lr: 0.001" in page  # model summary and config
+    assert "parameters: " in page and "lr: 0.003" in page  # model summary and config
     # a table of numbers: no sample images, no test images, no regression plot (neither file nor figure)
     assert not any((run.run_dir / n).exists() for n in ("samples.png", "test_predictions.png", "regression.png"))
     assert "<figure>" not in page

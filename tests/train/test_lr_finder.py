@@ -72,7 +72,8 @@ def test_argument_errors():
 
 
 def test_lr_auto_in_fit_uses_the_suggestion_and_saves_the_curve(tmp_path):
-    r = trainwise.fit("breast-cancer", lr="auto", run_dir=tmp_path / "r", quiet=True, epochs=3, checkpoint=False)
+    r = trainwise.fit("breast-cancer", lr="auto", run_dir=tmp_path / "r", quiet=True, epochs=3, checkpoint=False,
+                      schedule="none")
     found = r.summary["lr_finder"]["suggestion"]
     assert r.summary["lr"] == found and r.history[0]["lr"] == found and 1e-7 <= found <= 10
     points = pd.read_csv(tmp_path / "r" / "lr_find.csv")
@@ -122,7 +123,7 @@ def test_sweep_reproduces_the_hand_written_loop_exactly_across_epochs(optimizer)
     (t, b), (ref_t, ref_b) = made
     r = lr_find(t, b, start_lr=1e-6, end_lr=1e-3, steps=30)  # too low an end to diverge: all 30 steps run
     assert r.losses == _hand_written_sweep(ref_t, ref_b, 1e-6, 1e-3, 30)
-    assert r.stop_reason == "reached end_lr 0.001 after 30 steps" and len(r.lrs) == 30
+    assert r.stop_reason.startswith("reached end_lr 0.001 after 30 steps") and len(r.lrs) == 30
 
 
 def test_sweep_stops_mid_epoch_after_its_steps():
@@ -197,3 +198,32 @@ def test_ctrl_c_during_the_sweep_restores_and_propagates():
     with pytest.raises(KeyboardInterrupt):
         lr_find(t, Interrupting(), steps=50)
     assert all(torch.equal(before[k], v) for k, v in t.model.state_dict().items()) and t.status == "not_started"
+
+
+def _sweep(smoothed):
+    from trainwise.train.lr_finder import LRFinderResult, _suggest
+    lrs = [1e-7 * 10 ** (8 * i / (len(smoothed) - 1)) for i in range(len(smoothed))]
+    r = LRFinderResult(lrs=lrs, losses=list(smoothed), smoothed=list(smoothed), stop_reason="swept")
+    _suggest(r)
+    return r
+
+
+def test_no_suggestion_without_a_clear_descent():
+    """The benchmark's failures: a loss that never fell, or one lucky batch among the first steps, made the
+    finder suggest 1e-8 (below its own start) and `auto` train a chance-level model."""
+    flat = _sweep([2.0] * 60 + [2.0 + 0.5 * i for i in range(20)])
+    assert flat.suggestion is None and "no suggestion: the smoothed loss did not fall clearly" in flat.stop_reason
+    early_dip = _sweep([2.0, 1.5, 1.9] + [2.0] * 57 + [3.0 + i for i in range(20)])  # the dip is inside the burn-in
+    assert early_dip.suggestion is None
+    good = _sweep([2.3] * 30 + [2.3 - 0.05 * i for i in range(30)] + [0.8 + 0.3 * i for i in range(20)])
+    assert good.suggestion is not None and good.suggestion >= good.lrs[0]
+    assert good.suggestion <= good.min_over_10
+
+
+def test_lr_auto_without_a_suggestion_trains_at_the_default_and_says_so(monkeypatch, tmp_path):
+    from trainwise.train import lr_finder
+    monkeypatch.setattr(lr_finder, "_suggest", lambda r: setattr(r, "stop_reason", "no suggestion: flat"))
+    r = trainwise.fit("iris", lr="auto", epochs=2, quiet=True, run_dir=str(tmp_path / "r"))
+    assert r.history[0]["lr"] < 3e-3 and r.summary["lr_finder"]["suggestion"] is None  # warming up towards 3e-3
+    assert r.summary["lr_finder"]["stop_reason"] == "no suggestion: flat"
+    assert r.trainer.optimizer.param_groups[0]["initial_lr"] == pytest.approx(3e-3)

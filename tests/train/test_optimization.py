@@ -56,7 +56,7 @@ def test_onecycle_starts_low_peaks_and_ends_low(tmp_path):
 
 
 def test_plateau_halves_lr_only_after_patience_epochs_without_improvement(tmp_path):
-    frame = _lrs(tmp_path, "plat", 40, schedule="plateau", schedule_patience=1, lr=0.05)
+    frame = _lrs(tmp_path, "plat", 40, schedule="plateau", schedule_patience=1, lr=0.05, monitor="val/loss")
     lr, val = frame["lr"].tolist(), frame["val/loss"].tolist()
     best, bad, expected = math.inf, 0, [0.05]
     for v in val[:-1]:  # replay torch's rule: relative threshold 1e-4, then `patience` bad epochs

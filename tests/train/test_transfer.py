@@ -44,7 +44,7 @@ def test_frozen_layers_stay_and_the_new_head_trains(source_run, bitmoji_dir, tmp
 def test_unfreeze_after_k_epochs_with_a_lower_lr(source_run, bitmoji_dir, tmp_path):
     src = {k: v.clone() for k, v in source_run.model.state_dict().items()}
     r = _target(bitmoji_dir, tmp_path, "unfreeze", init_from=str(source_run.run_dir), train_last=1, epochs=4,
-                unfreeze_after=2, unfreeze_lr_factor=0.1)
+                unfreeze_after=2, unfreeze_lr_factor=0.1, schedule="none")
     assert [round(h["lr"], 8) for h in r.history] == [3e-3, 3e-3, 3e-4, 3e-4]
     conv = [k for k in r.summary["transfer"]["frozen"] if k.endswith("weight")][0]
     assert not torch.equal(r.model.state_dict()[conv], src[conv])  # trained once unfrozen

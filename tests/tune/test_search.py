@@ -51,9 +51,9 @@ def test_each_method_writes_the_table_and_the_best_config(tmp_path, method):
     path.write_text(yaml.safe_dump(SPACE))
     if method == "grid":  # 4 of the 3 x 2 grid's 6 points: drawn at random, with a warning (not its first corner)
         with pytest.warns(UserWarning, match="the grid has 6 points but trials=4: trying 4 of them"):
-            r = tune(path, method=method, trials=4, out=tmp_path / "t")
+            r = tune(path, method=method, trials=4, out=tmp_path / "t", monitor="val/loss")
     else:
-        r = tune(path, method=method, trials=4, out=tmp_path / "t")
+        r = tune(path, method=method, trials=4, out=tmp_path / "t", monitor="val/loss")
     table = pd.read_csv(tmp_path / "t" / "results.csv")
     assert len(table) == 4 and set(table["status"]) <= {"complete", "pruned", "failed"}
     assert {"trial", "lr", "dropout", "best_val/loss", "epochs", "status"} <= set(table.columns)
@@ -76,7 +76,7 @@ WORKER = """
 import sys
 from trainwise.tune import tune
 tune({space!r}, method="optuna", trials=3, out=sys.argv[1], storage=sys.argv[2], study_name="shared", seed=int(sys.argv[3]),
-     retrain=False)
+     retrain=False, monitor="val/loss")
 """
 
 
@@ -149,7 +149,7 @@ def test_shared_study_options_are_checked_before_anything_is_written(tmp_path, o
     assert not (tmp_path / "out").exists() and not (tmp_path / "missing.db").exists()
 
 
-def _journal(tmp_path, direction="minimize", name="s"):
+def _journal(tmp_path, direction="maximize", name="s"):  # the default monitor on iris: val/accuracy
     import optuna
 
     from trainwise.tune.workers import open_storage
@@ -187,8 +187,8 @@ def test_a_claimed_study_takes_no_finish_and_no_more_trials_from_any_process(tmp
 
 
 def test_a_shared_study_of_the_other_direction_is_refused_before_any_folder(tmp_path):
-    url, _, _ = _journal(tmp_path, direction="maximize")
-    with pytest.raises(TrainwiseError, match=r"study 's' in .* was created to maximize, but this search would minimize"):
+    url, _, _ = _journal(tmp_path, direction="minimize")
+    with pytest.raises(TrainwiseError, match=r"study 's' in .* was created to minimize, but this search would maximize"):
         tune(SPACE["space"], method="optuna", trials=2, data="iris", epochs=2, out=tmp_path / "out", storage=url,
              study_name="s", worker_only=True)
     assert not (tmp_path / "out").exists()

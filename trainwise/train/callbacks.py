@@ -137,8 +137,10 @@ class EarlyStopping(Callback):
             raise TrainwiseError(f"monitor '{self.monitor}' is not among the logged metrics: {', '.join(logs)}",
                                  hint="set --monitor to one of them, e.g. val/loss")
         value = logs[self.monitor]
-        best = self.improved(value)
-        tie = self._tied(value, logs)
+        # an epoch whose loss is NaN/inf holds no usable weights, whatever an accuracy computed from them says
+        usable = all(math.isfinite(v) for k, v in logs.items() if k.endswith("/loss"))
+        best = usable and self.improved(value)
+        tie = usable and self._tied(value, logs)
         if best or tie:
             if best or is_better(value, self.best_, self.mode):
                 self.best_ = value

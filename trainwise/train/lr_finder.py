@@ -139,14 +139,28 @@ def lr_find(trainer: Trainer, batches, *, start_lr: float = 1e-7, end_lr: float 
     return result
 
 
+_BURN_IN = 10  # the smoothing's memory (1 / (1 - 0.9) steps): before it, a "minimum" is one lucky batch
+
+
 def _suggest(r: LRFinderResult) -> None:
+    """Set ``r.suggestion`` (and ``min_over_10``), or leave it None with the reason in ``stop_reason`` when the
+    sweep shows no clear descent: its smoothed minimum within the first steps (one batch's noise, or a loss
+    that never fell), or less than 2% below the loss where the sweep started. A suggestion is never below the
+    sweep's own start."""
     pts = [(math.log10(lr), s) for lr, s in zip(r.lrs, r.smoothed) if math.isfinite(s)]
     if len(pts) < 3:
         return
-    i_min = min(range(len(pts)), key=lambda i: pts[i][1])
+    burn = min(_BURN_IN, len(pts) // 4)
+    i_min = min(range(burn, len(pts)), key=lambda i: pts[i][1])
+    start = pts[burn][1]
+    if i_min <= burn or pts[i_min][1] > start - 0.02 * abs(start):
+        r.stop_reason += ("; " if r.stop_reason else "") + (
+            f"no suggestion: the smoothed loss did not fall clearly ({start:.4g} at lr {10 ** pts[burn][0]:.1e}, lowest "
+            f"{pts[i_min][1]:.4g} at lr {10 ** pts[i_min][0]:.1e})")
+        return
     r.min_over_10 = 10 ** pts[i_min][0] / 10
     # the steepest descent within the two decades below the minimum: earlier wiggles are batch noise
-    window = [i for i in range(1, i_min) if pts[i][0] >= pts[i_min][0] - 2]
+    window = [i for i in range(max(1, burn), i_min) if pts[i][0] >= pts[i_min][0] - 2]
     slopes = {i: (pts[i + 1][1] - pts[i - 1][1]) / (pts[i + 1][0] - pts[i - 1][0]) for i in window}
     steepest = 10 ** pts[min(slopes, key=slopes.__getitem__)][0] if slopes else r.min_over_10
-    r.suggestion = min(steepest, r.min_over_10)
+    r.suggestion = max(min(steepest, r.min_over_10), r.lrs[0])
