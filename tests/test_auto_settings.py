@@ -31,3 +31,28 @@ def test_int_or_auto_settings_refuse_other_values(key, value):
     with pytest.raises(TrainwiseError, match=f"invalid option value {key}=.*neither a whole number >= 1 nor 'auto'") as e:
         RunConfig.build({key: value}, source="option")
     assert "whole number > 0" in e.value.hint and "or auto" in e.value.hint
+
+
+def test_auto_batch_never_exceeds_the_training_rows_and_the_estimator_fits_tiny_data():
+    import numpy as np
+
+    from trainwise.sklearn import TrainwiseClassifier
+    from trainwise.train.auto_settings import resolve_auto
+    assert resolve_auto(RunConfig(), "classification", 10)["batch_size"] == 10
+    X, y = np.random.default_rng(0).normal(size=(12, 3)), np.array([0, 1] * 6)
+    clf = TrainwiseClassifier(model="mlp:4", epochs=1).fit(X, y)  # 10 training rows: one batch of 10
+    assert clf.predict(X).shape == (12,)
+
+
+def test_the_consecutive_rule_watches_val_loss_with_the_notes_patience():
+    from trainwise.train.auto_settings import resolve_auto
+    auto = resolve_auto(RunConfig(early_stop_rule="consecutive"), "classification", 1000)
+    assert (auto["monitor"], auto["patience"]) == ("val/loss", 3)
+    given = resolve_auto(RunConfig(early_stop_rule="consecutive", monitor="val/accuracy", patience=5), "classification", 1000)
+    assert (given["monitor"], given["patience"]) == ("val/accuracy", 5)
+
+
+def test_a_mode_for_the_auto_monitor_is_refused():
+    with pytest.raises(TrainwiseError, match="mode=min was given for monitor=auto") as e:
+        RunConfig.build({"mode": "min"}, source="option")
+    assert "--monitor val/loss --mode min" in e.value.hint

@@ -308,6 +308,10 @@ class RunConfig(BaseModel):
                 raise ValueError(f"warmup_epochs: a warmup of {self.warmup_epochs:g} epochs is not shorter than the run "
                                  f"(epochs={self.epochs}), so the cosine part would never start. "
                                  f"HINT: use --warmup-epochs below {self.epochs} (e.g. {max(self.epochs // 10, 1)}), or more --epochs")
+        if self.monitor == "auto" and self.mode != "auto":
+            raise ValueError(f"mode: mode={self.mode} was given for monitor=auto, which picks its own metric and direction "
+                             "(val/accuracy, higher is better, for classification; val/loss for regression). "
+                             "HINT: name the metric too, e.g. --monitor val/loss --mode min, or leave --mode out")
         if self.early_stopping and self.split[1] == 0 and (self.monitor.startswith("val/") or self.monitor == "auto"):
             raise ValueError("split: early stopping monitors a validation metric but the validation fraction is 0. "
                              "HINT: give a validation fraction (e.g. --split 0.7,0.15,0.15) or --no-early-stopping")

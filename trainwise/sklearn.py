@@ -11,7 +11,7 @@ They follow scikit-learn's estimator contract (``__init__`` only stores paramete
   that `trainwise fit` writes, refused if it already holds a run) and ``verbose`` (False: no live table).
   The random seed keeps trainwise's name, ``seed``: same seed, same data -> identical predictions. A
   ``batch_size`` larger than the training rows is clipped to them with a warning (as scikit-learn's MLP does),
-  so small cross-validation folds still fit.
+  so small cross-validation folds still fit; the default ``auto`` never exceeds them.
 - Input: numeric arrays, lists or DataFrames (as float32; NaN/inf are refused: put a ``SimpleImputer`` and,
   for text columns, a ``OneHotEncoder`` in front). Preprocessing (standardization of the features and of a
   regression target) is fit on the training rows by the pipeline and kept for ``predict``; predictions are in

@@ -115,3 +115,12 @@ def test_monitor_auto_watches_accuracy_for_classification_and_loss_for_regressio
     assert trainwise.fit("diabetes", monitor="auto", epochs=2, quiet=True).summary["monitor"] == "val/loss"
     with pytest.raises(TrainwiseError, match="early stopping monitors a validation metric but the validation fraction is 0"):
         trainwise.fit("iris", monitor="auto", split="0.8,0,0.2", epochs=1, quiet=True)
+
+
+def test_a_tie_does_not_move_the_anchor_of_improvement():
+    # one-sample steps on a large validation split: each beats the last by less than min_delta (0.001) but the
+    # run has still improved by more than that over two epochs: patience restarts then, as without ties
+    es = EarlyStopping(monitor="val/accuracy", patience=3)
+    rows = [{"val/accuracy": a, "val/loss": 1.0 - a} for a in (0.9000, 0.9008, 0.9016, 0.9024, 0.9032, 0.9040)]
+    assert _feed_logs(es, rows) == (None, None)
+    assert es.best_epoch_ == 6 and es.wait_ == 1  # 0.9016 reset it at epoch 3, 0.9032 at epoch 5

@@ -142,13 +142,13 @@ class EarlyStopping(Callback):
         best = usable and self.improved(value)
         tie = usable and self._tied(value, logs)
         if best or tie:
-            if best or is_better(value, self.best_, self.mode):
+            if best:  # the anchor of "improved" moves only on a real improvement (a tie moves the best epoch)
                 self.best_ = value
             self.best_epoch_, self.best_tie_ = epoch, logs.get(self.tie_) if self.tie_ else None
             if self.restore_best:
                 self.best_weights_ = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
         if self.rule == "consecutive":
-            if self.worse_streak(value) == self.patience:
+            if self.patience is not None and self.worse_streak(value) >= self.patience:
                 verb = "rose" if self.mode == "min" else "fell"
                 trainer.request_stop(f"{self.monitor} {verb} in {self.patience} consecutive epochs "
                                      f"(best {self.best_:.4g} at epoch {self.best_epoch_})")
