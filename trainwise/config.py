@@ -184,25 +184,15 @@ class RunConfig(BaseModel):
     @field_validator("warmup_epochs", mode="before")
     @classmethod
     def _warmup(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.strip().lower() == "auto":
-            return "auto"
-        try:
-            value = float(v)
-        except (TypeError, ValueError):
-            raise ValueError(f"'{v}' is neither a number of epochs nor 'auto'. HINT: give e.g. 1, 0.5 or auto") from None
-        if not (math.isfinite(value) and value >= 0) or isinstance(v, bool):
-            raise ValueError(f"a warmup must be >= 0 epochs, got {v!r}. HINT: give e.g. 1, 0.5 or auto")
-        return value
+        return _number_or_auto(v, "a number of epochs", "1, 0.5", lambda x: x >= 0 and not isinstance(v, bool),
+                               f"a warmup must be >= 0 epochs, got {v!r}")
 
     @field_validator("dropout", mode="before")
     @classmethod
     def _dropout(cls, v: Any) -> Any:
         if isinstance(v, str):
-            try:
-                v = [float(p) for p in v.split(",")]
-            except ValueError:
-                raise ValueError(f"'{v}' is not a number or comma-separated numbers. HINT: give e.g. 0.1, or one rate per "
-                                 "hidden layer like 0.3,0.1") from None
+            v = _comma_floats(v, f"'{v}' is not a number or comma-separated numbers. HINT: give e.g. 0.1, or one rate per "
+                                 "hidden layer like 0.3,0.1")
         if isinstance(v, (list, tuple)):
             if not v:
                 raise ValueError("no dropout rate given. HINT: give e.g. 0.1, or one rate per hidden layer like 0.3,0.1")
@@ -220,10 +210,7 @@ class RunConfig(BaseModel):
     @classmethod
     def _parse_split(cls, v: Any) -> Any:
         if isinstance(v, str):
-            try:
-                v = [float(p) for p in v.split(",")]
-            except ValueError:
-                raise ValueError(f"'{v}' is not three comma-separated numbers like 0.7,0.15,0.15") from None
+            v = _comma_floats(v, f"'{v}' is not three comma-separated numbers like 0.7,0.15,0.15")
         if isinstance(v, (list, tuple)) and len(v) == 2:
             v = [v[0], v[1], 0.0]
         return v
@@ -245,15 +232,7 @@ class RunConfig(BaseModel):
     @field_validator("lr", mode="before")
     @classmethod
     def _lr(cls, v: Any) -> float | str:
-        if isinstance(v, str) and v.strip().lower() == "auto":
-            return "auto"
-        try:
-            value = float(v)
-        except (TypeError, ValueError):
-            raise ValueError(f"'{v}' is neither a number nor 'auto'. HINT: give e.g. 0.001, 3e-4 or auto") from None
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"the learning rate must be > 0 and finite, got {value:g}. HINT: give e.g. 0.001, 3e-4 or auto")
-        return value
+        return _number_or_auto(v, "a number", "0.001, 3e-4", lambda x: x > 0, "the learning rate must be > 0 and finite, got {value:g}")
 
     @field_validator("na_values", mode="before")
     @classmethod
@@ -360,6 +339,28 @@ class RunConfig(BaseModel):
         data = self.model_dump()
         data["split"] = list(data["split"])
         return yaml.safe_dump(data, sort_keys=False)
+
+
+def _number_or_auto(v: Any, what: str, examples: str, ok, bad: str) -> float | str:
+    """A validator's number that may be ``auto``: ``ok(value)`` must hold for a finite value, else ``bad`` (which
+    may name ``{value:g}``) is the message; the hint gives ``examples``."""
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"'{v}' is neither {what} nor 'auto'. HINT: give e.g. {examples} or auto") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise ValueError(f"{bad.format(value=value)}. HINT: give e.g. {examples} or auto")
+    return value
+
+
+def _comma_floats(text: str, error: str) -> list[float]:
+    """``"0.3,0.1"`` -> [0.3, 0.1]; anything else raises ``error`` (a validator's message)."""
+    try:
+        return [float(p) for p in text.split(",")]
+    except ValueError:
+        raise ValueError(error) from None
 
 
 def _allowed(key: str) -> str:
