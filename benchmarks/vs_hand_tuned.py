@@ -265,7 +265,7 @@ def method_fit(npz: Path, p: Problem, epochs: int, seed: int, threads: int, run_
 
 def method_auto(npz: Path, p: Problem, epochs: int, seed: int, threads: int, out: Path, key: str, minutes: float) -> dict:
     summary, wall = run_trainwise(["auto", "--data", str(npz), "--model", p.model, "--epochs", str(epochs), "--seed", str(seed),
-                                   "--budget-minutes", f"{minutes:g}", "--out", str(out)], threads, out / "summary.json")
+                                   "--budget-minutes", f"{minutes:g}", "--run-dir", str(out)], threads, out / "summary.json")
     if summary.get("status") != "done":
         return {"test": None, "wall_s": wall, "run_dir": str(out), "status": summary.get("status"), "reason": summary.get("reason")}
     search = next(s for s in summary["stages"] if s["stage"] == "search")

@@ -29,7 +29,8 @@ def run(tmp: str, name: str, trials: int, epochs: int, workers: int, pruner: str
     with open(space, "w") as f:
         f.write(SPACE)
     cmd = [sys.executable, "-m", "trainwise", "tune", "--space", space, "--method", "optuna", "--trials", str(trials),
-           "--data", "digits", "--model", "mlp:64", "--epochs", str(epochs), "--batch-size", "32", "--no-retrain", "--out", os.path.join(tmp, name)]
+           "--data", "digits", "--model", "mlp:64", "--epochs", str(epochs), "--batch-size", "32", "--no-retrain",
+           "--run-dir", os.path.join(tmp, name)]
     cmd += ["--pruner", pruner] + (["--workers", str(workers)] if workers > 1 else [])
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)

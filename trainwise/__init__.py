@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["BUILTINS", "MLP", "Callback", "EarlyStopping", "FitResult", "RunConfig", "TensorBatches", "Trainer",
-           "TrainwiseError", "build_model", "evaluate", "fit", "load_config", "load_run", "load_source", "predict",
+           "TrainwiseError", "SavedModel", "build_model", "evaluate", "fit", "load", "load_config", "load_run", "load_source", "predict",
            "prepare", "split_indices"]
 
 # public name -> the module that defines it
-_WHERE = {"FitResult": "api", "evaluate": "api", "fit": "api", "predict": "api", "RunConfig": "config",
+_WHERE = {"FitResult": "api", "evaluate": "api", "fit": "api", "predict": "api", "load": "api", "SavedModel": "api", "RunConfig": "config",
           "load_config": "config", "BUILTINS": "data", "TensorBatches": "data", "load_source": "data", "prepare": "data",
           "split_indices": "data", "TrainwiseError": "errors", "MLP": "models", "build_model": "models",
           "load_run": "saved", "Callback": "train", "EarlyStopping": "train", "Trainer": "train"}
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from .api import FitResult, evaluate, fit, predict
+    from .api import FitResult, SavedModel, evaluate, fit, load, predict
     from .config import RunConfig, load_config
     from .data import BUILTINS, TensorBatches, load_source, prepare, split_indices
     from .errors import TrainwiseError

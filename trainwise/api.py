@@ -13,7 +13,7 @@ from torch import nn
 from .config import RunConfig, load_config
 from .data import PreparedData
 from .errors import TrainwiseError
-from .inference import evaluate, predict
+from .inference import SavedModel, evaluate, load, predict
 from .models import is_builtin_spec, resolve_model
 from .pipeline import RunResult, check_distributed, check_run, resolve_device, setup_run, train_run
 from .population import Member, run_population, select_best, spread
@@ -24,7 +24,7 @@ from .train import Callback, Trainer
 from .train.distributed import leave, world_from_env
 from .train.state import load_trainer_state
 
-__all__ = ["fit", "evaluate", "predict", "FitResult", "resolve_device", "check_fit"]
+__all__ = ["fit", "evaluate", "predict", "load", "SavedModel", "FitResult", "resolve_device", "check_fit"]
 
 _RUN_FILES = ("model.safetensors", "model.json", "preprocess.json", "metrics.csv", "curves.png")
 

@@ -37,12 +37,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}. HINT: {hint}\n")
 
 
-def _add_config_options(p: argparse.ArgumentParser) -> None:
+def _add_config_options(p: argparse.ArgumentParser, *, run_dir: str | None = None) -> None:
+    """Every RunConfig key as an option. ``run_dir``: what --run-dir means for this command, which writes a folder
+    of its own (lr-find, tune, auto); there ``--out``, its old name, still works."""
     for name, field in RunConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
         default = field.default if not isinstance(field.default, tuple) else ",".join(map(str, field.default))
         choices = f"; one of {', '.join(CHOICES[name])}" if name in CHOICES else ""
         help_ = f"{field.description}{choices} (default: {default})"
+        if name == "run_dir" and run_dir:
+            p.add_argument(flag, "--out", dest=name, metavar="DIR", default=argparse.SUPPRESS, help=run_dir)
+            continue
         if field.annotation is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_)
         else:
@@ -67,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                      allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"trainwise {_version()}, torch {_version('torch')}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser,
-                                metavar="{fit,evaluate,predict,sanity,lr-find,tune,cv,auto,summary,gradcheck,backprop,report}")
+                                metavar="{fit,evaluate,predict,export,sanity,lr-find,tune,cv,auto,summary,gradcheck,backprop,report}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
@@ -81,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predictions of a saved run for a .csv/.npz file or image files", allow_abbrev=False)
     pr.add_argument("run_dir", metavar="RUN_DIR")
     pr.add_argument("inputs", metavar="INPUT", nargs="+",
-                    help=".csv (same columns as training), .npz (array X), or image files (img1.png img2.jpg ...)")
-    pr.add_argument("--output", metavar="FILE", help="CSV to write (default for a table: INPUT's name + .predictions.csv; "
-                                                     "images: printed only)")
+                    help=".csv (same columns as training), .npz (array X), - (CSV on standard input), or image files "
+                         "(img1.png img2.jpg ...)")
+    pr.add_argument("--output", metavar="FILE", help="CSV to write, - for standard output (default for a table: INPUT's name "
+                                                     "+ .predictions.csv; for -: standard output; images: printed only)")
     _add_trust_code(pr)
     sa = sub.add_parser("sanity", help="can the model overfit a tiny subset? (run this before tuning anything)",
                         allow_abbrev=False)
@@ -113,8 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--start-lr", type=float, default=1e-7, metavar="LR", help="(default: 1e-7)")
     lf.add_argument("--end-lr", type=float, default=10.0, metavar="LR", help="(default: 10)")
     lf.add_argument("--steps", type=int, default=100, metavar="N", help="optimizer steps in the sweep (default: 100)")
-    lf.add_argument("--out", metavar="DIR", help="where lr_find.csv/.png go (default: runs/<data>-lr-find-<time>)")
-    _add_config_options(lf)
+    _add_config_options(lf, run_dir="where lr_find.csv/.png go (default: runs/<data>-lr-find-<time>)")
     cv = sub.add_parser("cv", help="k-fold cross-validation: per-fold runs, mean ± std", allow_abbrev=False)
     cv.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default: 5)")
     cv.add_argument("--rotate", action="store_true",
@@ -130,7 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--storage", metavar="URL", help="Optuna storage shared by several workers: a database URL (e.g. "
                     "postgresql+psycopg2://USER@HOST/DB, sqlite:///study.db) or a file ending in .journal")
     tu.add_argument("--study-name", metavar="NAME", help="the shared study's name (with --storage)")
-    tu.add_argument("--out", metavar="DIR", help="where trials, results.csv and best_config.yaml go (default: runs/<data>-tune-<time>)")
     tu.add_argument("--no-retrain", action="store_true", help="do not retrain the best configuration and test it")
     tu.add_argument("--workers", type=int, default=1, metavar="N",
                     help="N worker processes on one Optuna study (--storage, default a journal file in --out); "
@@ -143,14 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="optuna: stop trials whose epoch is worse than the median of earlier trials' (default: median)")
     tu.add_argument("--heartbeat", type=float, default=10.0, metavar="S",
                     help="seconds between a running trial's heartbeats; a dead worker's trial fails after 3 (default: 10)")
-    _add_config_options(tu)
+    _add_config_options(tu, run_dir="where trials, results.csv and best_config.yaml go (default: runs/<data>-tune-<time>)")
     au = sub.add_parser("auto", help="the whole recipe: sanity, LR finder, regularized run, search, test once, report",
                         allow_abbrev=False)
     au.add_argument("--budget-minutes", type=float, default=10.0, metavar="M", help="time budget (default: 10)")
     au.add_argument("--ensemble", type=int, default=5, metavar="K",
                     help="final model: the K best trials with probabilities averaged; 1 retrains the single best (default: 5)")
-    au.add_argument("--out", metavar="DIR", help="where everything goes (default: runs/<data>-auto-<time>)")
-    _add_config_options(au)
+    _add_config_options(au, run_dir="where everything goes (default: runs/<data>-auto-<time>)")
+    ex = sub.add_parser("export", help="a saved run as an ONNX model (preprocessing folded in where it is arithmetic)",
+                        allow_abbrev=False)
+    ex.add_argument("run_dir", metavar="RUN_DIR")
+    ex.add_argument("--format", default="onnx", choices=["onnx"], help="(default: onnx)")
+    ex.add_argument("--output", metavar="FILE", help="the model file (default: RUN_DIR/model.onnx); its description goes "
+                                                     "beside it as FILE.json")
+    _add_trust_code(ex)
     rp = sub.add_parser("report", help="rebuild RUN_DIR/report.html (one self-contained page)", allow_abbrev=False)
     rp.add_argument("run_dir", metavar="RUN_DIR")
     _add_trust_code(rp)

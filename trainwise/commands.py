@@ -20,6 +20,7 @@ from .data import to_tensors
 from .data.images import IMAGE_SUFFIXES
 from .diagnose import explain_backprop, format_backprop, gradcheck
 from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, TrainwiseError
+from .export import export
 from .models.summary import summarize
 from .pipeline import build_batches, build_trainer, model_for
 from .report.html import write_report
@@ -40,9 +41,11 @@ def _config_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _auto(args: argparse.Namespace) -> int:
-    result = auto(budget_minutes=args.budget_minutes, out=args.out, ensemble=args.ensemble, console=make_console(soft_wrap=True),
-                  **_config_options(args))
-    print(f"{result['status']} in {result.get('wall_time_s', '?')} s; summary: {args.out or 'runs/'}")
+    options = _config_options(args)
+    out = options.pop("run_dir", None)  # --run-dir: the folder auto writes (trials, best run, summary)
+    result = auto(budget_minutes=args.budget_minutes, out=out, ensemble=args.ensemble, console=make_console(soft_wrap=True),
+                  **options)
+    print(f"{result['status']} in {result.get('wall_time_s', '?')} s; summary: {out or 'runs/'}")
     return EXIT_OK if result["status"] == "done" else EXIT_INTERRUPTED if result["status"] == "interrupted" else EXIT_FAILED
 
 
@@ -134,13 +137,15 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _lr_find(args: argparse.Namespace) -> int:
-    cfg = RunConfig.build(_config_options(args), source="option")
-    check_output_dir(args.out, "--out")
+    options = _config_options(args)
+    out_dir = options.pop("run_dir", None)  # --run-dir: the folder lr_find.csv/.png go to
+    cfg = RunConfig.build(options, source="option")
+    check_output_dir(out_dir, "--run-dir")
     model, s = model_for(cfg)
     trainer = build_trainer(s, model, [])
     result = lr_find(trainer, build_batches(s, cfg.seed, augment=False)["train"], start_lr=args.start_lr, end_lr=args.end_lr,
                      steps=args.steps)
-    out = new_run_dir(args.out, f"{cfg.data}-lr-find") if args.out is None else _mkdir(args.out)
+    out = new_run_dir(None, f"{cfg.data}-lr-find") if out_dir is None else _mkdir(out_dir)
     save_lr_find(result, out)
     if result.suggestion is None:
         print(f"no suggestion: {result.stop_reason}; see {out / 'lr_find.png'}")
@@ -169,8 +174,9 @@ def _tune(args: argparse.Namespace) -> int:
     if args.storage and not args.study_name:
         raise TrainwiseError("--storage needs --study-name", hint="name the shared study, e.g. --study-name digits-search")
     options = _config_options(args)
+    out = options.pop("run_dir", None)  # --run-dir: the search's folder (each trial's run is in it)
     console = make_console(soft_wrap=True)
-    r = tune(args.space, method=args.method, trials=args.trials, out=args.out, storage=args.storage,
+    r = tune(args.space, method=args.method, trials=args.trials, out=out, storage=args.storage,
              study_name=args.study_name, retrain=not args.no_retrain, console=console, workers=args.workers,
              worker_only=args.worker_only, finish=args.finish, heartbeat=args.heartbeat, pruner=args.pruner, **options)
     if args.worker_only:
@@ -222,9 +228,14 @@ def _warnings_to_stderr(command: str):
 
 def _predict(args: argparse.Namespace) -> int:
     images = any(Path(p).suffix.lower() in IMAGE_SUFFIXES for p in args.inputs)
-    output = args.output or (None if images else str(Path(args.inputs[0]).with_suffix("")) + ".predictions.csv")
+    stdin = args.inputs == ["-"]
+    output = args.output or ("-" if stdin else None if images else str(Path(args.inputs[0]).with_suffix("")) + ".predictions.csv")
     with _warnings_to_stderr(args.command):
-        frame = predict(args.run_dir, args.inputs if images else args.inputs[0], output, trust_code=args.trust_code)
+        frame = predict(args.run_dir, args.inputs if images else args.inputs[0], None if output == "-" else output,
+                        trust_code=args.trust_code)
+    if output == "-":  # a pipe: the CSV alone on standard output
+        frame.to_csv(sys.stdout, index=False)
+        return 0
     if not images:
         print(frame.head(10).to_string(index=False))
         print(f"{len(frame)} predictions written to {output}")
@@ -246,6 +257,12 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"fit": _fit, "evaluate": _evaluate, "predict": _predict, "sanity": _sanity, "summary": _inspect,
+def _export(args: argparse.Namespace) -> int:
+    path = export(args.run_dir, args.output, format=args.format, trust_code=args.trust_code)
+    print(f"ONNX model written to {path} (input 'x', described in {path.name}.json)")
+    return 0
+
+
+HANDLERS = {"fit": _fit, "evaluate": _evaluate, "predict": _predict, "export": _export, "sanity": _sanity, "summary": _inspect,
              "gradcheck": _inspect, "backprop": _backprop, "lr-find": _lr_find, "cv": _cv, "tune": _tune,
              "auto": _auto, "report": _report}

@@ -29,6 +29,7 @@ from .options import (
     TASKS,
     parse_augment,
     parse_image_size,
+    parse_metrics,
     parse_na_values,
 )
 
@@ -142,7 +143,14 @@ class RunConfig(BaseModel):
     early_stopping: bool = Field(True, description="stop when the monitored metric stops improving")
     monitor: str = Field("auto", description="metric early stopping and best-epoch selection watch; auto: val/accuracy "
                                              "for classification (ties broken by val/loss), val/loss for regression")
-    mode: str = Field("auto", description="whether lower or higher is better; auto: max for accuracy/r2, min otherwise")
+    mode: str = Field("auto", description="whether lower or higher is better; auto: max for accuracy/r2/f1/auroc/..., min for "
+                                          "losses and errors")
+    metrics: str | tuple[str, ...] = Field("auto", description="more validation/test metrics, comma-separated: balanced_accuracy, "
+                                                            "f1[_macro|_micro|_weighted], precision[...], recall[...], auroc, "
+                                                            "average_precision, log_loss, top2_accuracy..top10_accuracy; mape "
+                                                            "(regression); auto: the first six for two classes, none otherwise")
+    class_weight: str | None = Field(None, description="weight the classification loss by class: balanced (rare classes count "
+                                                       "as much as common ones) or one weight per class in class order, e.g. 1,5")
     patience: int | str = Field("auto", description="epochs without improvement before stopping; auto: a tenth of --epochs, "
                                                     "at least 10 (20 for the default 200)")
     early_stop_rule: str = Field("patience", description="patience: no improvement on the best for `patience` epochs; consecutive "
@@ -186,6 +194,27 @@ class RunConfig(BaseModel):
     def _warmup(cls, v: Any) -> Any:
         return _number_or_auto(v, "a number of epochs", "1, 0.5", lambda x: x >= 0 and not isinstance(v, bool),
                                f"a warmup must be >= 0 epochs, got {v!r}")
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics(cls, v: Any) -> Any:
+        try:
+            return parse_metrics(v)
+        except TrainwiseError as e:
+            raise ValueError(f"{e.message}. HINT: {e.hint}") from None
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_weight(cls, v: Any) -> Any:
+        if v is None or (isinstance(v, str) and v.strip().lower() in ("balanced", "none", "")):
+            return None if v is None or v.strip().lower() in ("none", "") else "balanced"
+        text = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+        weights = _comma_floats(text, f"'{text}' is neither 'balanced' nor comma-separated numbers. HINT: give balanced, "
+                                      "or one weight per class in class order, e.g. 1,5")
+        if not weights or any(not (w > 0 and math.isfinite(w)) for w in weights):
+            raise ValueError(f"class weights must be positive numbers, got {text!r}. HINT: e.g. 1,5 (the second class "
+                             "counts five times as much), or balanced")
+        return ",".join(f"{w:g}" for w in weights)
 
     @field_validator("dropout", mode="before")
     @classmethod

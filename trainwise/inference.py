@@ -1,8 +1,12 @@
-"""Using a saved run: ``evaluate`` (the sealed test split, or other labelled data) and ``predict`` (new rows or
-image files), both with exactly the run's own preprocessing."""
+"""Using a saved run: ``evaluate`` (the sealed test split, or other labelled data), ``predict`` (new rows or
+image files) and ``load`` (a `SavedModel` to call repeatedly), all with exactly the run's own preprocessing, on
+paths, DataFrames, arrays or tensors."""
 from __future__ import annotations
 
+import os
+import sys
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,92 +19,223 @@ from .errors import TrainwiseError
 from .models.check import check_model_fits
 from .pipeline import load_raw
 from .runs import atomic_write, check_output_file, write_json
-from .saved import load_run
+from .saved import LoadedRun, load_run
 from .train import Trainer
+from .train.metrics import MetricAccumulator, resolve_extra_metrics
 
-__all__ = ["evaluate", "predict"]
+__all__ = ["evaluate", "predict", "load", "SavedModel"]
 
 
-def evaluate(run_dir: str | Path, data: str | None = None, *, force_test: bool = False,
+class SavedModel:
+    """A finished run, loaded for use (`load`): ``.predict``, ``.predict_proba``, ``.evaluate`` on files, arrays,
+    DataFrames or tensors, with exactly the run's own preprocessing. ``.model`` is the trained ``nn.Module`` (best
+    weights, eval mode, CPU), ``.preprocess`` the fitted feature preprocessing (``.transform(X)``), ``.target`` the
+    target's encoding, ``.classes_`` the class labels (None for regression), ``.config`` and ``.summary`` the run's.
+
+    >>> import numpy as np, tempfile, trainwise
+    >>> X = np.random.default_rng(0).normal(size=(90, 3)); y = (X[:, 0] > 0).astype(int)
+    >>> run_dir = tempfile.mkdtemp() + "/run"
+    >>> _ = trainwise.fit(X, y, run_dir=run_dir, epochs=3, quiet=True)
+    >>> m = trainwise.load(run_dir)
+    >>> m.predict(X[:4]).shape, m.predict_proba(X[:4]).shape, m.classes_
+    ((4,), (4, 2), ['0', '1'])
+    """
+
+    def __init__(self, run: LoadedRun):
+        self._run, self.path = run, run.path
+        self.model, self.config, self.summary = run.model, run.config, run.summary
+        self.preprocess = Preprocessor.from_state(run.preprocessing["features"])
+        self.target = TargetEncoder.from_state(run.preprocessing["target"])
+        self.kind: str = run.preprocessing["kind"]
+        self.classes_: list[str] | None = run.preprocessing["class_names"] if self.kind != "regression" else None
+
+    def __repr__(self) -> str:
+        return f"SavedModel('{self.path}', {self.summary.get('model', {}).get('spec', '?')}, {self.kind})"
+
+    def outputs(self, X, *, source: str = "X") -> torch.Tensor:
+        """Raw model outputs (float64, CPU) for ``X``: a .csv/.npz path, a DataFrame, an array, a tensor or a list of rows."""
+        return _forward(self._run, _transform(self.preprocess, _features(self._run, X, source), source))
+
+    def predict_frame(self, X, *, source: str = "X") -> pd.DataFrame:
+        """What `trainwise predict` writes: ``prediction`` and, for classification, ``prob_<class>`` columns."""
+        return _frame(self._run, self.outputs(X, source=source))
+
+    def predict(self, X) -> np.ndarray:
+        """Class labels (as in training) or values in the target's own units, one per row of ``X``."""
+        return self.predict_frame(X)["prediction"].to_numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, one column per class in ``classes_`` order."""
+        if self.classes_ is None:
+            raise TrainwiseError(f"run '{self.path}' is a regression model: it has no class probabilities", hint="use .predict(X)")
+        frame = self.predict_frame(X)
+        return frame[[f"prob_{c}" for c in self.classes_]].to_numpy()
+
+    def evaluate(self, X, y=None) -> dict[str, float]:
+        """Loss and metrics (keys ``eval/...``) on labelled data: a file or DataFrame holding the target column, or
+        features ``X`` with targets ``y``. The run's own test split is `evaluate(run_dir)` (sealed, counted)."""
+        return _evaluate_on(self._run, X, y)
+
+
+def load(run_dir: str | Path, *, trust_code: bool = False) -> SavedModel:
+    """A finished run's model and preprocessing, ready to predict (see `SavedModel`). Nothing is unpickled and no
+    code runs, unless the model is user code and ``trust_code`` is given (see `load_run`)."""
+    return SavedModel(load_run(run_dir, trust_code=trust_code))
+
+
+def evaluate(run_dir: str | Path, data=None, y=None, *, force_test: bool = False,
              trust_code: bool = False) -> dict[str, float]:
-    """Loss and metrics of a saved run on ``data``, or on its own test split (rebuilt from its config).
+    """Loss and metrics of a saved run on ``data`` — a .csv/.npz path or a DataFrame holding the target column, or
+    features (array, tensor) with targets ``y`` — or on its own test split (rebuilt from its config).
 
     The test split is sealed: `fit` evaluates it once, and a second look is refused unless ``force_test``;
     every look is counted in summary.json's ``test_evaluations``. ``trust_code``: allow a run whose model is
     user code (imported from the file recorded at fit time, only while its SHA-256 matches; see `load_run`).
     """
     run = load_run(run_dir, trust_code=trust_code)
-    cfg, pp = run.config, run.preprocessing
-    if data is None and run.summary.get("cv_fold"):
+    if data is not None:
+        return _evaluate_on(run, data, y)
+    cfg = run.config
+    if run.summary.get("cv_fold"):
         raise TrainwiseError(f"'{run_dir}' is fold {run.summary['cv_fold']} of a cross-validation; its test split is not "
                              "the one its config would rebuild", hint="see the fold's summary.json and the CV's cv.csv, or "
                                                                      "pass --data FILE to evaluate it on other data")
-    image = pp.get("image")
-    if data is None:
-        status = run.summary.get("status")
-        if status not in (None, "completed", "early_stopped") and not force_test:
-            raise TrainwiseError(f"run '{run_dir}' is unfinished (status '{status}': {run.summary.get('stop_reason')}); "
-                                 "its test split is evaluated on the final model, once",
-                                 hint=f"finish it with `trainwise fit --resume {run_dir}` (it then evaluates the test split), "
-                                      "or pass --force-test to evaluate the weights it has now (the look is counted)")
-        seen = run.summary.get("test_evaluations", 0)
-        if seen and not force_test:
-            previous = ", ".join(f"{k} {v:.4f}" for k, v in (run.summary.get("test") or {}).items())
-            raise TrainwiseError(
-                f"the test split of run '{run_dir}' was already evaluated {seen} time(s) ({previous}); looking again "
-                "invites choosing models by their test score, which makes it an optimistic estimate",
-                hint="report the number in summary.json; compare models on validation metrics; pass --force-test to "
-                     "evaluate it again anyway (it will be counted)")
-        prep = prepare(load_raw(cfg), task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
-                       impute=cfg.missing == "median", image_norm=cfg.image_norm)
-        if "test" not in prep.arrays:
-            raise TrainwiseError(f"run '{run_dir}' has no test split (split={cfg.split})", hint="pass --data FILE with targets")
-        X, yy, prefix = *prep.arrays["test"], "test"
-    else:
-        raw = load_source(data, target=cfg.target or pp["target_name"], missing=cfg.missing, seed=cfg.seed,
-                          data_dir=cfg.data_dir, image_size=image["size"] if image else None,
-                          channels=str(image["channels"]) if image else "auto", na_values=cfg.na_values)
-        X = _transform(Preprocessor.from_state(pp["features"]), raw.X, data)
-        yy, prefix = TargetEncoder.from_state(pp["target"]).encode(raw.y, what=f"target of '{data}'"), "eval"
-    trainer = Trainer(run.model, loss=pp["loss"], kind=pp["kind"], optimizer=None,
-                      target_std=pp["target"]["std"])
-    Xt, yt = to_tensors(X, yy, pp["kind"], torch.device("cpu"))
-    check_model_fits(run.model, Xt[:2], run.recipe, run.summary.get("model", {}).get("spec", "?"), None)
-    metrics = trainer.evaluate(TensorBatches(Xt, yt, batch_size=4096, shuffle=False), prefix=prefix)
-    if prefix == "test":
-        write_json(run.path / "summary.json", {**run.summary, "test_evaluations": run.summary.get("test_evaluations", 0) + 1})
+    status = run.summary.get("status")
+    if status not in (None, "completed", "early_stopped") and not force_test:
+        raise TrainwiseError(f"run '{run_dir}' is unfinished (status '{status}': {run.summary.get('stop_reason')}); "
+                             "its test split is evaluated on the final model, once",
+                             hint=f"finish it with `trainwise fit --resume {run_dir}` (it then evaluates the test split), "
+                                  "or pass --force-test to evaluate the weights it has now (the look is counted)")
+    seen = run.summary.get("test_evaluations", 0)
+    if seen and not force_test:
+        previous = ", ".join(f"{k} {v:.4f}" for k, v in (run.summary.get("test") or {}).items())
+        raise TrainwiseError(
+            f"the test split of run '{run_dir}' was already evaluated {seen} time(s) ({previous}); looking again "
+            "invites choosing models by their test score, which makes it an optimistic estimate",
+            hint="report the number in summary.json; compare models on validation metrics; pass --force-test to "
+                 "evaluate it again anyway (it will be counted)")
+    prep = prepare(load_raw(cfg), task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
+                   impute=cfg.missing == "median", image_norm=cfg.image_norm)
+    if "test" not in prep.arrays:
+        raise TrainwiseError(f"run '{run_dir}' has no test split (split={cfg.split})", hint="pass --data FILE with targets")
+    metrics = _metrics(run, *prep.arrays["test"], "test")
+    write_json(run.path / "summary.json", {**run.summary, "test_evaluations": run.summary.get("test_evaluations", 0) + 1})
     return metrics
 
 
-def predict(run_dir: str | Path, inputs: str | Path | list, output: str | Path | None = None, *, trust_code: bool = False):
+def _evaluate_on(run, data, y) -> dict[str, float]:
+    pp, cfg = run.preprocessing, run.config
+    target = cfg.target or pp["target_name"]
+    if isinstance(data, (str, Path)):
+        if str(data) == "-":
+            data = read_table(sys.stdin, cfg.na_values)
+        else:
+            image = pp.get("image")
+            raw = load_source(str(data), target=target, missing=cfg.missing, seed=cfg.seed, data_dir=cfg.data_dir,
+                              image_size=image["size"] if image else None, channels=str(image["channels"]) if image else "auto",
+                              na_values=cfg.na_values)
+            X = _transform(Preprocessor.from_state(pp["features"]), raw.X, data)
+            return _metrics(run, X, TargetEncoder.from_state(pp["target"]).encode(raw.y, what=f"target of '{data}'"), "eval")
+    if y is None:
+        if not isinstance(data, pd.DataFrame) or target not in data.columns:
+            raise TrainwiseError("evaluate needs targets: got features without y", hint=f"pass y=..., or a DataFrame/CSV with the "
+                                                                                        f"target column '{target}'")
+        y = data[target].to_numpy()
+    y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    X = _features(run, data, "data")
+    if len(y) != len(X):
+        raise TrainwiseError(f"evaluate got {len(X)} rows of features but {len(y)} targets", hint="give one target per row")
+    X = _transform(Preprocessor.from_state(pp["features"]), X, "data")
+    return _metrics(run, X, TargetEncoder.from_state(pp["target"]).encode(y.reshape(-1) if y.ndim > 1 and y.shape[1] == 1 else y,
+                                                                         what="y"), "eval")
+
+
+def _metrics(run, X: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]:
+    pp = run.preprocessing
+    t, cfg = pp["target"], run.config
+    n_classes = len(pp["class_names"]) if pp["kind"] != "regression" else None
+    extras = resolve_extra_metrics(cfg.metrics, task=cfg.task, n_classes=n_classes)  # the ones the run reported
+    eval_metrics = partial(MetricAccumulator, extra_metrics=extras, n_classes=n_classes, target_mean=t["mean"]) if extras else None
+    trainer = Trainer(run.model, loss=pp["loss"], kind=pp["kind"], optimizer=None, target_std=t["std"], eval_metrics=eval_metrics)
+    Xt, yt = to_tensors(X, y, pp["kind"], torch.device("cpu"))
+    check_model_fits(run.model, Xt[:2], run.recipe, run.summary.get("model", {}).get("spec", "?"), None)
+    return trainer.evaluate(TensorBatches(Xt, yt, batch_size=4096, shuffle=False), prefix=prefix)
+
+
+def predict(run_dir: str | Path, inputs, output: str | Path | None = None, *, trust_code: bool = False):
     """Predictions (and class probabilities) of a saved run as a DataFrame, written as CSV to ``output`` when given.
 
-    ``inputs``: a .csv or .npz file of feature rows, or image files (one row per image, with a ``file`` column;
-    an unreadable image gets its ``error`` and the others are still predicted). The run's own preprocessing
-    (for images: channels, size, normalization) is applied. ``trust_code``: as in `evaluate`.
+    ``inputs``: a .csv or .npz file of feature rows (``-``: CSV read from standard input), a DataFrame, an array,
+    a tensor, or image files (one row per image, with a ``file`` column; an unreadable image gets its ``error``
+    and the others are still predicted). The run's own preprocessing (for images: channels, size,
+    normalization) is applied. ``trust_code``: as in `evaluate`.
     """
     if output is not None:
         check_output_file(output)
     run = load_run(run_dir, trust_code=trust_code)
-    paths = [Path(p) for p in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
-    images = [p.suffix.lower() in IMAGE_SUFFIXES for p in paths]
-    if any(images):
-        if not all(images):
-            raise TrainwiseError(f"cannot mix image files and other inputs: {', '.join(str(p) for p, i in zip(paths, images) if not i)}",
-                                 hint="give only image files (" + ", ".join(IMAGE_SUFFIXES) + "), or one .csv/.npz file")
-        frame = _predict_images(run, paths)
-    elif len(paths) != 1:
-        raise TrainwiseError(f"got {len(paths)} input files; tables are predicted one file at a time", hint="give one .csv or .npz file")
+    if not _is_paths(inputs):
+        frame = SavedModel(run).predict_frame(inputs, source="input")
     else:
-        X = _read_table(run, paths[0])
-        frame = _frame(run, _forward(run, _transform(Preprocessor.from_state(run.preprocessing["features"]), X, paths[0])))
+        paths = [Path(p) for p in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+        images = [p.suffix.lower() in IMAGE_SUFFIXES for p in paths]
+        if any(images):
+            if not all(images):
+                raise TrainwiseError(f"cannot mix image files and other inputs: {', '.join(str(p) for p, i in zip(paths, images) if not i)}",
+                                     hint="give only image files (" + ", ".join(IMAGE_SUFFIXES) + "), or one .csv/.npz file")
+            frame = _predict_images(run, paths)
+        elif len(paths) != 1:
+            raise TrainwiseError(f"got {len(paths)} input files; tables are predicted one file at a time", hint="give one .csv or .npz file")
+        else:
+            frame = SavedModel(run).predict_frame(paths[0], source=str(paths[0]))
     if output is not None:
         atomic_write(output, frame.to_csv(index=False))
     return frame
 
 
-def _read_table(run, path: Path):
+def _is_paths(inputs) -> bool:
+    if isinstance(inputs, (str, os.PathLike)):
+        return True
+    return isinstance(inputs, (list, tuple)) and len(inputs) > 0 and all(isinstance(p, (str, os.PathLike)) for p in inputs)
+
+
+def _features(run, X, source: str):
+    """Feature rows from what a user holds: a path (.csv, .npz; ``-`` is CSV on standard input), a DataFrame (a
+    target column in it is dropped), an array, a tensor or a list of rows. A table run given an array gets the
+    training columns' names, in order."""
     pp = run.preprocessing
+    columns = pp["features"].get("columns")
+    if isinstance(X, (str, os.PathLike)):
+        X = _read_table(run, X)
+    if isinstance(X, pd.DataFrame):
+        X = X.drop(columns=[pp["target_name"]]) if pp["target_name"] in X.columns else X
+        if columns is not None:
+            return X
+        text = [str(c) for c, t in X.dtypes.items() if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
+        if text:  # trained on an array (a built-in set, .npz): a table must be numbers only, its columns in order
+            raise TrainwiseError(f"{source}: column(s) {', '.join(text[:5])} hold text, but this run was trained on an array of numbers",
+                                 hint="give only the numeric feature columns, in training order")
+        X = X.to_numpy(dtype=np.float64)
+    if isinstance(X, pd.Series):
+        raise TrainwiseError(f"{source}: got a pandas Series (one column)", hint="pass a DataFrame, e.g. df[[column]] or series.to_frame()")
+    X = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+    if X.ndim == 1:
+        raise TrainwiseError(f"{source}: got a 1-D array of {len(X)} values; rows of features are 2-D",
+                             hint="pass X.reshape(1, -1) for one row, or X.reshape(-1, 1) for one feature")
+    if columns is not None:  # trained on a table: an array is taken as its columns, in training order
+        if X.ndim != 2 or X.shape[1] != len(columns):
+            raise TrainwiseError(f"{source}: got an array of shape {X.shape}; this run was trained on a table of "
+                                 f"{len(columns)} columns ({', '.join(columns[:8])}{', ...' if len(columns) > 8 else ''})",
+                                 hint="pass a DataFrame with those columns, or an array of that many columns in that order")
+        return pd.DataFrame(X, columns=columns)
+    return X
+
+
+def _read_table(run, path: str | Path):
+    pp = run.preprocessing
+    if str(path) == "-":
+        X = read_table(sys.stdin, run.config.na_values)
+        return X.drop(columns=[pp["target_name"]]) if pp["target_name"] in X.columns else X
+    path = Path(path)
     if pp.get("image"):
         raise TrainwiseError(f"run '{run.path}' was trained on images; '{path}' is not one",
                              hint="give image files (" + ", ".join(IMAGE_SUFFIXES) + ")")

@@ -13,7 +13,8 @@ from .errors import TrainwiseError, check_choice
 __all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "INITS", "TASKS",
            "MISSING", "COMPILE_MODES", "EARLY_STOP_RULES",
            "BUILTIN_DATA", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
-           "parse_na_values"]
+           "parse_na_values", "CLASSIFICATION_METRICS", "REGRESSION_METRICS", "BINARY_DEFAULT_METRICS", "HIGHER_IS_BETTER",
+           "parse_metrics"]
 
 # names only (no torch here: the command line's parser and help are built from this module); the layers and
 # loss classes they name are in models.builders and train.components
@@ -37,6 +38,19 @@ IMAGE_NORMS = ("half", "train", "imagenet", "none")
 NA_VALUES = "?,NA,N/A,n/a,NaN,nan,null,None,"
 BUILTIN_DATA = ("digits", "breast-cancer", "wine", "iris", "diabetes", "toy-regression", "fashion-mnist", "mnist")
 CHANNELS = ("auto", "1", "3")
+# --metrics: computed on the validation and test splits at epoch end (train/ keeps loss + the main metric: the hot
+# loop). f1/precision/recall: of the positive (second) class for two classes, macro-averaged for more; _macro,
+# _micro, _weighted choose the average. auroc / average_precision: one-vs-rest macro for more than two classes.
+# top2_accuracy ... top10_accuracy: the true class among the k highest scores.
+CLASSIFICATION_METRICS = ("balanced_accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro",
+                          "precision_micro", "precision_weighted", "recall", "recall_macro", "recall_micro", "recall_weighted",
+                          "auroc", "average_precision", "log_loss", *(f"top{k}_accuracy" for k in range(2, 11)))
+REGRESSION_METRICS = ("mape",)
+# --metrics auto: nothing beyond accuracy for several classes and R²/MAE/RMSE for regression; for two classes the
+# metrics that imbalance makes necessary
+BINARY_DEFAULT_METRICS = ("balanced_accuracy", "f1", "precision", "recall", "auroc", "average_precision")
+# what an `auto` mode maximizes; every other metric (losses, errors, log_loss, mape) is minimized
+HIGHER_IS_BETTER = frozenset({"accuracy", "r2", *(m for m in CLASSIFICATION_METRICS if m != "log_loss")})
 
 # augmentation name -> (default value, what the value means, allowed range)
 AUGMENTS = {"flip": (0.5, "probability of a horizontal flip", (0, 1)),
@@ -101,3 +115,22 @@ def parse_na_values(spec: str) -> list[str]:
         raise TrainwiseError(f"na_values={spec!r} is not a comma-separated list", hint=f"e.g. --na-values '{NA_VALUES}'")
     values = [v.strip() for v in spec.split(",")]
     return [v for v in dict.fromkeys(values) if v] + [""]
+
+
+def parse_metrics(spec: str | list | tuple | None) -> tuple[str, ...] | str:
+    """``--metrics``: ``auto``, ``none`` (-> ``()``) or known names, comma-separated; an unknown one is an error
+    with "did you mean".
+
+    >>> parse_metrics("f1, auroc"), parse_metrics("none"), parse_metrics("auto")
+    (('f1', 'auroc'), (), 'auto')
+    """
+    if spec is None:
+        return ()
+    if isinstance(spec, str):
+        if spec.strip().lower() in ("auto", "none", ""):
+            return "auto" if spec.strip().lower() == "auto" else ()
+        spec = spec.split(",")
+    names = [str(n).strip().lower() for n in spec if str(n).strip()]
+    for n in names:
+        check_choice("metrics", n, (*CLASSIFICATION_METRICS, *REGRESSION_METRICS))
+    return tuple(dict.fromkeys(names))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -36,9 +37,10 @@ from .report.plots import confusion_matrix
 from .train import Callback, EarlyStopping, LRSchedule, Penalty, ProgressTable, Trainer, resolve_loss
 from .train.auto_settings import resolve_auto
 from .train.callbacks import check_monitor, logged_metrics, resolve_mode, resolve_monitor
-from .train.components import output_size, target_kind
-from .train.distributed import DistributedTraining, ShardedBatches, World, join, shard_rows
-from .train.lr_finder import lr_find
+from .train.components import class_weights, make_loss, output_size, target_kind
+from .train.distributed import DistributedTraining, ShardedBatches, World, check_distributed, join, shard_rows
+from .train.lr_finder import auto_lr, auto_lr_value  # auto_lr: part of this module's API (sanity, populations)
+from .train.metrics import MetricAccumulator, load_extra_metrics, per_class_table, resolve_extra_metrics
 from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
@@ -93,6 +95,17 @@ class RunSetup:
         return {"features": p.preprocessor.state_dict(), "target": p.target.state_dict(), "loss": self.loss,
                 "kind": self.kind, "class_names": p.class_names, "target_name": p.target_name, "image": image}
 
+    def class_weights(self) -> torch.Tensor | None:
+        """``--class-weight`` as one weight per class (None without it)."""
+        cfg, prep = self.cfg, self.prep
+        if not cfg.class_weight:
+            return None
+        if "train" not in prep.arrays:
+            raise TrainwiseError("--class-weight needs the training targets in memory; this data is a torch Dataset read batch by batch",
+                                 hint="drop --class-weight, or give the data as arrays or a file")
+        names = prep.class_names or [str(i) for i in range(prep.n_classes)]
+        return class_weights(cfg.class_weight, prep.arrays["train"][1], names)
+
     def data_findings(self) -> list[dict[str, str]]:
         """The doctor's findings about the data itself (imbalance, train/test copies): computed once per set-up,
         however many runs (restarts) share it."""
@@ -140,24 +153,17 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
         check_distributed(cfg, prep)
         device = join(world, device, nproc=cfg.nproc)
     loss = resolve_loss(cfg.loss, prep.task, prep.n_classes)
-    cfg = cfg.model_copy(update={"loss": loss, "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"]))})
+    if cfg.class_weight and prep.task != "classification":
+        raise TrainwiseError(f"--class-weight {cfg.class_weight} weights classes, but the task is {prep.task}",
+                             hint="drop --class-weight, or use --task classification")
+    cfg = cfg.model_copy(update={"loss": loss, "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"])),
+                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, nproc=cfg.nproc)})
     if recipe is None:
         recipe = resolve_model(cfg.model, prep.input_shape, output_size(loss, prep.n_classes),
                                activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
     return RunSetup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start, world=world)
-
-
-def check_distributed(cfg: RunConfig, prep: PreparedData) -> None:
-    """What a data-parallel job cannot do, refused before it joins the others (and by the launching process)."""
-    why = "--restarts (each restart is a run: train them stacked in one process, without --nproc)" if cfg.restarts > 1 else \
-        "--lr auto (the LR finder runs in one process: run `trainwise lr-find`, then give --lr)" if cfg.lr == "auto" else \
-        "data read through a DataLoader (image folders, torch Datasets): it shards in-memory arrays" \
-        if "train" not in prep.arrays else None
-    if why:
-        raise TrainwiseError(f"data-parallel training (--nproc, torchrun) does not take {why}",
-                             hint="train in one process, or change the option named")
 
 
 # what decides the prepared data: configs that agree on these can share one set-up (`vary`)
@@ -169,8 +175,10 @@ def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:
     """``setup``'s prepared data under ``cfg``, a config that changes only how the model is built and trained
     (dropout, learning rate, ...): the data is shared, not loaded and prepared again (search trials trained
     as one stacked population). A ``cfg`` that would prepare other data is an internal error."""
-    cfg = cfg.model_copy(update={"loss": resolve_loss(cfg.loss, setup.prep.task, setup.prep.n_classes),
-                                 "task": setup.prep.task, **resolve_auto(cfg, setup.prep.task, len(setup.prep.indices["train"]))})
+    prep = setup.prep
+    cfg = cfg.model_copy(update={"loss": resolve_loss(cfg.loss, prep.task, prep.n_classes),
+                                 "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"])),
+                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, nproc=cfg.nproc)})
     changed = [k for k in DATA_OPTIONS if getattr(cfg, k) != getattr(setup.cfg, k)]
     assert not changed, f"vary() cannot change the data options {changed}"
     recipe = resolve_model(cfg.model, setup.prep.input_shape, setup.output_size, activation=cfg.activation,
@@ -236,16 +244,26 @@ def check_run(setup: RunSetup) -> None:
     build_trainer(setup, model, [])
     has_val = len(prep.indices.get("val", ())) > 0
     extras = ("penalty",) * bool(cfg.l1 or cfg.l2) + ("grad_norm",) * bool(cfg.clip_norm or cfg.clip_value)
-    check_monitor(resolve_monitor(cfg.monitor, cfg.task, has_val=has_val), logged_metrics(setup.kind, val=has_val, extras=extras))
+    check_monitor(resolve_monitor(cfg.monitor, cfg.task, has_val=has_val),
+                  logged_metrics(setup.kind, val=has_val, extras=extras, val_extras=tuple(cfg.metrics)))
 
 
 def build_trainer(setup: RunSetup, model: nn.Module, callbacks: list[Callback], *,
                   optimizer: str | None | torch.optim.Optimizer = "config", **overrides: Any) -> Trainer:
     """The Trainer for ``model``: loss, optimizer (``None``: evaluation only), penalties, clipping, precision.
     ``overrides``: Trainer arguments that replace the config's (a stacked population's loss and metrics)."""
-    cfg = setup.cfg
+    cfg, prep = setup.cfg, setup.prep
     penalty = Penalty(model, l1=cfg.l1, l2=cfg.l2, penalize=cfg.penalize) if cfg.l1 or cfg.l2 else None
-    options = dict(loss=setup.loss, optimizer=cfg.optimizer if optimizer == "config" else optimizer,
+    loss: str | nn.Module = setup.loss
+    weights = setup.class_weights()
+    if weights is not None:
+        loss = make_loss(setup.loss, weights).to(setup.device)
+    eval_metrics = None
+    if cfg.metrics:
+        load_extra_metrics()
+        eval_metrics = partial(MetricAccumulator, extra_metrics=tuple(cfg.metrics), n_classes=prep.n_classes,
+                               target_mean=prep.target.mean if prep.task == "regression" else 0.0)
+    options = dict(loss=loss, eval_metrics=eval_metrics, optimizer=cfg.optimizer if optimizer == "config" else optimizer,
                    lr=1e-3 if cfg.lr == "auto" else cfg.lr, momentum=cfg.momentum,
                    nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, kind=setup.kind, callbacks=callbacks,
                    device=setup.device, target_std=setup.prep.target.std, penalty=penalty, accumulate=cfg.accumulate,
@@ -262,26 +280,6 @@ def model_for(cfg: RunConfig) -> tuple[nn.Module, RunSetup]:
     return model, setup
 
 
-def _auto_lr_value(found) -> float:
-    """The learning rate an ``lr: auto`` run trains at: the LR finder's suggestion, or the default without one."""
-    return found.suggestion if found.suggestion is not None else RunConfig.model_fields["lr"].default
-
-
-def auto_lr(trainer: Trainer, batches: Any, console=None):
-    """Run the LR finder (model and optimizer restored afterwards) and set its suggestion as the optimizer's LR;
-    the result is kept as ``trainer.lr_finder`` (a writer saves its curve). A sweep without a clear descent
-    suggests nothing (see `lr_finder`): the run then trains at the default learning rate and says so."""
-    result = lr_find(trainer, batches)
-    lr = _auto_lr_value(result)
-    for g in trainer.optimizer.param_groups:
-        g["lr"] = lr
-    trainer.lr_finder = result
-    if console is not None:
-        console.print(f"lr auto: the LR finder suggests {lr:.2e} ({result.stop_reason})" if result.suggestion is not None else
-                      f"lr auto: {result.stop_reason}; training at the default lr {lr:.0e} instead")
-    return result
-
-
 @dataclass
 class RunResult:
     """One finished training run, in memory: the trainer (model, history, status), its early-stopping tracker,
@@ -295,6 +293,7 @@ class RunResult:
     transfer: dict[str, Any] | None = None
     test: dict[str, float] | None = None
     confusion: list[list[int]] | None = None
+    per_class: list[dict[str, Any]] | None = None  # the test split's precision / recall / F1 / support per class
     # the test split's predictions from `evaluate_test` (class indices; regression: model outputs, standardized
     # units), kept so the writer can draw them (test_predictions.png, regression.png) without predicting again
     test_predictions: np.ndarray | None = None
@@ -345,6 +344,7 @@ class RunResult:
                 self.test_predictions = pred.cpu().numpy()
                 self.confusion = confusion_matrix(test.y.reshape(-1).long().cpu().numpy(), self.test_predictions,
                                                   len(self.class_names))
+                self.per_class = per_class_table(self.confusion, self.class_names)
         return self.test
 
     @property
@@ -355,7 +355,7 @@ class RunResult:
         if lr != "auto":
             return lr
         if found is not None:
-            return _auto_lr_value(found)
+            return auto_lr_value(found)
         return self.history[0]["lr"] if self.history else None
 
     @property
@@ -379,7 +379,9 @@ class RunResult:
             "loss": s.loss, "optimizer": cfg.optimizer, "lr": self.base_lr,
             "lr_finder": trainer.lr_finder.to_dict() if trainer.lr_finder else None,
             "device": str(s.device), "diagnostics": self.diagnostics, "transfer": self.transfer,
-            "augment": cfg.augment, "test_confusion": self.confusion, **(extra or {}),
+            "augment": cfg.augment, "test_confusion": self.confusion, "test_per_class": self.per_class,
+            "class_weight": None if (w := s.class_weights()) is None else dict(zip(self.class_names, [round(v, 6) for v in w.tolist()])),
+            **(extra or {}),
             "versions": {"trainwise": _version(), "torch": torch.__version__, "python": platform.python_version()},
         }
 

@@ -105,7 +105,8 @@ class TrainwiseEstimator(BaseEstimator):
                  warmup_epochs="auto", schedule_patience=5, clip_norm=None, clip_value=None, accumulate=1,
                  precision="32", compile=False, compile_mode="default",
                  epochs=200, batch_size="auto", seed=0, device="auto",
-                 early_stopping=True, monitor="auto", mode="auto", patience="auto", early_stop_rule="patience", min_delta=0.001,
+                 early_stopping=True, monitor="auto", mode="auto", metrics="auto", class_weight=None, patience="auto",
+                 early_stop_rule="patience", min_delta=0.001,
                  restore_best=True, restarts=1, vectorize=True, checkpoint=True, tensorboard=False, histogram_every=5,
                  run_dir=None, validation_fraction=0.15, verbose=False):
         for name, value in list(locals().items()):  # stored as given, validated in fit: scikit-learn's contract
@@ -151,6 +152,8 @@ class TrainwiseEstimator(BaseEstimator):
                 "run_dir": None, "batch_size": batch}
 
     def _train(self, X, y, **overrides: Any) -> None:
+        if isinstance(self.class_weight, dict):  # scikit-learn's form {label: weight}; a label left out weighs 1
+            overrides.setdefault("class_weight", ",".join(str(float(self.class_weight.get(c, 1.0))) for c in np.unique(y)))
         with _input_errors():
             result = api.fit(X, y, **self._options(len(y), **overrides))
         self.model_ = result.model.cpu().eval()

@@ -69,7 +69,8 @@ def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Cal
     reasons = [(cfg.augment, "augmentation"),
                (cfg.accumulate > 1, "gradient accumulation"), (cfg.precision != "32", f"precision {cfg.precision}"),
                (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),
-               (checkpoint, "per-member checkpoints"), (tensorboard, "TensorBoard logs")]
+               (checkpoint, "per-member checkpoints"), (tensorboard, "TensorBoard logs"),
+               (cfg.metrics, f"--metrics {','.join(cfg.metrics)}")]
     for flag, why in reasons:
         if flag:
             return f"{why} is not vectorized yet"

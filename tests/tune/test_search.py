@@ -103,7 +103,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
 def test_cli_tune_and_errors(tmp_path, cli):
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(SPACE))
-    code, out, err = cli("tune", "--space", str(path), "--method", "random", "--trials", "2", "--out", str(tmp_path / "c"),
+    code, out, err = cli("tune", "--space", str(path), "--method", "random", "--trials", "2", "--run-dir", str(tmp_path / "c"),
                          "--no-retrain")
     assert code == 0, err
     assert "best: {" in out and "'lr': " in out and (tmp_path / "c" / "best_config.yaml").is_file() and not (tmp_path / "c" / "best").exists()

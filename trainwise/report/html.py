@@ -73,6 +73,10 @@ def write_report(run_dir: str | Path, model=None, *, trust_code: bool = False) -
         parts.append("<h3>Confusion matrix (rows: true class, columns: predicted)</h3>")
         parts.append(_table([[n, *row] for n, row in zip(names, s["test_confusion"])], ["true \\ predicted", *names]))
         parts.append(_img(run_dir / "confusion.png", "confusion matrix"))
+        if s.get("test_per_class"):
+            parts.append('<h3 id="per-class">Per class (test split)</h3>')
+            parts.append(_table([[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+                                 for r in s["test_per_class"]], ["class", "precision", "recall", "F1", "support"]))
         total = sum(map(sum, s["test_confusion"]))
         wrong = total - sum(row[i] for i, row in enumerate(s["test_confusion"]))
         parts.append(_figure(run_dir / "test_predictions.png", "test predictions",

@@ -45,7 +45,9 @@ def auto_warmup(schedule: str, epochs: int) -> float:
 def resolve_auto(cfg: RunConfig, task: str, n_train: int) -> dict[str, Any]:
     """The values that ``auto`` settings stand for, once the data is known (saved resolved in config.yaml)."""
     consecutive = cfg.early_stop_rule == "consecutive"  # the notes' rule: val/loss rising 3 epochs in a row
-    return {"monitor": "val/loss" if consecutive and cfg.monitor == "auto" else resolve_monitor(cfg.monitor, task),
+    # class weights say what matters: the weighted validation loss, not plain accuracy, picks the best epoch
+    by_loss = (consecutive or cfg.class_weight is not None) and cfg.monitor == "auto"
+    return {"monitor": "val/loss" if by_loss else resolve_monitor(cfg.monitor, task),
             "batch_size": auto_batch_size(n_train) if cfg.batch_size == "auto" else cfg.batch_size,
             "patience": (3 if consecutive else auto_patience(cfg.epochs)) if cfg.patience == "auto" else cfg.patience,
             "warmup_epochs": auto_warmup(cfg.schedule, cfg.epochs) if cfg.warmup_epochs == "auto" else cfg.warmup_epochs}

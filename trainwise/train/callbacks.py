@@ -10,7 +10,7 @@ import torch
 
 from ..console import console as make_console
 from ..errors import TrainwiseError, check_choice, did_you_mean
-from ..options import EARLY_STOP_RULES
+from ..options import EARLY_STOP_RULES, HIGHER_IS_BETTER
 from ..runs import atomic_write, serialize_snapshot, snapshot_state, write_metrics_csv
 from .trainer import Callback, Trainer
 
@@ -44,21 +44,26 @@ def tie_breaker(monitor: str) -> str | None:
 
 
 def resolve_mode(monitor: str, mode: str = "auto") -> str:
-    """``auto``: higher is better for accuracy and R², lower for everything else (losses, errors)."""
+    """``auto``: higher is better for accuracy, R², F1, AUROC, ...; lower for the rest (losses, errors, log_loss, mape).
+
+    >>> resolve_mode("val/f1"), resolve_mode("val/log_loss"), resolve_mode("val/loss", "max")
+    ('max', 'min', 'max')
+    """
     if mode != "auto":
         return mode
-    return "max" if monitor.rsplit("/", 1)[-1] in ("accuracy", "r2") else "min"
+    return "max" if monitor.rsplit("/", 1)[-1] in HIGHER_IS_BETTER else "min"
 
 
-def logged_metrics(kind: str, *, val: bool, extras: tuple[str, ...] = ()) -> list[str]:
+def logged_metrics(kind: str, *, val: bool, extras: tuple[str, ...] = (), val_extras: tuple[str, ...] = ()) -> list[str]:
     """The keys a `Trainer` logs every epoch for outputs of ``kind`` ('multiclass', 'binary', 'regression'),
-    with a validation split (``val``) or without; ``extras``: per-step means it adds (penalty, grad_norm).
+    with a validation split (``val``) or without; ``extras``: per-step means it adds (penalty, grad_norm);
+    ``val_extras``: the ``--metrics`` computed on the validation split.
 
     >>> logged_metrics("binary", val=True)
     ['lr', 'train/loss', 'train/accuracy', 'val/loss', 'val/accuracy']
     """
     names = ("loss", "mae", "rmse", "r2") if kind == "regression" else ("loss", "accuracy")
-    return ["lr", *(f"train/{n}" for n in (*names, *extras)), *(f"val/{n}" for n in names if val)]
+    return ["lr", *(f"train/{n}" for n in (*names, *extras)), *(f"val/{n}" for n in (*names, *val_extras) if val)]
 
 
 def check_monitor(monitor: str, logged: list[str], option: str = "monitor") -> str:

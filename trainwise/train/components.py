@@ -7,7 +7,7 @@ from torch import nn
 from ..errors import TrainwiseError, check_choice
 from ..options import CLASSIFICATION_LOSSES, LOSSES, OPTIMIZERS
 
-__all__ = ["LOSSES", "OPTIMIZERS", "resolve_loss", "make_loss", "make_optimizer", "output_size", "target_kind"]
+__all__ = ["LOSSES", "OPTIMIZERS", "resolve_loss", "make_loss", "make_optimizer", "output_size", "target_kind", "class_weights"]
 
 _LOSS_CLASSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss,
                  "l1": nn.L1Loss, "huber": nn.HuberLoss}
@@ -41,8 +41,39 @@ def output_size(loss: str, n_classes: int | None, n_targets: int = 1) -> int:
     return n_classes if loss == "cross_entropy" else 1 if loss == "bce_with_logits" else n_targets
 
 
-def make_loss(loss: str) -> nn.Module:
-    return _LOSS_CLASSES[check_choice("loss", loss, LOSSES)]()
+def make_loss(loss: str, class_weight: torch.Tensor | None = None) -> nn.Module:
+    """The loss module; ``class_weight`` (one weight per class) weights cross-entropy per class, and for
+    bce_with_logits makes the positives count ``w[1] / w[0]`` times a negative."""
+    cls = _LOSS_CLASSES[check_choice("loss", loss, LOSSES)]
+    if class_weight is None:
+        return cls()
+    if loss == "cross_entropy":
+        return cls(weight=class_weight)
+    if loss == "bce_with_logits":
+        return cls(pos_weight=class_weight[1:2] / class_weight[0])
+    raise TrainwiseError(f"class weights need a classification loss, not '{loss}'", hint="drop --class-weight for regression")
+
+
+def class_weights(spec: str, y_train, class_names: list[str]) -> torch.Tensor:
+    """``--class-weight``: ``balanced`` gives class c the weight n / (k · count_c) (scikit-learn's rule: every class
+    weighs as much in total); ``"1,5"`` gives the weights in class order, one per class.
+
+    >>> class_weights("balanced", [0, 0, 0, 1, 1, 1, 1, 1], ["a", "b"]).tolist(), class_weights("1,5", [0, 1], ["a", "b"]).tolist()
+    ([1.3333333730697632, 0.800000011920929], [1.0, 5.0])
+    """
+    k = len(class_names)
+    if spec == "balanced":
+        counts = torch.bincount(torch.as_tensor(y_train).reshape(-1).long(), minlength=k).double()
+        if (counts == 0).any():
+            missing = [class_names[i] for i in (counts == 0).nonzero().reshape(-1).tolist()]
+            raise TrainwiseError(f"--class-weight balanced: class {', '.join(missing)} has no rows in the training split",
+                                 hint="give explicit weights (e.g. --class-weight 1,5), or a split with every class in training")
+        return (counts.sum() / (k * counts)).float()
+    weights = [float(w) for w in spec.split(",")]
+    if len(weights) != k:
+        raise TrainwiseError(f"--class-weight {spec}: {len(weights)} weight(s) for {k} classes ({', '.join(class_names)})",
+                             hint=f"give one weight per class in this order, e.g. {','.join(['1'] * k)}, or balanced")
+    return torch.tensor(weights)
 
 
 def make_optimizer(name: str, params, *, lr: float, momentum: float = 0.9, nesterov: bool = False,

@@ -26,11 +26,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..config import RunConfig
+from ..data import PreparedData
 from ..errors import Terminated, TrainwiseError
 from .metrics import MetricAccumulator
 from .trainer import Callback, Trainer
 
-__all__ = ["World", "world_from_env", "join", "leave", "ShardedBatches", "shard_rows", "DistributedTraining",
+__all__ = ["check_distributed", "World", "world_from_env", "join", "leave", "ShardedBatches", "shard_rows", "DistributedTraining",
            "ReducedMetrics", "launch"]
 
 
@@ -235,3 +237,14 @@ def launch(argv: list[str], nproc: int, *, run_dir: str | None = None) -> int:
     again = f"; resume it: trainwise fit --resume {run_dir}" if run_dir else ""
     print(f"trainwise fit: rank {rank} of {nproc} died ({how}), so the job was stopped{again}", file=sys.stderr)
     return 3
+
+
+def check_distributed(cfg: RunConfig, prep: PreparedData) -> None:
+    """What a data-parallel job cannot do, refused before it joins the others (and by the launching process)."""
+    why = "--restarts (each restart is a run: train them stacked in one process, without --nproc)" if cfg.restarts > 1 else \
+        "--lr auto (the LR finder runs in one process: run `trainwise lr-find`, then give --lr)" if cfg.lr == "auto" else \
+        "data read through a DataLoader (image folders, torch Datasets): it shards in-memory arrays" \
+        if "train" not in prep.arrays else None
+    if why:
+        raise TrainwiseError(f"data-parallel training (--nproc, torchrun) does not take {why}",
+                             hint="train in one process, or change the option named")

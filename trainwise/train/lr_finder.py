@@ -13,13 +13,15 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from ..config import RunConfig
 from ..errors import TrainwiseError
 from .trainer import Callback, Trainer
 
-__all__ = ["lr_find", "LRFinderResult", "LRRangeTest"]
+__all__ = ["lr_find", "LRFinderResult", "LRRangeTest", "auto_lr", "auto_lr_value"]
 
 
 @dataclass
@@ -164,3 +166,23 @@ def _suggest(r: LRFinderResult) -> None:
     slopes = {i: (pts[i + 1][1] - pts[i - 1][1]) / (pts[i + 1][0] - pts[i - 1][0]) for i in window}
     steepest = 10 ** pts[min(slopes, key=slopes.__getitem__)][0] if slopes else r.min_over_10
     r.suggestion = max(min(steepest, r.min_over_10), r.lrs[0])
+
+
+def auto_lr_value(found) -> float:
+    """The learning rate an ``lr: auto`` run trains at: the LR finder's suggestion, or the default without one."""
+    return found.suggestion if found.suggestion is not None else RunConfig.model_fields["lr"].default
+
+
+def auto_lr(trainer: Trainer, batches: Any, console=None):
+    """Run the LR finder (model and optimizer restored afterwards) and set its suggestion as the optimizer's LR;
+    the result is kept as ``trainer.lr_finder`` (a writer saves its curve). A sweep without a clear descent
+    suggests nothing (see `lr_finder`): the run then trains at the default learning rate and says so."""
+    result = lr_find(trainer, batches)
+    lr = auto_lr_value(result)
+    for g in trainer.optimizer.param_groups:
+        g["lr"] = lr
+    trainer.lr_finder = result
+    if console is not None:
+        console.print(f"lr auto: the LR finder suggests {lr:.2e} ({result.stop_reason})" if result.suggestion is not None else
+                      f"lr auto: {result.stop_reason}; training at the default lr {lr:.0e} instead")
+    return result

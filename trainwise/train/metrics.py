@@ -2,17 +2,55 @@
 
 (torchmetrics' ``Metric.update`` costs tens of microseconds of Python per call and per metric; at the
 step times of small models that alone would exceed the benchmark's 10% budget, so the three sums are
-kept here directly.)
+kept here directly.) The ``--metrics`` beyond those (F1, AUROC, ...) need every output: an accumulator asked
+for them (validation and test) keeps the outputs on the device, one reference per step, and computes them once
+at epoch end with torchmetrics' functional API, imported only then (it costs ~1.2 s of start-up).
 """
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
-__all__ = ["MetricAccumulator", "main_metric"]
+from ..errors import TrainwiseError
+from ..options import BINARY_DEFAULT_METRICS, CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+__all__ = ["MetricAccumulator", "main_metric", "extra_metrics", "per_class_table", "resolve_extra_metrics", "load_extra_metrics"]
+
+
+def load_extra_metrics() -> None:
+    """Import torchmetrics now (~1.2 s), before the first epoch, so its cost does not land in an epoch's time."""
+    import torchmetrics.functional.classification  # noqa: F401 - lazy on purpose: this is the one place it loads early
+    import torchmetrics.functional.regression  # noqa: F401 - lazy on purpose: as above
 
 
 def main_metric(kind: str) -> str:
     return "r2" if kind == "regression" else "accuracy"
+
+
+def resolve_extra_metrics(spec: str | tuple[str, ...], *, task: str, n_classes: int | None, nproc: int = 1) -> tuple[str, ...]:
+    """The ``--metrics`` a run computes on validation and test: ``auto`` gives `BINARY_DEFAULT_METRICS` for two
+    classes and nothing else; names that do not fit the task are an error naming them.
+
+    >>> resolve_extra_metrics("auto", task="classification", n_classes=2)[:3], resolve_extra_metrics("auto", task="regression", n_classes=None)
+    (('balanced_accuracy', 'f1', 'precision'), ())
+    """
+    if spec == "auto":
+        return BINARY_DEFAULT_METRICS if task == "classification" and n_classes == 2 and nproc == 1 else ()
+    names = tuple(spec)
+    allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    wrong = [n for n in names if n not in allowed]
+    if wrong:
+        raise TrainwiseError(f"--metrics {','.join(wrong)}: not a {task} metric (this run's task is {task})",
+                             hint=f"use {', '.join(allowed[:6])}{', ...' if len(allowed) > 6 else ''} for {task}, or --metrics auto")
+    too_wide = [n for n in names if n.startswith("top") and n_classes and int(n[3:].split("_")[0]) >= n_classes]
+    if too_wide:
+        raise TrainwiseError(f"--metrics {too_wide[0]}: the data has {n_classes} classes, so the true class is always among "
+                             f"the top {too_wide[0][3:].split('_')[0]}", hint=f"use top-k with k < {n_classes}, or accuracy alone")
+    if names and nproc > 1:
+        raise TrainwiseError(f"--metrics {','.join(names)} is not computed across the processes of --nproc {nproc} yet "
+                             "(each rank holds a share of the validation outputs)",
+                             hint="drop --metrics for the distributed run (loss and accuracy are reduced over ranks), or train with --nproc 1")
+    return names
 
 
 class MetricAccumulator:
@@ -21,8 +59,11 @@ class MetricAccumulator:
     ``target_std`` converts errors of a standardized regression target back to the original units.
     """
 
-    def __init__(self, kind: str, device: torch.device, *, target_std: float = 1.0):
+    def __init__(self, kind: str, device: torch.device, *, target_std: float = 1.0, target_mean: float = 0.0,
+                 extra_metrics: tuple[str, ...] = (), n_classes: int | None = None):
         self.kind, self.target_std, self.count = kind, target_std, 0
+        self.target_mean, self.extra_metrics, self.n_classes = target_mean, tuple(extra_metrics), n_classes
+        self.outputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # kept only for extra_metrics
         self.extra: dict[str, list] = {}  # name -> [device sum, number of values]: per-step means (penalty, grad norm)
         self.device = device
         z = torch.zeros((), dtype=torch.float64, device=device)
@@ -35,6 +76,8 @@ class MetricAccumulator:
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         n = y.shape[0]
         self.count += n
+        if self.extra_metrics:
+            self.outputs.append((out, y))
         self.loss_sum.add_(loss, alpha=n)  # mean-reduced loss -> per-sample sum
         self.finite_batches.add_(torch.isfinite(self.loss_sum))  # NaN/inf stick: counts batches before divergence
         if self.kind == "multiclass":
@@ -59,6 +102,10 @@ class MetricAccumulator:
 
     def compute(self, prefix: str) -> dict[str, float]:
         logs = self._compute(prefix)
+        if self.extra_metrics and self.outputs:
+            out, y = (torch.cat(t) for t in zip(*self.outputs))
+            logs |= {f"{prefix}/{k}": v for k, v in extra_metrics(self.extra_metrics, out, y, kind=self.kind, n_classes=self.n_classes,
+                                                                   target_std=self.target_std, target_mean=self.target_mean).items()}
         if self.extra:
             sums = torch.stack([s for s, _ in self.extra.values()]).tolist()
             logs |= {f"{prefix}/{k}": v / max(c, 1) for (k, (_, c)), v in zip(self.extra.items(), sums)}
@@ -74,3 +121,70 @@ class MetricAccumulator:
                     f"{prefix}/r2": 1.0 - sse / sst if sst > 0 else float("nan")}
         loss, correct = torch.stack([self.loss_sum, self.correct]).tolist()  # the one host sync
         return {f"{prefix}/loss": loss / n, f"{prefix}/accuracy": correct / n}
+
+
+def extra_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor, *, kind: str, n_classes: int | None = None,
+                  target_std: float = 1.0, target_mean: float = 0.0) -> dict[str, float]:
+    """``names`` (from `trainwise.options.CLASSIFICATION_METRICS` / ``REGRESSION_METRICS``) for raw outputs ``out``
+    and targets ``y``, with torchmetrics' functional API. ``kind``: how outputs are read ('multiclass' logits,
+    'binary' one logit, 'regression' standardized values, undone with ``target_std``/``target_mean`` for MAPE).
+
+    >>> out = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 3.0]]); y = torch.tensor([0, 1, 1, 1])
+    >>> {k: round(v, 3) for k, v in extra_metrics(("f1", "recall", "balanced_accuracy", "auroc"), out, y, kind="multiclass").items()}
+    {'f1': 0.8, 'recall': 0.667, 'balanced_accuracy': 0.833, 'auroc': 1.0}
+    """
+    import torchmetrics.functional.classification as C  # lazy: ~1.2 s to import, paid only by runs that ask for these metrics
+
+    out = out.float()
+    if kind == "regression":
+        from torchmetrics.functional.regression import mean_absolute_percentage_error  # lazy: as above
+        pred = out.reshape(y.shape) * target_std + target_mean
+        return {"mape": float(mean_absolute_percentage_error(pred, y * target_std + target_mean))}
+    y = y.reshape(-1).long()
+    if kind == "binary":
+        logit = out.reshape(-1)
+        probs = torch.stack([torch.zeros_like(logit), logit], 1).softmax(-1)  # = [1 - sigmoid, sigmoid]
+        n_classes = 2
+    else:
+        probs = out.softmax(-1)
+        n_classes = out.shape[-1]
+    pred, values = probs.argmax(-1), {}
+    two = n_classes == 2
+    for name in names:
+        base, _, avg = name.partition("_") if name.split("_")[0] in ("f1", "precision", "recall") else (name, "", "")
+        if base in ("f1", "precision", "recall"):
+            fn = {"f1": "f1_score", "precision": "precision", "recall": "recall"}[base]
+            if two and not avg:
+                v = getattr(C, f"binary_{fn}")(pred, y)
+            else:
+                v = getattr(C, f"multiclass_{fn}")(pred, y, n_classes, average=avg or "macro")
+        elif name == "balanced_accuracy":
+            v = C.multiclass_accuracy(pred, y, n_classes, average="macro")  # the mean of the per-class recalls
+        elif name in ("auroc", "average_precision"):
+            v = getattr(C, f"binary_{name}")(probs[:, 1], y) if two else \
+                getattr(C, f"multiclass_{name}")(probs, y, n_classes, average="macro")
+        elif name == "log_loss":
+            v = F.nll_loss(probs.clamp_min(1e-15).log(), y)  # unweighted, whatever class weights the loss has
+        else:  # topK_accuracy
+            k = int(name[3:].split("_")[0])
+            v = C.multiclass_accuracy(probs, y, n_classes, average="micro", top_k=min(k, n_classes))
+        values[name] = float(v)
+    return values
+
+
+def per_class_table(confusion: list[list[int]], class_names: list[str]) -> list[dict[str, float | int | str]]:
+    """Precision, recall, F1 and support of each class from a confusion matrix (rows: true, columns: predicted).
+
+    >>> per_class_table([[3, 1], [0, 4]], ["no", "yes"])[1]
+    {'class': 'yes', 'precision': 0.8, 'recall': 1.0, 'f1': 0.8889, 'support': 4}
+    """
+    rows = []
+    for i, name in enumerate(class_names):
+        tp = confusion[i][i]
+        predicted = sum(r[i] for r in confusion)
+        support = sum(confusion[i])
+        p = tp / predicted if predicted else 0.0
+        r = tp / support if support else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        rows.append({"class": name, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4), "support": int(support)})
+    return rows

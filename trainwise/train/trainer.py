@@ -56,7 +56,8 @@ class Trainer:
     ``accumulate`` (micro-batches per optimizer step), ``clip_norm`` / ``clip_value``, ``precision``
     ('32', 'bf16' autocast, 'fp16' autocast + grad scaler on CUDA) and ``compile``
     (torch.compile the forward; a string: its mode, e.g. 'reduce-overhead' for CUDA graphs).
-    ``metrics``: the per-epoch accumulator class (a population's keeps one set of sums per member); ``clip``:
+    ``metrics``: the per-epoch accumulator class (a population's keeps one set of sums per member);
+    ``eval_metrics``: the one `evaluate` uses (default: ``metrics``), e.g. one that also computes F1; ``clip``:
     clips the gradients of the parameters it is given, returning the norm before (a population's, per member).
     ``scaler`` is the `torch.amp.GradScaler` in use (None unless fp16); one set by hand is used the same way.
     A step: forward, loss (+ penalty), backward, (unscale), ``on_after_backward``, (clip), optimizer step,
@@ -77,7 +78,7 @@ class Trainer:
                  penalty: Callable[[], torch.Tensor] | None = None, accumulate: int = 1,
                  clip_norm: float | None = None, clip_value: float | None = None, precision: str = "32",
                  compile: bool | str = False, metrics: Callable[..., MetricAccumulator] = MetricAccumulator,
-                 clip: Callable[..., torch.Tensor] | None = None):
+                 clip: Callable[..., torch.Tensor] | None = None, eval_metrics: Callable[..., MetricAccumulator] | None = None):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.loss_fn = make_loss(loss) if isinstance(loss, str) else loss
@@ -95,6 +96,7 @@ class Trainer:
         self.forward = self.model if not compile else \
             torch.compile(self.model, mode=None if compile is True or compile == "default" else compile)  # same parameters
         self.metrics = metrics  # (kind, device, target_std=) -> an accumulator like `MetricAccumulator`
+        self.eval_metrics = eval_metrics  # the same for `evaluate` (validation, test), when it computes more (--metrics)
         self.lr_finder = None   # set when the LR was chosen by the LR finder
         self.transfer = None    # starting weights and frozen layers, when fine-tuning (for the summary)
         self._new_record(callbacks)
@@ -280,7 +282,7 @@ class Trainer:
         """Loss and metrics over ``batches`` in eval mode (dropout off, batch-norm running stats frozen)."""
         was_training = self.model.training
         self.model.eval()
-        acc = self.metrics(self.kind, self.device, target_std=self.target_std)
+        acc = (self.eval_metrics or self.metrics)(self.kind, self.device, target_std=self.target_std)
         for x, y in batches:
             with self._autocast():
                 out = self.forward(x)

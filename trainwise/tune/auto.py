@@ -67,7 +67,7 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     if data is not None:
         options["data"] = data
     cfg = RunConfig.build({**options, "quiet": True}, source="option")
-    check_output_dir(out, "--out")
+    check_output_dir(out, "--run-dir")
     check_run(setup_run(cfg))  # input errors before the output folder exists
     writer = RunWriter(out) if out else RunWriter.create(None, f"{cfg.data}-auto")
     out_dir = writer.run_dir

@@ -247,7 +247,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
             warnings.warn(note, UserWarning, stacklevel=2)
         grid = [grid[i] for i in picked]
     trials = trials or (len(grid) + len(enqueue) if method == "grid" else 10)
-    check_output_dir(out, "--out")
+    check_output_dir(out, "--run-dir")
     first_setup = setup_run(base_cfg)
     check_run(first_setup)  # the space's first point and the data: input errors before any folder exists
     monitor, mode = monitor_of(first_setup.cfg)
@@ -306,7 +306,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     elif workers > 1:
         study = load_or_create(open_storage(storage, heartbeat=heartbeat), study_name, direction)
         refuse_finished(open_storage(storage, heartbeat=heartbeat), study_name, storage, "start a new search with another "
-                        "--out (the test split was looked at once; more trials chosen after that look would not be honest)", study)
+                        "--run-dir (the test split was looked at once; more trials chosen after that look would not be honest)", study)
         fail_dead(study)  # a resume: running trials of this machine's workers that are gone (a killed search)
         if not study.trials:
             for params in enqueue:  # tried first, by whichever worker asks first
