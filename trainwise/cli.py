@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                      allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"trainwise {_version()}, torch {_version('torch')}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser,
-                                metavar="{fit,evaluate,predict,export,sanity,lr-find,tune,cv,auto,summary,gradcheck,backprop,report}")
+                                metavar="{fit,evaluate,predict,export,runs,compare,sanity,lr-find,tune,cv,auto,summary,gradcheck,backprop,report}")
     fit = sub.add_parser("fit", help="train a model and write a run directory (default: an MLP on digits)", allow_abbrev=False)
     fit.add_argument("--config", metavar="FILE", help="YAML config (e.g. a run's config.yaml); other options override it")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint (--epochs may be raised)")
@@ -161,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--output", metavar="FILE", help="the model file (default: RUN_DIR/model.onnx); its description goes "
                                                      "beside it as FILE.json")
     _add_trust_code(ex)
+    rn = sub.add_parser("runs", help="the runs in a folder as a table: data, model, status, best validation, test, time",
+                        allow_abbrev=False)
+    rn.add_argument("directory", metavar="DIR", nargs="?", default="runs", help="(default: runs)")
+    rn.add_argument("--json", action="store_true", help="print JSON")
+    co = sub.add_parser("compare", help="one HTML page: the runs' curves overlaid, configs side by side, differences highlighted",
+                        allow_abbrev=False)
+    co.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    co.add_argument("--output", metavar="FILE", default="compare.html", help="the page to write (default: compare.html)")
     rp = sub.add_parser("report", help="rebuild RUN_DIR/report.html (one self-contained page)", allow_abbrev=False)
     rp.add_argument("run_dir", metavar="RUN_DIR")
     _add_trust_code(rp)

@@ -23,6 +23,7 @@ from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Trai
 from .export import export
 from .models.summary import summarize
 from .pipeline import build_batches, build_trainer, model_for
+from .report.compare import RUN_COLUMNS, compare_runs, list_runs
 from .report.html import write_report
 from .report.writer import save_lr_find
 from .runs import check_output_dir, new_run_dir
@@ -263,6 +264,33 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"fit": _fit, "evaluate": _evaluate, "predict": _predict, "export": _export, "sanity": _sanity, "summary": _inspect,
+def _runs(args: argparse.Namespace) -> int:
+    rows = list_runs(args.directory)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no runs in {args.directory}")
+        return 0
+    from rich.table import Table  # lazy: only this command draws a table
+
+    table = Table(box=None, header_style="bold")
+    for c in RUN_COLUMNS:
+        table.add_column(c, no_wrap=True)
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in RUN_COLUMNS))
+    console = make_console(soft_wrap=True)
+    console.width = max(console.width, 160)  # a pipe or a narrow terminal: long rows overflow rather than fold
+    console.print(table)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    print(f"comparison written to {compare_runs(args.run_dirs, args.output)}")
+    return 0
+
+
+HANDLERS = {"fit": _fit, "runs": _runs, "compare": _compare, "evaluate": _evaluate, "predict": _predict, "export": _export,
+            "sanity": _sanity, "summary": _inspect,
              "gradcheck": _inspect, "backprop": _backprop, "lr-find": _lr_find, "cv": _cv, "tune": _tune,
              "auto": _auto, "report": _report}

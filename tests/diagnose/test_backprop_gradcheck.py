@@ -127,3 +127,21 @@ def test_summary_marks_frozen_layers():
     s = summarize(model, (4,))
     assert s.trainable_params == 8 * 3 + 3 and s.total_params == 4 * 8 + 8 + 27
     assert s.rows[1][4] is False and s.rows[-1][4] is True and "frozen" in str(s)
+
+
+def test_summary_table_is_torchinfos_with_full_layer_names():
+    import torchinfo
+
+    from trainwise.models import build_model, resolve_model
+    from trainwise.models.summary import summarize
+
+    model = build_model(resolve_model("resmlp:16,2", (6,), 3))
+    s = summarize(model, (6,), batch_size=4)
+    theirs = str(torchinfo.summary(model, input_size=(4, 6), verbose=0, mode="eval",
+                                   col_names=("output_size", "num_params", "trainable"), row_settings=("var_names",), depth=32))
+    assert str(s).startswith(theirs.rstrip())  # torchinfo's own table, then trainwise's memory estimate
+    names = [r[0] for r in s.rows]
+    assert any("." in n for n in names)  # a layer inside a residual block keeps its dotted path (e.g. 1.0.norm)
+    assert dict(zip(names, (r[3] for r in s.rows))) == {n: sum(p.numel() for p in m.parameters(recurse=False))
+                                                        for n, m in model.named_modules() if n in names}
+    assert s.total_params == sum(p.numel() for p in model.parameters())

@@ -1,6 +1,8 @@
-"""A torchinfo-like model summary: per layer output shape, parameters, trainable; totals and memory."""
+"""The model summary users know from torchinfo (its table, computed by torchinfo), with per-layer rows as data
+(output shape, parameters, trainable) and trainwise's estimate of the memory training needs."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +22,7 @@ class ModelSummary:
     activation_bytes: int = 0  # forward outputs of one batch of `batch_size`; backward keeps about as much
     input_shape: tuple[int, ...] = ()
     batch_size: int = 1
+    table: str = ""  # torchinfo's rendering
 
     @property
     def training_bytes(self) -> int:
@@ -35,54 +38,47 @@ class ModelSummary:
                 "batch_size": self.batch_size}
 
     def __str__(self) -> str:
-        head = f"{'layer':<14}{'type':<14}{'output shape':<22}{'parameters':>12}  trainable"
-        lines = [head, "-" * len(head)]
-        for name, kind, shape, params, trainable in self.rows:
-            lines.append(f"{name:<14}{kind:<14}{str(list(shape)):<22}{params:>12,}  {'yes' if trainable else ('no' if params else '')}")
-        lines += ["-" * len(head),
-                  f"parameters: {self.total_params:,} ({self.trainable_params:,} trainable, "
-                  f"{self.total_params - self.trainable_params:,} frozen), {_mb(self.param_bytes)} of weights",
-                  f"input {list(self.input_shape)}, batch {self.batch_size}: activations {_mb(self.activation_bytes)}; "
-                  f"training with Adam needs about {_mb(self.training_bytes)}"]
-        return "\n".join(lines)
+        rule = self.table.splitlines()[0] if self.table else ""
+        return "\n".join([self.table.rstrip(),
+                          f"parameters: {self.total_params:,} ({self.trainable_params:,} trainable, "
+                          f"{self.total_params - self.trainable_params:,} frozen), {_mb(self.param_bytes)} of weights",
+                          f"input {list(self.input_shape)}, batch {self.batch_size}: activations {_mb(self.activation_bytes)}; "
+                          f"training with Adam needs about {_mb(self.training_bytes)}", rule]).strip()
 
 
 def _mb(n: int) -> str:
     return f"{n / 2**20:.2f} MB" if n >= 2**16 else f"{n / 2**10:.1f} KB"
 
 
-@torch.no_grad()
 def summarize(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 16,
               device: str | torch.device = "cpu") -> ModelSummary:
-    """Run one batch of zeros through ``model`` (eval mode) and record every leaf layer's output.
+    """torchinfo's summary of one batch of zeros through ``model`` (eval mode): every leaf layer's output shape
+    and parameters, its table as ``str()``, plus trainwise's estimate of the memory training needs.
 
     >>> from trainwise.models import MLP
     >>> s = summarize(MLP(4, [8], 3), (4,))
     >>> [r[:4] for r in s.rows[1:3]], s.total_params
     ([('1', 'Linear', (16, 8), 40), ('2', 'ReLU', (16, 8), 0)], 67)
     """
-    summary = ModelSummary(input_shape=tuple(input_shape), batch_size=batch_size)
-    hooks = []
-    for name, module in model.named_modules():
-        if list(module.children()):
-            continue
-        def hook(mod, _inputs, out, name=name):
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
-            params = list(mod.parameters(recurse=False))
-            n = sum(p.numel() for p in params)
-            summary.rows.append((name or type(mod).__name__, type(mod).__name__, shape, n,
-                                 bool(params) and all(p.requires_grad for p in params)))
-            if isinstance(out, torch.Tensor):
-                summary.activation_bytes += out.numel() * out.element_size()
-        hooks.append(module.register_forward_hook(hook))
+    import torchinfo  # lazy: ~10 ms, only where a summary is shown
+
+    names = {id(m): name for name, m in model.named_modules()}
     was = model.training
-    model.eval()
     try:
-        model(torch.zeros((batch_size, *input_shape), device=device))
+        stats = torchinfo.summary(model, input_size=(batch_size, *input_shape), device=torch.device(device), verbose=0, mode="eval",
+                                  col_names=("output_size", "num_params", "trainable"), row_settings=("var_names",), depth=32)
     finally:
         model.train(was)
-        for h in hooks:
-            h.remove()
+    summary = ModelSummary(input_shape=tuple(input_shape), batch_size=batch_size, table=str(stats))
+    for layer in stats.summary_list:
+        if not layer.is_leaf_layer:
+            continue
+        shape = tuple(layer.output_size) if isinstance(layer.output_size, (list, tuple)) else ()
+        params = list(layer.module.parameters(recurse=False))
+        n = sum(p.numel() for p in params)
+        summary.rows.append((names.get(id(layer.module)) or layer.class_name, layer.class_name, shape, n,
+                             bool(params) and all(p.requires_grad for p in params)))
+        summary.activation_bytes += math.prod(shape) * 4 if shape else 0  # float32 outputs
     params = list(model.parameters())
     summary.total_params = sum(p.numel() for p in params)
     summary.trainable_params = sum(p.numel() for p in params if p.requires_grad)
