@@ -213,7 +213,8 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
     cfg, world, writes = _rank_config(cfg, True)
     try:
         # first: a run another process is writing (or resuming) is refused before anything is read or written
-        writer = RunWriter(run_dir, tensorboard=cfg.tensorboard, histogram_every=cfg.histogram_every, lock=True) if writes else None
+        writer = RunWriter(run_dir, tensorboard=cfg.tensorboard, histogram_every=cfg.histogram_every, lock=True,
+                           mlflow=cfg.mlflow) if writes else None
         with writer or nullcontext():
             return _resume_locked(run_dir, cfg, writer, data, y, callbacks, console, trust_code, world)
     finally:

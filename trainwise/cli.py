@@ -45,6 +45,10 @@ def _add_config_options(p: argparse.ArgumentParser, *, run_dir: str | None = Non
         default = field.default if not isinstance(field.default, tuple) else ",".join(map(str, field.default))
         choices = f"; one of {', '.join(CHOICES[name])}" if name in CHOICES else ""
         help_ = f"{field.description}{choices} (default: {default})"
+        if name == "mlflow":  # --mlflow alone: MLflow's local store
+            p.add_argument(flag, dest=name, metavar="TRACKING_URI", nargs="?", const="sqlite:///mlflow.db", default=argparse.SUPPRESS,
+                           help=help_)
+            continue
         if name == "run_dir" and run_dir:
             p.add_argument(flag, "--out", dest=name, metavar="DIR", default=argparse.SUPPRESS, help=run_dir)
             continue

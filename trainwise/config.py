@@ -162,6 +162,8 @@ class RunConfig(BaseModel):
                                               "--no-vectorize trains them one by one")
     checkpoint: bool = Field(True, description="write checkpoints/last and best every epoch (for --resume)")
     # --- output ---
+    mlflow: str | None = Field(None, description="also log the run to MLflow at this tracking URI (--mlflow alone: "
+                                                 "sqlite:///mlflow.db, MLflow's local store in the working folder)")
     tensorboard: bool = Field(False, description="write TensorBoard logs to RUN_DIR/tensorboard (scalars, histograms, graph)")
     histogram_every: int = Field(5, ge=1, description="TensorBoard: weight/gradient histograms every N epochs")
     run_dir: str | None = Field(None, description="where to write the run (default runs/<data>-<time>)")

@@ -70,6 +70,7 @@ EXCLUDED = {
     "augment": "image augmentation only",
     "num_workers": "DataLoader workers for torch Datasets; arrays are batched in memory",
     "quiet": "replaced by verbose",
+    "mlflow": "experiment tracking of `trainwise fit`'s run directory; an estimator is a step inside your own script",
     "nproc": "data-parallel processes are started by torch's launcher (trainwise fit --nproc); an estimator trains in its own",
 }
 _EXTRA = {"validation_fraction": "fraction of the rows given to fit held out for early stopping and best-epoch "

@@ -24,6 +24,7 @@ from ..runs import RunLock, atomic_write, clean_temp, new_run_dir, save_artifact
 from ..train import Callback, Checkpoint, EarlyStopping, MetricsCSV
 from ..train.metrics import main_metric
 from .html import write_report
+from .mlflow import MLflowLogger
 from .plots import (
     pick_by_class,
     plot_confusion,
@@ -61,8 +62,10 @@ class RunWriter:
     """
 
     def __init__(self, run_dir: str | Path, *, tensorboard: bool = False, histogram_every: int = 5, lock: bool = False,
-                 plots: bool = True):
+                 plots: bool = True, mlflow: str | None = None):
         self.run_dir = Path(run_dir)
+        # ``mlflow``: a tracking URI; the run is also logged there (`MLflowLogger`: live per epoch, the rest at the end)
+        self.mlflow = MLflowLogger(mlflow, self.run_dir) if mlflow else None
         self.plots = plots  # False: no PNGs (search trials: ~0.3 s of matplotlib each, more than a stacked trial trains)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.tensorboard, self.histogram_every = tensorboard, histogram_every
@@ -96,7 +99,7 @@ class RunWriter:
     def for_config(cls, cfg, run_dir: str | Path | None = None) -> RunWriter:
         """A writer with the config's TensorBoard options (``run_dir`` defaults to the config's)."""
         return cls.create(run_dir if run_dir is not None else cfg.run_dir, cfg.data, tensorboard=cfg.tensorboard,
-                          histogram_every=cfg.histogram_every)
+                          histogram_every=cfg.histogram_every, mlflow=cfg.mlflow)
 
     def sub(self, name: str, *, plots: bool | None = None) -> RunWriter:
         """A writer for a member run in a subfolder (a restart, a fold, a trial); ``plots`` default: this one's."""
@@ -105,6 +108,8 @@ class RunWriter:
 
     def write_config(self, cfg) -> None:
         atomic_write(self.run_dir / "config.yaml", cfg.saved_yaml())
+        if self.mlflow is not None:
+            self.mlflow.params = {k: v for k, v in cfg.model_dump().items() if k not in ("mlflow", "quiet")}
 
     def write_recipe(self, recipe: dict[str, Any]) -> None:
         """model.json before training starts: what the model is (for user code: which file, with which SHA-256),
@@ -114,6 +119,8 @@ class RunWriter:
     def callbacks(self, tracker: EarlyStopping | None, *, checkpoint: bool) -> list[Callback]:
         """The per-epoch file callbacks; the checkpoint comes last, as it saves every other callback's state."""
         cbs: list[Callback] = [MetricsCSV(self.run_dir / "metrics.csv")]
+        if self.mlflow is not None:
+            cbs.append(self.mlflow)
         if self.tensorboard:
             cbs.append(TensorBoard(self.run_dir / "tensorboard", histogram_every=self.histogram_every))
         if checkpoint:
@@ -150,6 +157,8 @@ class RunWriter:
             # again: the report gets the trained module (an nn.Module passed to fit cannot be rebuilt at all)
             in_memory = result.setup.user_model is not None or bool(user_code(result.setup.recipe))
             write_report(self.run_dir, model=result.model if in_memory else None)
+        if self.mlflow is not None:
+            self.mlflow.finish(summary)
 
     def write_data_plots(self, result) -> None:
         """Only where they apply (each figure costs ~0.3 s of matplotlib; a table of numbers gets none):
