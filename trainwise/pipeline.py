@@ -36,7 +36,7 @@ from .models.transfer import freeze, load_initial_weights
 from .report.plots import confusion_matrix
 from .train import Callback, EarlyStopping, LRSchedule, Penalty, ProgressTable, Trainer, resolve_loss
 from .train.auto_settings import resolve_auto
-from .train.callbacks import check_monitor, logged_metrics, resolve_mode, resolve_monitor
+from .train.callbacks import BatchProgress, check_monitor, logged_metrics, resolve_mode, resolve_monitor
 from .train.components import class_weights, make_loss, output_size, target_kind
 from .train.distributed import DistributedTraining, ShardedBatches, World, check_distributed, join, shard_rows
 from .train.lr_finder import auto_lr, auto_lr_value  # auto_lr: part of this module's API (sanity, populations)
@@ -408,6 +408,8 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
         shards = train.batches if isinstance(train, AugmentedBatches) else train
         callbacks = [*callbacks, DistributedTraining(setup.world, shards, seed)]
     stopper, cbs = run_callbacks(setup, monitor, callbacks, writer, checkpoint=checkpoint, show=show, console=console)
+    if show and (console := console or make_console()).is_terminal:  # a bar inside slow epochs (never in a pipe or a log)
+        cbs.append(BatchProgress(console))
     trainer = build_trainer(setup, model, cbs)
     trainer.transfer = transfer
     if resume_state is not None:

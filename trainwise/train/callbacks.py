@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from ..options import EARLY_STOP_RULES, HIGHER_IS_BETTER
 from ..runs import atomic_write, serialize_snapshot, snapshot_state, write_metrics_csv
 from .trainer import Callback, Trainer
 
-__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "Checkpoint", "resolve_mode", "resolve_monitor", "tie_breaker",
+__all__ = ["EarlyStopping", "MetricsCSV", "ProgressTable", "BatchProgress", "Checkpoint", "resolve_mode", "resolve_monitor", "tie_breaker",
            "is_better", "logged_metrics",
            "check_monitor"]
 
@@ -222,6 +223,53 @@ class ProgressTable(Callback):
     def on_fit_end(self, trainer: Trainer) -> None:
         if trainer.stop_reason:
             self.console.print(f"[dim]{trainer.status}: {trainer.stop_reason}[/dim]")
+
+
+class BatchProgress(Callback):
+    """A rich progress bar inside an epoch (batches done, batches per second, time left), shown only once an
+    epoch has run ``after_s`` seconds: short epochs never show one. The per-step cost is one call and a counter;
+    the clock is read every 16 steps. The bar is transient: the epoch's row of `ProgressTable` replaces it."""
+
+    def __init__(self, console=None, *, after_s: float = 1.5):
+        self.console, self.after_s = console or make_console(), after_s
+        self.progress_, self.task_, self.done_, self.t0_, self.total_ = None, None, 0, 0.0, 0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.total_ = trainer.steps_per_epoch or 0
+
+    def on_epoch_start(self, trainer: Trainer, *, epoch: int) -> None:
+        self.done_, self.t0_, self.epoch_ = 0, time.monotonic(), epoch
+
+    def on_batch_end(self, trainer: Trainer, *, step: int, loss: torch.Tensor) -> None:
+        self.done_ += 1
+        if self.done_ & 15:
+            return
+        elapsed = time.monotonic() - self.t0_
+        if self.task_ is None:
+            if elapsed < self.after_s or not self.total_:
+                return
+            self._show()
+        self.progress_.update(self.task_, completed=self.done_, rate=f"{self.done_ / elapsed:.0f} batches/s")
+
+    def _show(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # lazy: slow epochs only
+
+        if self.progress_ is None:
+            self.progress_ = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
+                                      console=self.console, transient=True)
+            self.progress_.start()
+        self.task_ = self.progress_.add_task("train", total=self.total_, completed=self.done_, epoch=self.epoch_, rate="")
+
+    def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
+        if self.task_ is not None:
+            self.progress_.remove_task(self.task_)
+            self.task_ = None
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.progress_ is not None:
+            self.progress_.stop()
+            self.progress_ = None
 
 
 class Checkpoint(Callback):
