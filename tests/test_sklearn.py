@@ -40,6 +40,7 @@ NOT_PARAMETERS = {
     "num_workers",                          # DataLoader workers for torch Datasets; arrays are batched in memory
     "quiet",                                # replaced by verbose
     "nproc",                                # data-parallel processes come from torch's launcher, not an estimator
+    "val_data", "test_data", "exclude", "id_column", "categorical", "group_column", "time_column",  # files and CSV columns
     "mlflow",                               # tracking of `trainwise fit`'s run directory, not of an estimator
 }
 ESTIMATOR_ONLY = {"validation_fraction": 0.15, "verbose": False}

@@ -79,7 +79,18 @@ class RunConfig(BaseModel):
     target: str | None = Field(None, description="CSV only: the column to predict")
     task: str = Field("auto", description="classification, regression, or auto (inferred from the target)")
     split: tuple[float, float, float] = Field(
-        (0.70, 0.15, 0.15), description="train,val,test fractions (the lecture's 70/15/15)")
+        (0.70, 0.15, 0.15), description="train,val,test fractions (the lecture's 70/15/15); time: the same fractions in "
+                                        "time order (needs --time-column)")
+    val_data: str | None = Field(None, description="a separate validation file (.csv/.npz, the data file's columns); the data "
+                                                   "file then trains (and tests, without --test-data)")
+    test_data: str | None = Field(None, description="a separate test file (.csv/.npz, the data file's columns)")
+    exclude: str | None = Field(None, description="CSV columns to leave out, comma-separated")
+    id_column: str | None = Field(None, description="CSV: a column that identifies rows; not a feature, copied into predictions")
+    categorical: str | None = Field(None, description="CSV columns of numbers to one-hot encode as categories, comma-separated")
+    group_column: str | None = Field(None, description="CSV: a column of groups (patients, users, ...); each group's rows stay "
+                                                       "in one split and one cross-validation fold; not a feature")
+    time_column: str | None = Field(None, description="CSV: a column of times or dates; the splits follow it (train the "
+                                                      "earliest rows, test the latest); not a feature")
     standardize: bool = Field(True, description="standardize features (and a regression target) with train-split statistics")
     missing: str = Field("error", description="missing values: an error, drop the rows, or median (train-split medians)")
     na_values: str = Field(NA_VALUES, description="CSV: comma-separated cell values read as missing, besides an empty cell")
@@ -169,7 +180,7 @@ class RunConfig(BaseModel):
     run_dir: str | None = Field(None, description="where to write the run (default runs/<data>-<time>)")
     quiet: bool = Field(False, description="no live table")
 
-    @field_validator("data", "run_dir", "data_dir", "init_from", mode="before")
+    @field_validator("data", "run_dir", "data_dir", "init_from", "val_data", "test_data", mode="before")
     @classmethod
     def _paths(cls, v: Any) -> Any:
         v = str(v) if isinstance(v, os.PathLike) else v
@@ -299,6 +310,16 @@ class RunConfig(BaseModel):
     def _none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.lower() in ("none", "null", "") else v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _time_split(cls, data: Any) -> Any:
+        """``split: time``: the default fractions, in the order of --time-column (which it then requires)."""
+        if isinstance(data, dict) and isinstance(data.get("split"), str) and data["split"].strip().lower() == "time":
+            if not data.get("time_column"):
+                raise ValueError("split: 'time' orders the splits by a column of times. HINT: name it with --time-column COLUMN")
+            data = {**data, "split": cls.model_fields["split"].default}
+        return data
+
     @model_validator(mode="after")
     def _ranges(self) -> RunConfig:
         if self.augment:
@@ -306,6 +327,12 @@ class RunConfig(BaseModel):
                 parse_augment(self.augment)
             except TrainwiseError as e:
                 raise ValueError(f"augment: {e.message}. HINT: {e.hint}") from None
+        if self.group_column and self.time_column:
+            raise ValueError(f"group_column {self.group_column!r} and time_column {self.time_column!r} both decide the splits. "
+                             "HINT: give one of them")
+        if (self.group_column or self.time_column) and (self.val_data or self.test_data):
+            raise ValueError("val_data/test_data give the splits as files, so group_column/time_column cannot decide them. "
+                             "HINT: give the splits as files, or one file with --group-column/--time-column")
         if self.target is not None and not self.data.lower().endswith(".csv"):
             raise ValueError(f"target: '{self.data}' is not a .csv file, so target={self.target!r} would be ignored "
                              "(built-in sets, .npz files, image folders and arrays carry their own targets). "
@@ -357,7 +384,7 @@ class RunConfig(BaseModel):
         directory) reads the same files; built-in data set names (even with a folder of that name here: the
         name wins, as when loading) and module specs stay as given."""
         out: dict[str, str] = {}
-        for key in ("data", "data_dir", "init_from"):
+        for key in ("data", "data_dir", "init_from", "val_data", "test_data"):
             value = getattr(self, key)
             if value and not (key == "data" and value in (*BUILTIN_DATA, "arrays")) and Path(value).exists():
                 out[key] = str(Path(value).resolve())

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from .data import Preprocessor, TargetEncoder, TensorBatches, load_source, open_npz, prepare, read_npz_array, read_table, to_tensors
+from .data.columns import ColumnRoles
 from .data.images import IMAGE_SUFFIXES, read_image, to_unit
 from .errors import TrainwiseError
 from .models.check import check_model_fits
@@ -57,8 +58,14 @@ class SavedModel:
         return _forward(self._run, _transform(self.preprocess, _features(self._run, X, source), source))
 
     def predict_frame(self, X, *, source: str = "X") -> pd.DataFrame:
-        """What `trainwise predict` writes: ``prediction`` and, for classification, ``prob_<class>`` columns."""
-        return _frame(self._run, self.outputs(X, source=source))
+        """What `trainwise predict` writes: ``prediction`` and, for classification, ``prob_<class>`` columns; a run
+        with an ``--id-column`` gets that column first, copied from the input."""
+        features = _features(self._run, X, source)
+        frame = _frame(self._run, _forward(self._run, _transform(self.preprocess, features, source)))
+        id_column = self.config.id_column
+        if id_column and isinstance(features, pd.DataFrame) and id_column in features.columns:
+            frame.insert(0, id_column, features[id_column].to_numpy())
+        return frame
 
     def predict(self, X) -> np.ndarray:
         """Class labels (as in training) or values in the target's own units, one per row of ``X``."""
@@ -133,7 +140,7 @@ def _evaluate_on(run, data, y) -> dict[str, float]:
             image = pp.get("image")
             raw = load_source(str(data), target=target, missing=cfg.missing, seed=cfg.seed, data_dir=cfg.data_dir,
                               image_size=image["size"] if image else None, channels=str(image["channels"]) if image else "auto",
-                              na_values=cfg.na_values)
+                              na_values=cfg.na_values, roles=ColumnRoles.of(cfg) if str(data).lower().endswith(".csv") else None)
             X = _transform(Preprocessor.from_state(pp["features"]), raw.X, data)
             return _metrics(run, X, TargetEncoder.from_state(pp["target"]).encode(raw.y, what=f"target of '{data}'"), "eval")
     if y is None:

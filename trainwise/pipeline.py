@@ -26,6 +26,8 @@ from .config import RunConfig
 from .console import console as make_console
 from .data import PreparedData, RawData, TensorBatches, from_arrays, load_source, prepare, prepare_dataset
 from .data.augment import Augment, AugmentedBatches, check_images
+from .data.columns import ColumnRoles
+from .data.sources import load_split_files
 from .diagnose.doctor import HealthTracker, data_checks, diagnose
 from .errors import TrainwiseError
 from .models import build_model as build_module
@@ -130,8 +132,11 @@ def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
     """The unsplit data a config names (or ``data``/``y`` arrays)."""
     if data is not None and not isinstance(data, str):
         return from_arrays(data, y)
-    return load_source(cfg.data, target=cfg.target, missing=cfg.missing, seed=cfg.seed, data_dir=cfg.data_dir,
-                       image_size=cfg.image_size, channels=cfg.channels, na_values=cfg.na_values)
+    options = dict(target=cfg.target, missing=cfg.missing, seed=cfg.seed, data_dir=cfg.data_dir, image_size=cfg.image_size,
+                   channels=cfg.channels, na_values=cfg.na_values, roles=ColumnRoles.of(cfg))
+    if cfg.val_data or cfg.test_data:
+        return load_split_files(cfg.data, cfg.val_data, cfg.test_data, **options)
+    return load_source(cfg.data, **options)
 
 
 def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn.Module | None = None,
@@ -168,7 +173,8 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
 
 # what decides the prepared data: configs that agree on these can share one set-up (`vary`)
 DATA_OPTIONS = ("data", "target", "task", "split", "seed", "standardize", "missing", "image_norm", "data_dir",
-                "image_size", "channels", "na_values", "loss")
+                "image_size", "channels", "na_values", "loss", "val_data", "test_data", "exclude", "id_column", "categorical",
+                "group_column", "time_column")
 
 
 def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:

@@ -70,6 +70,13 @@ EXCLUDED = {
     "augment": "image augmentation only",
     "num_workers": "DataLoader workers for torch Datasets; arrays are batched in memory",
     "quiet": "replaced by verbose",
+    "val_data": "the validation split is carved from fit's rows (validation_fraction)",
+    "test_data": "an estimator never holds out a test split",
+    "exclude": "CSV columns; select the columns of X yourself (a ColumnTransformer)",
+    "id_column": "CSV columns; X holds features only",
+    "categorical": "CSV columns; put a OneHotEncoder in front",
+    "group_column": "splits of fit's rows are random; group-aware cross-validation is scikit-learn's (GroupKFold)",
+    "time_column": "splits of fit's rows are random; time-ordered cross-validation is scikit-learn's (TimeSeriesSplit)",
     "mlflow": "experiment tracking of `trainwise fit`'s run directory; an estimator is a step inside your own script",
     "nproc": "data-parallel processes are started by torch's launcher (trainwise fit --nproc); an estimator trains in its own",
 }

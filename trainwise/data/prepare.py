@@ -90,17 +90,21 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
 
     if raw.given_splits is not None:
         idx = {k: raw.given_splits.get(k, np.arange(0)) for k in ("train", "val", "test")}
-        if not len(idx["val"]) and split[1] > 0:  # e.g. MNIST's train/test files: carve val out of train
-            share = split[1] / (split[0] + split[1])
-            inner = split_indices(len(idx["train"]), (1 - share, share, 0.0), seed=seed,
-                                  stratify=y[idx["train"]] if task == "classification" else None)
-            idx["train"], idx["val"] = idx["train"][inner["train"]], idx["train"][inner["val"]]
+        for name, k in (("val", 1), ("test", 2)):  # a split no file gave (MNIST's train/test files: val) comes out of train
+            carve = name == "val" or raw.carve_test  # a test split only where the files say so (--val-data without --test-data)
+            if carve and not len(idx[name]) and split[k] > 0 and raw.given_splits.get(name) is None:
+                share = split[k] / (split[0] + split[k])
+                inner = split_indices(len(idx["train"]), (1 - share, share, 0.0), seed=seed,
+                                      stratify=y[idx["train"]] if task == "classification" else None)
+                idx["train"], idx[name] = idx["train"][inner["train"]], idx["train"][inner["val"]]
     else:
-        idx = split_indices(len(y), split, seed=seed, stratify=y if task == "classification" else None,
-                            regression_target=y if task == "regression" else None)
+        plain = raw.groups is None and raw.times is None  # group and time splits keep their own order, not the classes'
+        idx = split_indices(len(y), split, seed=seed, stratify=y if task == "classification" and plain else None,
+                            regression_target=y if task == "regression" and plain else None, groups=raw.groups, times=raw.times)
 
     take = (lambda a, i: a.iloc[i].reset_index(drop=True)) if isinstance(raw.X, pd.DataFrame) else (lambda a, i: a[i])
-    pre = Preprocessor(standardize=standardize, impute=impute, image_norm=image_norm).fit(take(raw.X, idx["train"]))
+    pre = Preprocessor(standardize=standardize, impute=impute, image_norm=image_norm,
+                       categorical=raw.categorical).fit(take(raw.X, idx["train"]))
     target = TargetEncoder.fit(task, y, idx["train"], standardize=standardize)
     arrays = {}
     for name, rows in idx.items():

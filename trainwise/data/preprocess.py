@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TrainwiseError
+from .columns import as_categories
 
 __all__ = ["Preprocessor", "TargetEncoder"]
 
@@ -21,8 +22,9 @@ class Preprocessor:
     [[0.0]]
     """
 
-    def __init__(self, *, standardize: bool = True, impute: bool = False, image_norm: str = "half"):
+    def __init__(self, *, standardize: bool = True, impute: bool = False, image_norm: str = "half", categorical=()):
         self.standardize = standardize
+        self.categorical = list(categorical)  # --categorical: numeric columns one-hot encoded as labels
         self.impute = impute
         self.image_norm = image_norm  # images (N, C, H, W): half | train | imagenet | none, per channel
         self.columns_: list[str] | None = None       # DataFrame input: the expected columns
@@ -36,7 +38,7 @@ class Preprocessor:
     def fit(self, X: np.ndarray | pd.DataFrame) -> Preprocessor:
         if isinstance(X, pd.DataFrame):
             self.columns_ = [str(c) for c in X.columns]
-            X = X.set_axis(self.columns_, axis=1)
+            X = self._labels(X.set_axis(self.columns_, axis=1))
             for col in self.columns_:
                 s = X[col]
                 numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
@@ -54,7 +56,18 @@ class Preprocessor:
         return self
 
     # --- applying ------------------------------------------------------------------------------
+    def _labels(self, X):
+        """``X`` with the --categorical columns as category labels (numbers in a new file read as in training)."""
+        if not self.categorical or not isinstance(X, pd.DataFrame):
+            return X
+        X = X.set_axis([str(c) for c in X.columns], axis=1).copy()
+        for col in self.categorical:
+            if col in X.columns:
+                X[col] = as_categories(X[col])
+        return X
+
     def transform(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+        X = self._labels(X)
         numeric = self._numeric(X, fitting=False)
         if self.mean_ is not None:
             mean, std = np.asarray(self.mean_), np.asarray(self.std_)
@@ -106,7 +119,7 @@ class Preprocessor:
         """
         if self.columns_ is None or not isinstance(X, pd.DataFrame):
             return {}
-        X = X.set_axis([str(c) for c in X.columns], axis=1)
+        X = self._labels(X.set_axis([str(c) for c in X.columns], axis=1))
         out = {}
         for col, cats in self.categories_.items():
             if col in X.columns:
@@ -119,11 +132,12 @@ class Preprocessor:
     def state_dict(self) -> dict[str, Any]:
         return {"standardize": self.standardize, "impute": self.impute, "image_norm": self.image_norm, "columns": self.columns_,
                 "categories": self.categories_, "fill": self.fill_, "mean": self.mean_, "std": self.std_,
-                "feature_names": self.feature_names_}
+                "feature_names": self.feature_names_, "categorical": self.categorical}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Preprocessor:
-        p = cls(standardize=state["standardize"], impute=state["impute"], image_norm=state.get("image_norm", "half"))
+        p = cls(standardize=state["standardize"], impute=state["impute"], image_norm=state.get("image_norm", "half"),
+                categorical=state.get("categorical") or ())
         p.columns_, p.categories_, p.fill_ = state["columns"], state["categories"], state["fill"]
         p.mean_, p.std_, p.feature_names_ = state["mean"], state["std"], state["feature_names"]
         return p

@@ -22,6 +22,10 @@ class RawData:
     given_splits: dict[str, np.ndarray] | None = None  # row indices of pre-split files
     dropped_rows: int = 0
     notes: list[str] = field(default_factory=list)
+    groups: np.ndarray | None = None  # --group-column: each row's group (a group's rows stay in one split)
+    times: np.ndarray | None = None   # --time-column: a sortable time per row (splits in time order)
+    categorical: tuple[str, ...] = ()  # --categorical: numeric columns read as categories
+    carve_test: bool = False  # given splits without a test split get one from the training rows (--val-data alone)
 
     def __len__(self) -> int:
         return len(self.y)

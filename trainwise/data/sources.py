@@ -10,6 +10,7 @@ import torch
 
 from ..errors import TrainwiseError, check_choice
 from ..options import BUILTIN_DATA, NA_VALUES, parse_na_values
+from .columns import ColumnRoles, apply_roles
 from .images import load_idx_set, load_image_folder
 from .raw import RawData
 
@@ -30,9 +31,13 @@ assert set(_SKLEARN) <= set(BUILTINS)
 
 
 def load_source(data: str, *, target: str | None = None, missing: str = "error", seed: int = 0,
-                data_dir: str | None = None, image_size=None, channels: str = "auto", na_values: str = NA_VALUES) -> RawData:
+                data_dir: str | None = None, image_size=None, channels: str = "auto", na_values: str = NA_VALUES,
+                roles: ColumnRoles | None = None) -> RawData:
     """Load a built-in data set by name, a .csv / .npz file, or a folder of images (one subfolder per class).
-    ``na_values``: the CSV cells read as missing (see `read_table`)."""
+    ``na_values``: the CSV cells read as missing (see `read_table`); ``roles``: what some CSV columns are for."""
+    if roles and not str(data).lower().endswith(".csv"):
+        raise TrainwiseError(f"--exclude, --id-column, --categorical, --group-column and --time-column name CSV columns; "
+                             f"'{data}' is not a CSV file", hint="drop those options, or give the data as a .csv file")
     if data in _SKLEARN:
         return _sklearn(data)
     if data == "toy-regression":
@@ -46,7 +51,7 @@ def load_source(data: str, *, target: str | None = None, missing: str = "error",
         if not path.is_file():
             raise TrainwiseError(f"data file '{path}' does not exist",
                                  hint="check the path, or use a built-in data set: " + ", ".join(BUILTINS) + ", or an image folder")
-        return _csv(path, target, missing, na_values) if path.suffix.lower() == ".csv" else _npz(path)
+        return _csv(path, target, missing, na_values, roles) if path.suffix.lower() == ".csv" else _npz(path)
     check_choice("data set", data, BUILTINS)  # raises with a suggestion
     raise AssertionError("unreachable")
 
@@ -247,7 +252,7 @@ def read_table(path: Path, na_values: str = NA_VALUES) -> pd.DataFrame:
     return df
 
 
-def _csv(path: Path, target: str | None, missing: str, na_values: str = NA_VALUES) -> RawData:
+def _csv(path: Path, target: str | None, missing: str, na_values: str = NA_VALUES, roles: ColumnRoles | None = None) -> RawData:
     df = read_table(path, na_values)
     if target is None:
         raise TrainwiseError(f"'{path}' is a CSV file but no target column was given; columns: {', '.join(map(str, df.columns))}",
@@ -258,7 +263,10 @@ def _csv(path: Path, target: str | None, missing: str, na_values: str = NA_VALUE
         raise TrainwiseError(f"'{path}' has no feature columns besides the target '{target}'", hint="add feature columns")
     if len(df) == 0:
         raise TrainwiseError(f"'{path}' has a header but no data rows", hint="give a file with rows of data")
-    raw = RawData(df.drop(columns=[target]), df[target].to_numpy(), str(path), target_name=target)
+    features, extra = apply_roles(df.drop(columns=[target]), roles or ColumnRoles(), source=str(path), target=target)
+    raw = RawData(features, df[target].to_numpy(), str(path), target_name=target, categorical=tuple((roles or ColumnRoles()).categorical),
+                  **extra)
+    df = pd.concat([features, df[[target]]], axis=1)  # what is checked for gaps below: features and target only
     counts = df.isna().sum()
     counts = counts[counts > 0]
     if len(counts):
@@ -270,6 +278,8 @@ def _csv(path: Path, target: str | None, missing: str, na_values: str = NA_VALUE
         # rows without a target can never be used; with 'drop' rows missing any feature go too
         keep = df[target].notna() if missing == "median" else df.notna().all(axis=1)
         raw.X, raw.y = raw.X[keep.to_numpy()].reset_index(drop=True), raw.y[keep.to_numpy()]
+        raw.groups = raw.groups[keep.to_numpy()] if raw.groups is not None else None
+        raw.times = raw.times[keep.to_numpy()] if raw.times is not None else None
         raw.dropped_rows = int((~keep).sum())
         raw.notes.append(f"missing values in {listing}: " + (f"dropped {raw.dropped_rows} rows" if missing == "drop" else
                                                                f"filled with train-split medians ({raw.dropped_rows} rows without a target dropped)"))
@@ -279,4 +289,37 @@ def _csv(path: Path, target: str | None, missing: str, na_values: str = NA_VALUE
         if empty:
             raise TrainwiseError(f"'{path}': column(s) {', '.join(map(repr, empty))} hold no values at all",
                                  hint="drop those columns from the file")
+    return raw
+
+
+def load_split_files(data: str, val_data: str | None, test_data: str | None, **options) -> RawData:
+    """``data`` with separate validation and/or test files (``--val-data``, ``--test-data``): one `RawData` whose
+    given splits are the files. The files must have the same columns (tables) or feature shape (arrays); without
+    a test file, `prepare` carves the test split out of ``data``'s rows (without a validation file, the
+    validation split), by the configured fractions."""
+    parts = {"train": load_source(data, **options)}
+    for name, path in (("val", val_data), ("test", test_data)):
+        if path is not None:
+            parts[name] = load_source(path, **options)
+    first = parts["train"]
+    for name, raw in parts.items():
+        if name == "train":
+            continue
+        if isinstance(first.X, pd.DataFrame) != isinstance(raw.X, pd.DataFrame) or (
+                isinstance(first.X, pd.DataFrame) and list(first.X.columns) != list(raw.X.columns)) or (
+                not isinstance(first.X, pd.DataFrame) and first.X.shape[1:] != raw.X.shape[1:]):
+            have = list(raw.X.columns) if isinstance(raw.X, pd.DataFrame) else raw.X.shape[1:]
+            want = list(first.X.columns) if isinstance(first.X, pd.DataFrame) else first.X.shape[1:]
+            raise TrainwiseError(f"--{name}-data '{raw.name}' has features {have}, the data file '{first.name}' has {want}",
+                                 hint=f"give a {name} file with the same columns as the training file")
+    bounds = np.cumsum([0] + [len(r) for r in parts.values()])
+    X = pd.concat([r.X for r in parts.values()], ignore_index=True) if isinstance(first.X, pd.DataFrame) else \
+        np.concatenate([r.X for r in parts.values()])
+    y = np.concatenate([np.asarray(r.y, dtype=object) if r.y.dtype == object else r.y for r in parts.values()])
+    raw = RawData(X, y, first.name, task=first.task, class_names=first.class_names, target_name=first.target_name,
+                  notes=[n for r in parts.values() for n in r.notes], categorical=first.categorical,
+                  dropped_rows=sum(r.dropped_rows for r in parts.values()))
+    raw.given_splits = {name: np.arange(bounds[i], bounds[i + 1]) for i, name in enumerate(parts)}
+    raw.carve_test = "test" not in parts
+    raw.notes.append("splits from files: " + ", ".join(f"{k} {r.name} ({len(r)} rows)" for k, r in parts.items()))
     return raw

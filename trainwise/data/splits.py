@@ -9,7 +9,8 @@ __all__ = ["split_indices", "fold_indices"]
 
 
 def split_indices(n: int, fractions: tuple[float, float, float], *, seed: int = 0,
-                  stratify: np.ndarray | None = None, regression_target: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                  stratify: np.ndarray | None = None, regression_target: np.ndarray | None = None,
+                  groups: np.ndarray | None = None, times: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Row indices for train/val/test, sorted, disjoint, together covering ``range(n)``.
 
     Sizes are ``round(fraction * n)`` for val and test; train gets the rest. With ``stratify``
@@ -26,6 +27,13 @@ def split_indices(n: int, fractions: tuple[float, float, float], *, seed: int = 
     n_val, n_test = round(val_f * n), round(test_f * n)
     if n - n_val - n_test < 1:
         raise TrainwiseError(f"split {fractions} leaves no training rows out of {n}", hint="give train a larger fraction")
+    if times is not None:  # time-ordered: train on the past, validate on what follows, test on the latest
+        order = np.argsort(np.asarray(times), kind="stable")
+        n_train = n - n_val - n_test
+        return {"train": np.sort(order[:n_train]), "val": np.sort(order[n_train:n_train + n_val]),
+                "test": np.sort(order[n_train + n_val:])}
+    if groups is not None:
+        return _group_split(np.asarray(groups), n_val, n_test, seed)
     if stratify is None and regression_target is not None:
         stratify = quantile_bins(regression_target, min(10, n_val or 10, n_test or 10, n // 10))
     elif stratify is not None:
@@ -41,19 +49,20 @@ def split_indices(n: int, fractions: tuple[float, float, float], *, seed: int = 
 
 def fold_indices(n: int, k: int, *, seed: int = 0, test_fraction: float = 0.15, rotate: bool = False,
                  stratify: np.ndarray | None = None, regression_target: np.ndarray | None = None,
-                 given_test: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
+                 given_test: np.ndarray | None = None, groups: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
     """Train/val/test row indices for each of ``k`` cross-validation folds (stratified like `split_indices`).
 
     Default: a test split of ``test_fraction`` is held out once; the rest is cut into ``k`` folds and fold i is
     the validation split of run i. ``rotate`` (the lecture's variant): all rows are cut into ``k`` folds; run i
     tests on fold i, validates on fold i+1 (mod k) and trains on the others, so every fold is the test fold once.
     ``given_test``: rows of an official test split (MNIST's t10k files), held out instead of a random one.
+    ``groups``: each group's rows stay together — in the held-out test split or in one fold (GroupKFold).
 
     >>> runs = fold_indices(10, 5, rotate=True)
     >>> sorted(int(i) for r in runs for i in r["test"]) == list(range(10))
     True
     """
-    from sklearn.model_selection import KFold, StratifiedKFold  # slow to import: only for cross-validation
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold  # slow to import: only for cross-validation
 
     if k < 2 + rotate:
         raise TrainwiseError(f"cross-validation needs at least {2 + rotate} folds{' to rotate' if rotate else ''}, got {k}",
@@ -67,7 +76,7 @@ def fold_indices(n: int, k: int, *, seed: int = 0, test_fraction: float = 0.15, 
         pool = np.setdiff1d(np.arange(n), test)
     else:
         held = split_indices(n, (1 - test_fraction, 0.0, test_fraction), seed=seed, stratify=stratify,
-                             regression_target=regression_target)
+                             regression_target=regression_target, groups=groups)
         pool, test = held["train"], held["test"]
     if len(pool) < k:
         raise TrainwiseError(f"{k} folds need at least {k} rows, there are {len(pool)}", hint="use fewer folds")
@@ -77,8 +86,15 @@ def fold_indices(n: int, k: int, *, seed: int = 0, test_fraction: float = 0.15, 
             raise TrainwiseError(f"cannot make {k} stratified folds: a class has fewer than {k} rows",
                                  hint="use fewer folds, or merge the rare classes")
         strat = None  # too few rows per target bin: plain folds
-    splitter = StratifiedKFold(k, shuffle=True, random_state=seed) if strat is not None else KFold(k, shuffle=True, random_state=seed)
-    folds = [np.sort(pool[part]) for _, part in splitter.split(pool, strat if strat is not None else None)]
+    if groups is not None:
+        if len(np.unique(groups[pool])) < k:
+            raise TrainwiseError(f"{k} group folds need at least {k} groups outside the test split, there are {len(np.unique(groups[pool]))}",
+                                 hint="use fewer folds, or data with more groups")
+        splitter = GroupKFold(k, shuffle=True, random_state=seed)
+        folds = [np.sort(pool[part]) for _, part in splitter.split(pool, groups=groups[pool])]
+    else:
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed) if strat is not None else KFold(k, shuffle=True, random_state=seed)
+        folds = [np.sort(pool[part]) for _, part in splitter.split(pool, strat if strat is not None else None)]
     runs = []
     for i in range(k):
         if rotate:
@@ -89,6 +105,25 @@ def fold_indices(n: int, k: int, *, seed: int = 0, test_fraction: float = 0.15, 
             train_i = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))
         runs.append({"train": train_i, "val": val_i, "test": test_i})
     return runs
+
+
+def _group_split(groups: np.ndarray, n_val: int, n_test: int, seed: int) -> dict[str, np.ndarray]:
+    """Whole groups to each split, in a seeded random order: test until it holds at least ``n_test`` rows, then
+    val likewise, the rest train (sizes come out as close as whole groups allow; no stratification)."""
+    names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(names))
+    part = np.zeros(len(names), dtype=np.int64)  # 0 train, 1 val, 2 test
+    filled = {2: 0, 1: 0}
+    for g in order:
+        for split, want in ((2, n_test), (1, n_val)):
+            if filled[split] < want:
+                part[g], filled[split] = split, filled[split] + counts[g]
+                break
+    if (part == 0).sum() == 0:
+        raise TrainwiseError(f"the {len(names)} groups of --group-column leave no group for training",
+                             hint="use smaller validation/test fractions, or data with more groups")
+    rows = part[inverse]
+    return {"train": np.flatnonzero(rows == 0), "val": np.flatnonzero(rows == 1), "test": np.flatnonzero(rows == 2)}
 
 
 def quantile_bins(y: np.ndarray, bins: int) -> np.ndarray | None:

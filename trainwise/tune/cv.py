@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..data import fold_indices
+from ..errors import TrainwiseError
 from ..pipeline import check_run, load_raw, setup_run
 from ..population import Member, MemberResult, run_population, select_best, spread
 from ..report.writer import RunWriter
@@ -46,15 +47,21 @@ def cross_validate(data: Any = None, y: Any = None, *, folds: int = 5, rotate: b
     elif data is not None:
         options.setdefault("data", "arrays")
     cfg = RunConfig.build(options, source="option").model_copy(update={"checkpoint": False})
+    if cfg.time_column:
+        raise TrainwiseError(f"cross-validation shuffles rows into folds, which --time-column {cfg.time_column} forbids "
+                             "(a fold would train on the future)", hint="use `trainwise fit --split time` for one time-ordered "
+                                                                       "split, or drop --time-column")
     check_output_dir(cfg.run_dir)
     raw = load_raw(cfg, data, y)
     probe = setup_run(cfg, raw=raw)  # the task, as the fold runs will see it
     check_run(probe)  # input errors before the run directory exists
     classification = probe.prep.task == "classification"
     encoded = probe.prep.target.encode(raw.y, what="target") if classification else None
+    grouped = raw.groups is not None  # --group-column: whole groups to the test split and to each fold (no stratification)
     runs = fold_indices(len(raw), folds, seed=cfg.seed, test_fraction=cfg.split[2], rotate=rotate,
-                        stratify=encoded, regression_target=None if classification else raw.y.astype(float),
-                        given_test=(raw.given_splits or {}).get("test"))
+                        stratify=None if grouped else encoded,
+                        regression_target=None if classification or grouped else raw.y.astype(float),
+                        given_test=(raw.given_splits or {}).get("test"), groups=raw.groups)
     writer = RunWriter.create(cfg.run_dir, f"{cfg.data}-cv")
     writer.write_config(cfg)
     members = [Member(f"fold-{i + 1}", cfg=cfg, raw=dataclasses.replace(raw, given_splits=idx), writer=writer.sub(f"fold-{i + 1}"),

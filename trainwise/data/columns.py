@@ -1,0 +1,138 @@
+"""What each column of a table is for, beyond "feature" and "target": left out (``--exclude``), a row identifier
+(``--id-column``, carried into predictions), a group whose rows must stay in one split (``--group-column``), the
+time that orders the splits (``--time-column``), or a numeric code to treat as categories (``--categorical``).
+Date/time columns are refused as features with a hint: no encoding of them is a safe default."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TrainwiseError, check_choice
+
+__all__ = ["ColumnRoles", "apply_roles", "as_categories", "date_columns"]
+
+
+@dataclass(frozen=True)
+class ColumnRoles:
+    """Column names by role (from the config); every named column must exist in the table."""
+
+    exclude: tuple[str, ...] = ()
+    id_column: str | None = None
+    categorical: tuple[str, ...] = ()
+    group_column: str | None = None
+    time_column: str | None = None
+
+    @classmethod
+    def of(cls, cfg) -> ColumnRoles:
+        """The roles a `RunConfig` gives (comma-separated lists split)."""
+        names = lambda v: tuple(c.strip() for c in v.split(",") if c.strip()) if v else ()  # noqa: E731
+        return cls(exclude=names(cfg.exclude), id_column=cfg.id_column, categorical=names(cfg.categorical),
+                   group_column=cfg.group_column, time_column=cfg.time_column)
+
+    @property
+    def not_features(self) -> list[str]:
+        return [*self.exclude, *(c for c in (self.id_column, self.group_column, self.time_column) if c)]
+
+    def __bool__(self) -> bool:
+        return bool(self.exclude or self.id_column or self.categorical or self.group_column or self.time_column)
+
+
+def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The feature columns of ``X`` (the table without its target) and, by role, the rows' ``groups`` and
+    ``times`` (a sortable key). Unknown names are errors with "did you mean"; so is a role given to the target.
+
+    >>> X = pd.DataFrame({"id": [1, 2], "a": [0.5, 1.5], "city": [3, 4]})
+    >>> feats, extra = apply_roles(X, ColumnRoles(id_column="id", categorical=("city",)), source="t.csv", target="y")
+    >>> list(feats.columns), feats["city"].tolist()
+    (['a', 'city'], ['3', '4'])
+    """
+    columns = [str(c) for c in X.columns]
+    for option, names in (("--exclude", roles.exclude), ("--id-column", [roles.id_column] if roles.id_column else []),
+                          ("--categorical", roles.categorical), ("--group-column", [roles.group_column] if roles.group_column else []),
+                          ("--time-column", [roles.time_column] if roles.time_column else [])):
+        for name in names:
+            if name == target:
+                raise TrainwiseError(f"{option} {name}: '{name}' is the target column of '{source}'",
+                                     hint=f"give {option} a feature column, or choose another --target")
+            if name not in columns:
+                check_choice(f"column for {option} in '{source}'", name, columns)
+    clash = set(roles.categorical) & set(roles.not_features)
+    if clash:
+        raise TrainwiseError(f"--categorical {', '.join(sorted(clash))}: the column is also excluded, an id, a group or a time",
+                             hint="a column has one role: drop it from one of the options")
+    extra: dict[str, np.ndarray] = {}
+    if roles.group_column:
+        groups = X[roles.group_column]
+        if groups.isna().any():
+            raise TrainwiseError(f"'{source}': --group-column {roles.group_column} is empty in {int(groups.isna().sum())} rows",
+                                 hint="give every row its group, or drop those rows")
+        extra["groups"] = groups.astype(str).to_numpy()
+    if roles.time_column:
+        extra["times"] = _time_key(X[roles.time_column], roles.time_column, source)
+    features = X.drop(columns=roles.not_features)
+    for name in roles.categorical:
+        features[name] = as_categories(features[name])
+    dates = date_columns(features)
+    if dates:
+        name, example = dates[0]
+        raise TrainwiseError(f"'{source}': column '{name}' holds dates or times (e.g. {example!r}); trainwise does not turn them "
+                             "into features by itself", hint=f"derive numeric columns from it (year, month, day of week, hours since "
+                                                         f"a start), or --exclude {name}; to split by it, --time-column {name}")
+    if features.shape[1] == 0:
+        raise TrainwiseError(f"'{source}': no feature columns are left after --exclude, --id-column, --group-column and --time-column",
+                             hint="keep at least one feature column")
+    return features, extra
+
+
+def as_categories(values: pd.Series) -> pd.Series:
+    """A column as category labels: numbers become their text (1.0 and 1 both '1'), missing stays missing.
+
+    >>> as_categories(pd.Series([1.0, 2.0, None, 3.5])).tolist()
+    ['1', '2', nan, '3.5']
+    """
+    def label(v):
+        if pd.isna(v):
+            return np.nan
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            return str(int(v))
+        return str(v)
+    return values.map(label).astype(object)
+
+
+def date_columns(X: pd.DataFrame) -> list[tuple[str, str]]:
+    """The text columns whose values all read as dates or times (checked on up to 50 of them), with an example.
+
+    >>> date_columns(pd.DataFrame({"d": ["2024-01-03", "2024-02-01"], "c": ["red", "blue"], "n": [1, 2]}))
+    [('d', '2024-01-03')]
+    """
+    found = []
+    for name in X.columns:
+        s = X[name]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            if pd.api.types.is_datetime64_any_dtype(s):
+                found.append((str(name), str(s.dropna().iloc[0]) if s.notna().any() else ""))
+            continue
+        sample = s.dropna().astype(str).head(50)
+        if sample.empty or not sample.str.contains(r"\d").all() or not sample.str.contains(r"[-/:]").all():
+            continue
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+        if parsed.notna().all():
+            found.append((str(name), sample.iloc[0]))
+    return found
+
+
+def _time_key(values: pd.Series, name: str, source: str) -> np.ndarray:
+    """A sortable number per row from a time column of numbers or dates/times."""
+    if values.isna().any():
+        raise TrainwiseError(f"'{source}': --time-column {name} is empty in {int(values.isna().sum())} rows",
+                             hint="give every row its time, or drop those rows")
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype=np.float64)
+    parsed = pd.to_datetime(values.astype(str), errors="coerce", format="mixed")
+    if parsed.isna().any():
+        bad = values[parsed.isna()].head(3).tolist()
+        raise TrainwiseError(f"'{source}': --time-column {name} has values that are neither numbers nor dates: {bad}",
+                             hint="give a column of dates/times (e.g. 2024-01-31 or 2024-01-31T12:00) or of numbers")
+    return parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64)
