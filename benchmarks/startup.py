@@ -1,0 +1,73 @@
+"""Start-up cost of the command line and the library, each measured in fresh processes (median of N, with the
+range), and what `python -X importtime` blames for the import of the training API.
+
+    .venv/bin/python benchmarks/startup.py            # N = 5
+    .venv/bin/python benchmarks/startup.py --runs 3 --no-fit
+
+Rows: `trainwise --help`; `import torch` (the floor); `import trainwise` (names load on first use);
+`import trainwise; trainwise.fit` (what a script that trains pays before its first epoch); the digits main job
+(`trainwise fit --quiet`, wall time, and the run's own wall_time_s from summary.json for comparison).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PY = sys.executable
+
+
+def timed(cmd: list[str], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def importtime(code: str, top: int = 12) -> list[tuple[float, str]]:
+    """(cumulative seconds, module) of the slowest top-level imports under ``code``."""
+    err = subprocess.run([PY, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True).stderr
+    rows = []
+    for line in err.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if m and len(m.group(3)) <= 1:  # top level: imported by the code itself, not by another module
+            rows.append((int(m.group(2)) / 1e6, m.group(4)))
+    return sorted(rows, reverse=True)[:top]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-fit", action="store_true", help="skip the digits main job")
+    args = ap.parse_args()
+    rows = [("trainwise --help", [PY, "-m", "trainwise", "--help"]),
+            ("import torch", [PY, "-c", "import torch"]),
+            ("import trainwise", [PY, "-c", "import trainwise"]),
+            ("import trainwise; trainwise.fit", [PY, "-c", "import trainwise; trainwise.fit"])]
+    print(f"{'what':<34}{'median s':>10}   range (n={args.runs})")
+    for name, cmd in rows:
+        t = timed(cmd, args.runs)
+        print(f"{name:<34}{statistics.median(t):>10.2f}   {min(t):.2f}-{max(t):.2f}")
+    if not args.no_fit:
+        walls, works = [], []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                walls += timed([PY, "-m", "trainwise", "fit", "--quiet", "--run-dir", str(Path(tmp) / "r")], 1)
+                works.append(json.loads((Path(tmp) / "r" / "summary.json").read_text())["wall_time_s"])
+        print(f"{'digits main job (wall)':<34}{statistics.median(walls):>10.2f}   {min(walls):.2f}-{max(walls):.2f}")
+        print(f"{'  of which the run (wall_time_s)':<34}{statistics.median(works):>10.2f}   {min(works):.2f}-{max(works):.2f}")
+    print("\n`import trainwise; trainwise.fit`, slowest top-level imports (cumulative s, one run):")
+    for seconds, module in importtime("import trainwise; trainwise.fit"):
+        print(f"  {seconds:6.3f}  {module}")
+
+
+if __name__ == "__main__":
+    main()
