@@ -50,7 +50,8 @@ class ExportedModel(nn.Module):
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
         self.n_numeric = n_numeric
-        self.t_mean, self.t_std = float(t.mean), float(t.std)
+        self.register_buffer("t_mean", torch.tensor(t.mean, dtype=torch.float32))  # one per target column
+        self.register_buffer("t_std", torch.tensor(t.std, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fill.numel():

@@ -68,8 +68,11 @@ class SavedModel:
         return frame
 
     def predict(self, X) -> np.ndarray:
-        """Class labels (as in training) or values in the target's own units, one per row of ``X``."""
-        return self.predict_frame(X)["prediction"].to_numpy()
+        """Class labels (as in training) or values in the target's own units, one per row of ``X`` (several
+        targets: one column each, in ``--target`` order)."""
+        frame = self.predict_frame(X)
+        several = [c for c in frame.columns if c.startswith("prediction_")]
+        return frame[several].to_numpy() if several else frame["prediction"].to_numpy()
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one column per class in ``classes_`` order."""
@@ -144,10 +147,10 @@ def _evaluate_on(run, data, y) -> dict[str, float]:
             X = _transform(Preprocessor.from_state(pp["features"]), raw.X, data)
             return _metrics(run, X, TargetEncoder.from_state(pp["target"]).encode(raw.y, what=f"target of '{data}'"), "eval")
     if y is None:
-        if not isinstance(data, pd.DataFrame) or target not in data.columns:
+        if not isinstance(data, pd.DataFrame) or not set(target.split(",")) <= set(data.columns) and target not in data.columns:
             raise TrainwiseError("evaluate needs targets: got features without y", hint=f"pass y=..., or a DataFrame/CSV with the "
                                                                                         f"target column '{target}'")
-        y = data[target].to_numpy()
+        y = data[target.split(",") if target not in data.columns else target].to_numpy()
     y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
     X = _features(run, data, "data")
     if len(y) != len(X):
@@ -214,7 +217,7 @@ def _features(run, X, source: str):
     if isinstance(X, (str, os.PathLike)):
         X = _read_table(run, X)
     if isinstance(X, pd.DataFrame):
-        X = X.drop(columns=[pp["target_name"]]) if pp["target_name"] in X.columns else X
+        X = X.drop(columns=[c for c in {pp["target_name"], *pp["target_name"].split(",")} if c in X.columns])
         if columns is not None:
             return X
         text = [str(c) for c, t in X.dtypes.items() if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
@@ -241,7 +244,7 @@ def _read_table(run, path: str | Path):
     pp = run.preprocessing
     if str(path) == "-":
         X = read_table(sys.stdin, run.config.na_values)
-        return X.drop(columns=[pp["target_name"]]) if pp["target_name"] in X.columns else X
+        return X.drop(columns=[c for c in pp["target_name"].split(",") if c in X.columns])
     path = Path(path)
     if pp.get("image"):
         raise TrainwiseError(f"run '{run.path}' was trained on images; '{path}' is not one",
@@ -313,6 +316,9 @@ def _frame(run, out: torch.Tensor):
     pp = run.preprocessing
     t = pp["target"]
     if pp["kind"] == "regression":
+        if isinstance(t["mean"], list):  # several targets: one prediction column each, named after the target
+            values = (out * torch.tensor(t["std"], dtype=out.dtype) + torch.tensor(t["mean"], dtype=out.dtype)).numpy()
+            return pd.DataFrame({f"prediction_{name}": values[:, i] for i, name in enumerate(pp["target_name"].split(","))})
         return pd.DataFrame({"prediction": (out[:, 0] * t["std"] + t["mean"]).numpy()})
     probs = torch.softmax(out, -1) if pp["kind"] == "multiclass" else torch.cat([1 - out.sigmoid(), out.sigmoid()], 1)
     names = pp["class_names"]

@@ -88,7 +88,7 @@ class RunSetup:
 
     @property
     def output_size(self) -> int:
-        return output_size(self.loss, self.prep.n_classes)
+        return output_size(self.loss, self.prep.n_classes, self.prep.target.n_targets)
 
     def preprocessing(self) -> dict[str, Any]:
         """What preprocess.json holds: how to feed new data to the model (JSON only)."""
@@ -164,7 +164,7 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
     cfg = cfg.model_copy(update={"loss": loss, "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"])),
                                  "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, nproc=cfg.nproc)})
     if recipe is None:
-        recipe = resolve_model(cfg.model, prep.input_shape, output_size(loss, prep.n_classes),
+        recipe = resolve_model(cfg.model, prep.input_shape, output_size(loss, prep.n_classes, prep.target.n_targets),
                                activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}

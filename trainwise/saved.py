@@ -122,7 +122,9 @@ _FEATURES = {
     "feature_names": (is_str_list, "a list of names"), "categorical": (is_str_list, "a list of column names")}
 _TARGET = {"task": (lambda v: v in ("classification", "regression"), "classification or regression"),
            "classes": _optional((lambda v: isinstance(v, list) and all(_scalar(x) for x in v), "a list of labels")),
-           "mean": (is_number, "a number"), "std": (lambda v: is_number(v) and v != 0, "a non-zero number")}
+           "mean": (lambda v: is_number(v) or _NUMBERS[0](v), "a number (a list: one per target)"),
+           "std": (lambda v: (is_number(v) and v != 0) or (_NUMBERS[0](v) and all(x != 0 for x in v)),
+                   "a non-zero number (a list: one per target)")}
 _IMAGE = {"channels": (lambda v: v in (1, 3), "1 or 3"),
           "size": (lambda v: isinstance(v, list) and len(v) == 2 and all(is_int(x) and x > 0 for x in v), "[height, width]")}
 _PREPROCESS = {"features": (lambda v: isinstance(v, dict), "an object"), "target": (lambda v: isinstance(v, dict), "an object"),

@@ -54,3 +54,4 @@ def test_a_resumed_run_goes_on_in_the_same_mlflow_run(tmp_path):
     steps = [m.step for m in client.get_metric_history(info["run_id"], "train/loss")]
     assert steps == list(range(1, done.summary["epochs_run"] + 1))
     assert len(client.search_runs([client.get_experiment_by_name("trainwise").experiment_id])) == 1
+    assert client.get_run(info["run_id"]).info.artifact_uri.startswith((tmp_path / "mlruns").as_uri())  # beside the database

@@ -12,8 +12,8 @@ __all__ = ["TensorBatches", "DeviceLoader", "to_tensors", "shape_targets"]
 
 
 def shape_targets(y: torch.Tensor, kind: str) -> torch.Tensor:
-    """Class indices (long, (N,)) for 'multiclass'; one float column (N, 1) for 'binary' and 'regression'."""
-    return y.long() if kind == "multiclass" else y.float().reshape(-1, 1)
+    """Class indices (long, (N,)) for 'multiclass'; float columns (N, 1) for 'binary', (N, targets) for 'regression'."""
+    return y.long() if kind == "multiclass" else y.float().reshape(-1, y.shape[1] if y.ndim == 2 else 1)
 
 
 def to_tensors(X: np.ndarray, y: np.ndarray, kind: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

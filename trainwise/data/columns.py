@@ -39,7 +39,7 @@ class ColumnRoles:
         return bool(self.exclude or self.id_column or self.categorical or self.group_column or self.time_column)
 
 
-def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str | list[str]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The feature columns of ``X`` (the table without its target) and, by role, the rows' ``groups`` and
     ``times`` (a sortable key). Unknown names are errors with "did you mean"; so is a role given to the target.
 
@@ -48,12 +48,12 @@ def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str
     >>> list(feats.columns), feats["city"].tolist()
     (['a', 'city'], ['3', '4'])
     """
-    columns = [str(c) for c in X.columns]
+    columns, targets = [str(c) for c in X.columns], [target] if isinstance(target, str) else list(target)
     for option, names in (("--exclude", roles.exclude), ("--id-column", [roles.id_column] if roles.id_column else []),
                           ("--categorical", roles.categorical), ("--group-column", [roles.group_column] if roles.group_column else []),
                           ("--time-column", [roles.time_column] if roles.time_column else [])):
         for name in names:
-            if name == target:
+            if name in targets:
                 raise TrainwiseError(f"{option} {name}: '{name}' is the target column of '{source}'",
                                      hint=f"give {option} a feature column, or choose another --target")
             if name not in columns:

@@ -71,11 +71,30 @@ def infer_task(y: np.ndarray) -> str:
     return "classification" if integral and len(values) <= max(20, int(0.05 * len(y))) and len(values) < len(y) else "regression"
 
 
+def _several_targets(raw: RawData, task: str) -> str:
+    """Several target columns are a multi-output regression; 0/1 columns (multi-label classification) are not
+    trained yet, and say so."""
+    y = raw.y
+    numeric = np.issubdtype(y.dtype, np.number) or all(pd.api.types.is_number(v) for v in y.ravel()[:1000])
+    binary = numeric and np.isin(y.astype(np.float64), (0.0, 1.0)).all()
+    if task == "classification" or (task == "auto" and (binary or not numeric)):
+        raise TrainwiseError(f"{raw.name}: the targets '{raw.target_name}' are several "
+                             f"{'0/1 label' if binary else 'label'} columns: multi-label classification is not supported yet",
+                             hint="train one model per label column (--target one_label), or --task regression to "
+                                  "predict the columns as numbers")
+    if not numeric:
+        raise TrainwiseError(f"{raw.name}: the targets '{raw.target_name}' hold text, but several targets are a regression",
+                             hint="give numeric target columns, or one target column")
+    return "regression"
+
+
 def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: int = 0,
             standardize: bool = True, impute: bool = False, image_norm: str = "half") -> PreparedData:
     """Split ``raw`` (stratified for classification), fit preprocessing on train only, transform all splits."""
-    task = raw.task if task == "auto" and raw.task else (infer_task(raw.y) if task == "auto" else task)
     y = raw.y
+    if y.ndim == 2 and y.shape[1] > 1:  # several target columns
+        task = _several_targets(raw, task)
+    task = raw.task if task == "auto" and raw.task else (infer_task(raw.y) if task == "auto" else task)
     if task == "regression" and not np.issubdtype(y.dtype, np.number):
         raise TrainwiseError(f"{raw.name}: target '{raw.target_name}' holds text values like {y[:3].tolist()} but the task is regression",
                              hint="use --task classification, or a numeric target")

@@ -186,6 +186,10 @@ class TargetEncoder:
         if task == "classification":
             return cls(task, classes=sorted(pd.unique(y).tolist(), key=_sort_key))
         yt = y[train_idx].astype(np.float64)
+        if yt.ndim == 2 and yt.shape[1] > 1:  # several targets: one mean and std each
+            std = yt.std(axis=0)
+            return cls(task, mean=yt.mean(axis=0).tolist(), std=np.where(std > 1e-12, std, 1.0).tolist()) if standardize else \
+                cls(task, mean=[0.0] * yt.shape[1], std=[1.0] * yt.shape[1])
         std = float(yt.std())
         return cls(task, mean=float(yt.mean()), std=std if std > 1e-12 else 1.0) if standardize else cls(task)
 
@@ -197,7 +201,12 @@ class TargetEncoder:
                 raise TrainwiseError(f"{what} has labels {unknown[:5]} that the model was not trained on; known: {self.classes[:20]}",
                                      hint="use data with the training labels only")
             return np.fromiter((index[v] for v in y.tolist()), dtype=np.int64, count=len(y))
-        return ((y.astype(np.float64) - self.mean) / self.std).astype(np.float32)
+        return ((y.astype(np.float64) - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+    @property
+    def n_targets(self) -> int:
+        """How many numbers the model predicts per row for a regression (one per target column)."""
+        return len(self.mean) if isinstance(self.mean, list) else 1
 
     def state_dict(self) -> dict[str, Any]:
         return {"task": self.task, "classes": self.classes, "mean": self.mean, "std": self.std}

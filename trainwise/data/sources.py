@@ -257,16 +257,22 @@ def _csv(path: Path, target: str | None, missing: str, na_values: str = NA_VALUE
     if target is None:
         raise TrainwiseError(f"'{path}' is a CSV file but no target column was given; columns: {', '.join(map(str, df.columns))}",
                              hint="pass --target COLUMN (target: COLUMN in a config file)")
-    if target not in df.columns:
-        check_choice(f"target column in '{path}'", target, [str(c) for c in df.columns])
-    if len(df.columns) < 2:
+    # several comma-separated target columns: multi-output regression (a column whose name has a comma is one target)
+    targets = [target] if target in df.columns else [t.strip() for t in target.split(",") if t.strip()]
+    for t in targets:
+        if t not in df.columns:
+            check_choice(f"target column in '{path}'", t, [str(c) for c in df.columns])
+    if len(set(targets)) != len(targets):
+        raise TrainwiseError(f"--target {target} names a column twice", hint="name each target column once")
+    if len(df.columns) < len(targets) + 1:
         raise TrainwiseError(f"'{path}' has no feature columns besides the target '{target}'", hint="add feature columns")
     if len(df) == 0:
         raise TrainwiseError(f"'{path}' has a header but no data rows", hint="give a file with rows of data")
-    features, extra = apply_roles(df.drop(columns=[target]), roles or ColumnRoles(), source=str(path), target=target)
-    raw = RawData(features, df[target].to_numpy(), str(path), target_name=target, categorical=tuple((roles or ColumnRoles()).categorical),
+    features, extra = apply_roles(df.drop(columns=targets), roles or ColumnRoles(), source=str(path), target=targets)
+    y = df[targets[0]].to_numpy() if len(targets) == 1 else df[targets].to_numpy()
+    raw = RawData(features, y, str(path), target_name=",".join(targets), categorical=tuple((roles or ColumnRoles()).categorical),
                   **extra)
-    df = pd.concat([features, df[[target]]], axis=1)  # what is checked for gaps below: features and target only
+    df = pd.concat([features, df[targets]], axis=1)  # what is checked for gaps below: features and targets only
     counts = df.isna().sum()
     counts = counts[counts > 0]
     if len(counts):
@@ -276,7 +282,7 @@ def _csv(path: Path, target: str | None, missing: str, na_values: str = NA_VALUE
                                  hint="pass --missing drop to drop those rows, or --missing median to fill features with train-split medians "
                                       "(most frequent value for text)")
         # rows without a target can never be used; with 'drop' rows missing any feature go too
-        keep = df[target].notna() if missing == "median" else df.notna().all(axis=1)
+        keep = df[targets].notna().all(axis=1) if missing == "median" else df.notna().all(axis=1)
         raw.X, raw.y = raw.X[keep.to_numpy()].reset_index(drop=True), raw.y[keep.to_numpy()]
         raw.groups = raw.groups[keep.to_numpy()] if raw.groups is not None else None
         raw.times = raw.times[keep.to_numpy()] if raw.times is not None else None

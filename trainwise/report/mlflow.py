@@ -28,6 +28,14 @@ ARTIFACTS = ("summary.json", "config.yaml", "metrics.csv", "model.safetensors", 
 _STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
+def _artifacts_beside(uri: str) -> str | None:
+    """A local SQLite store keeps its experiments' artifacts in ``mlruns/`` beside the database file (MLflow's
+    default is the working folder, wherever the run happened to start); other stores keep MLflow's default."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+
+
 class MLflowLogger(Callback):
     """Logs one trainwise run into one MLflow run of experiment ``experiment`` at ``tracking_uri``."""
 
@@ -54,7 +62,8 @@ class MLflowLogger(Callback):
                 client.update_run(self.run_id_, status="RUNNING")
                 return
         found = client.get_experiment_by_name(self.experiment)
-        experiment_id = found.experiment_id if found is not None else client.create_experiment(self.experiment)
+        experiment_id = found.experiment_id if found is not None else \
+            client.create_experiment(self.experiment, artifact_location=_artifacts_beside(self.tracking_uri))
         run = client.create_run(experiment_id, run_name=self.run_dir.name, tags={"trainwise.run_dir": str(self.run_dir.resolve())})
         self.client_, self.run_id_ = client, run.info.run_id
         atomic_write(saved, json.dumps({"tracking_uri": self.tracking_uri, "experiment": self.experiment,

@@ -173,7 +173,8 @@ class RunWriter:
         if len(prep.input_shape) == 3:  # (C, H, W)
             X, y = prep.arrays["train"]
             rows = pick_by_class(y, 16) if not regression else list(range(min(16, len(y))))
-            labels = [f"{v * prep.target.std + prep.target.mean:.4g}" for v in y[rows]] if regression else \
+            labels = [f"{float(np.ravel(v)[0]) * np.ravel(prep.target.std)[0] + np.ravel(prep.target.mean)[0]:.4g}" for v in y[rows]] \
+                if regression else \
                 [result.class_names[int(c)] for c in y[rows]]
             augmented = None
             if cfg.augment:  # the training batches' augmentation, from a fresh generator (training's is left alone)
@@ -185,8 +186,10 @@ class RunWriter:
                 plot_test_predictions(test[0], test[1], pred, result.class_names, self.run_dir / "test_predictions.png",
                                       mean=pre.mean_, std=pre.std_)
         if regression and test is not None and pred is not None:
-            true, predicted, _ = regression_points(pred, test[1], mean=prep.target.mean, std=prep.target.std)
-            plot_regression(true, predicted, self.run_dir / "regression.png", target_name=prep.target_name)
+            first = lambda v: v[0] if isinstance(v, list) else v  # noqa: E731 - several targets: the first one is drawn
+            y_test = test[1][:, 0] if test[1].ndim == 2 else test[1]
+            true, predicted, _ = regression_points(pred, y_test, mean=first(prep.target.mean), std=first(prep.target.std))
+            plot_regression(true, predicted, self.run_dir / "regression.png", target_name=prep.target_name.split(",")[0])
 
     def write_json(self, name: str, obj: Any) -> None:
         write_json(self.run_dir / name, obj)

@@ -56,7 +56,9 @@ def resolve_extra_metrics(spec: str | tuple[str, ...], *, task: str, n_classes: 
 class MetricAccumulator:
     """Sums per-sample loss and correct predictions (classification) or errors (regression).
 
-    ``target_std`` converts errors of a standardized regression target back to the original units.
+    ``target_std`` converts errors of a standardized regression target back to the original units; a list
+    (one per target column: a multi-output regression) keeps the sums per column and reports MAE, RMSE and R²
+    averaged over the columns (scikit-learn's ``uniform_average``).
     """
 
     def __init__(self, kind: str, device: torch.device, *, target_std: float = 1.0, target_mean: float = 0.0,
@@ -69,7 +71,9 @@ class MetricAccumulator:
         z = torch.zeros((), dtype=torch.float64, device=device)
         self.loss_sum, self.correct = z.clone(), z.clone()
         self.finite_batches = torch.zeros((), dtype=torch.int64, device=device)  # batches before the loss sum broke
+        self.columns = len(target_std) if isinstance(target_std, (list, tuple)) else 0  # > 0: several targets
         if kind == "regression":
+            z = torch.zeros(self.columns, dtype=torch.float64, device=device) if self.columns else z
             self.abs_err, self.sq_err, self.y_sum, self.y_sq = z.clone(), z.clone(), z.clone(), z.clone()
 
     @torch.no_grad()
@@ -84,6 +88,12 @@ class MetricAccumulator:
             self.correct.add_((out.argmax(-1) == y).sum())
         elif self.kind == "binary":
             self.correct.add_(((out > 0) == (y > 0.5)).sum())
+        elif self.columns:  # several targets: sums per column
+            err = out.reshape(y.shape) - y
+            self.abs_err.add_(err.abs().sum(0))
+            self.sq_err.add_(err.square().sum(0))
+            self.y_sum.add_(y.sum(0))
+            self.y_sq.add_(y.square().sum(0))
         else:
             err = out.reshape(y.shape) - y
             self.abs_err.add_(err.abs().sum())
@@ -113,6 +123,15 @@ class MetricAccumulator:
 
     def _compute(self, prefix: str) -> dict[str, float]:
         n = max(self.count, 1)
+        if self.kind == "regression" and self.columns:
+            k = self.columns
+            flat = torch.cat([self.loss_sum[None], self.abs_err, self.sq_err, self.y_sum, self.y_sq]).tolist()  # the one host sync
+            loss, parts = flat[0], [flat[1 + i * k:1 + (i + 1) * k] for i in range(4)]
+            s, mean = self.target_std, lambda v: sum(v) / len(v)  # noqa: E731
+            r2 = [1.0 - sse / (ys2 - ys * ys / n) if ys2 - ys * ys / n > 0 else float("nan")
+                  for sse, ys, ys2 in zip(parts[1], parts[2], parts[3])]
+            return {f"{prefix}/loss": loss / n, f"{prefix}/mae": mean([a / n * sd for a, sd in zip(parts[0], s)]),
+                    f"{prefix}/rmse": mean([(e / n) ** 0.5 * sd for e, sd in zip(parts[1], s)]), f"{prefix}/r2": mean(r2)}
         if self.kind == "regression":
             loss, mae, sse, ys, ys2 = torch.stack([self.loss_sum, self.abs_err, self.sq_err, self.y_sum, self.y_sq]).tolist()
             sst = ys2 - ys * ys / n
@@ -138,8 +157,9 @@ def extra_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor, *,
     out = out.float()
     if kind == "regression":
         from torchmetrics.functional.regression import mean_absolute_percentage_error  # lazy: as above
-        pred = out.reshape(y.shape) * target_std + target_mean
-        return {"mape": float(mean_absolute_percentage_error(pred, y * target_std + target_mean))}
+        std, mean = torch.as_tensor(target_std, dtype=out.dtype), torch.as_tensor(target_mean, dtype=out.dtype)  # per column
+        pred = out.reshape(y.shape) * std + mean
+        return {"mape": float(mean_absolute_percentage_error(pred, y * std + mean))}
     y = y.reshape(-1).long()
     if kind == "binary":
         logit = out.reshape(-1)
