@@ -190,3 +190,12 @@ def test_restarts_killed_after_every_member_stopped_resume_to_the_same_summary(t
         assert resumed[key] == full.summary[key], key
     assert resumed["restarts"] == full.summary["restarts"] | {"resumed": True}
     assert (run / "model.safetensors").read_bytes() == model
+
+
+def test_equal_accuracies_choose_the_restart_with_the_lower_validation_loss():
+    r = trainwise.fit("iris", restarts=4, epochs=30, quiet=True, seed=0)
+    runs = r.summary["restarts"]["runs"]
+    accs = [run["metrics"]["val/accuracy"] for run in runs]
+    top = [run for run, a in zip(runs, accs) if a == max(accs)]
+    assert len(top) >= 2  # the case this test is about: several restarts share the best accuracy
+    assert r.summary["restarts"]["chosen_seed"] == min(top, key=lambda run: run["metrics"]["val/loss"])["seed"]

@@ -21,6 +21,7 @@ from .report.writer import RunWriter
 from .runs import check_output_dir
 from .saved import read_recipe, read_summary
 from .train import Callback, Trainer
+from .train.callbacks import tie_breaker
 from .train.distributed import leave, world_from_env
 from .train.state import load_trainer_state
 
@@ -181,7 +182,9 @@ def _fit_restarts(setup, writer: RunWriter | None, callbacks, console, *, resume
     runs = [{"seed": r.seed, "best_epoch": r.stopper.best_epoch_, "epochs_run": r.trainer.epoch, "best": r.stopper.best_,
              "metrics": {k: v for k, v in r.history[(r.stopper.best_epoch_ or r.trainer.epoch) - 1].items()
                          if k.startswith(("val/", "train/"))}} for r in results]
-    chosen = results[select_best([r.stopper.best_ for r in results], results[0].stopper.mode)]
+    tie = tie_breaker(results[0].stopper.monitor)  # equal accuracies: the lower validation loss wins
+    chosen = results[select_best([r.stopper.best_ for r in results], results[0].stopper.mode,
+                                 tie=[r.best.get(tie) for r in results] if tie else None)]
     if writer is not None:
         writer.copy_from(writer.sub(f"restarts/seed-{chosen.seed}"), _RUN_FILES)
     keys = [k for k in runs[0]["metrics"] if k.startswith("val/") or not any(m.startswith("val/") for m in runs[0]["metrics"])]

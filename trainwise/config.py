@@ -388,6 +388,8 @@ class RunConfig(BaseModel):
             value = getattr(self, key)
             if value and not (key == "data" and value in (*BUILTIN_DATA, "arrays")) and Path(value).exists():
                 out[key] = str(Path(value).resolve())
+        if self.mlflow and self.mlflow.startswith("sqlite:///") and not self.mlflow.startswith("sqlite:////"):
+            out["mlflow"] = "sqlite:///" + str(Path(self.mlflow.removeprefix("sqlite:///")).resolve())  # --resume from elsewhere
         where, sep, fn = self.model.rpartition(":")
         if sep and where.endswith(".py") and Path(where).is_file():
             out["model"] = f"{Path(where).resolve()}:{fn}"

@@ -22,6 +22,7 @@ from .pipeline import load_raw
 from .runs import atomic_write, check_output_file, write_json
 from .saved import LoadedRun, load_run
 from .train import Trainer
+from .train.components import make_loss
 from .train.metrics import MetricAccumulator, resolve_extra_metrics
 
 __all__ = ["evaluate", "predict", "load", "SavedModel"]
@@ -166,7 +167,9 @@ def _metrics(run, X: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]
     n_classes = len(pp["class_names"]) if pp["kind"] != "regression" else None
     extras = resolve_extra_metrics(cfg.metrics, task=cfg.task, n_classes=n_classes)  # the ones the run reported
     eval_metrics = partial(MetricAccumulator, extra_metrics=extras, n_classes=n_classes, target_mean=t["mean"]) if extras else None
-    trainer = Trainer(run.model, loss=pp["loss"], kind=pp["kind"], optimizer=None, target_std=t["std"], eval_metrics=eval_metrics)
+    weights = run.summary.get("class_weight")  # the loss the run trained and reported: weighted by class, if it was
+    loss = make_loss(pp["loss"], torch.tensor([float(weights[c]) for c in pp["class_names"]])) if weights else pp["loss"]
+    trainer = Trainer(run.model, loss=loss, kind=pp["kind"], optimizer=None, target_std=t["std"], eval_metrics=eval_metrics)
     Xt, yt = to_tensors(X, y, pp["kind"], torch.device("cpu"))
     check_model_fits(run.model, Xt[:2], run.recipe, run.summary.get("model", {}).get("spec", "?"), None)
     return trainer.evaluate(TensorBatches(Xt, yt, batch_size=4096, shuffle=False), prefix=prefix)
@@ -243,6 +246,9 @@ def _features(run, X, source: str):
 def _read_table(run, path: str | Path):
     pp = run.preprocessing
     if str(path) == "-":
+        if pp.get("image"):
+            raise TrainwiseError(f"run '{run.path}' was trained on images; standard input holds a table",
+                                 hint="give image files (" + ", ".join(IMAGE_SUFFIXES) + ")")
         X = read_table(sys.stdin, run.config.na_values)
         return X.drop(columns=[c for c in pp["target_name"].split(",") if c in X.columns])
     path = Path(path)

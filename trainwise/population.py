@@ -34,24 +34,32 @@ from .vectorized import PER_MEMBER, stack_reason, train_stacked
 __all__ = ["Member", "MemberResult", "run_population", "is_better", "select_best", "rank", "spread"]
 
 
-def select_best(values: Sequence[float | None], mode: str) -> int | None:
-    """Index of the best value (the first one on ties), or None when none is usable."""
-    best: int | None = None
-    for i, v in enumerate(values):
-        if is_better(v, None if best is None else values[best], mode):
-            best = i
-    return best
+def select_best(values: Sequence[float | None], mode: str, tie: Sequence[float | None] | None = None) -> int | None:
+    """Index of the best value, or None when none is usable. Equal values are ordered by ``tie`` (lower is
+    better: the same split's loss for an accuracy, see `tie_breaker`), then by position.
+
+    >>> select_best([0.9, 0.95, 0.95], "max"), select_best([0.9, 0.95, 0.95], "max", tie=[0.3, 0.4, 0.2])
+    (1, 2)
+    """
+    order = rank(values, mode, tie)
+    return order[0] if order and is_better(values[order[0]], None, mode) else None
 
 
-def rank(values: Sequence[float | None], mode: str) -> list[int]:
-    """Indices best first (stable on ties); values that are None or NaN go last, in their order.
+def rank(values: Sequence[float | None], mode: str, tie: Sequence[float | None] | None = None) -> list[int]:
+    """Indices best first; equal values by ``tie`` (lower first; a missing tie value last), then by position;
+    values that are None or NaN go last, in their order.
 
-    >>> rank([0.3, float("nan"), 0.1, 0.3], "min"), rank([0.3, None, 0.1], "max")
-    ([2, 0, 3, 1], [0, 2, 1])
+    >>> rank([0.3, float("nan"), 0.1, 0.3], "min"), rank([0.3, None, 0.1], "max"), rank([1, 1, 0], "max", tie=[0.5, 0.2, 0.1])
+    ([2, 0, 3, 1], [0, 2, 1], [1, 0, 2])
     """
     usable = [i for i, v in enumerate(values) if is_better(v, None, mode)]
     rest = [i for i in range(len(values)) if i not in set(usable)]
-    return sorted(usable, key=lambda i: values[i] if mode == "min" else -values[i]) + rest
+
+    def second(i: int) -> float:
+        t = tie[i] if tie is not None else None
+        return t if t is not None and t == t else float("inf")  # a missing or NaN tie value orders last
+
+    return sorted(usable, key=lambda i: ((values[i] if mode == "min" else -values[i]), second(i))) + rest
 
 
 def spread(rows: Sequence[dict[str, float]], keys: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -71,7 +71,8 @@ def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Cal
                (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),
                (checkpoint, "per-member checkpoints"), (tensorboard, "TensorBoard logs"),
                (cfg.metrics, f"--metrics {','.join(cfg.metrics)}"),
-               (setup.prep.task == "regression" and setup.prep.target.n_targets > 1, "several target columns")]
+               (setup.prep.task == "regression" and setup.prep.target.n_targets > 1, "several target columns"),
+               (cfg.class_weight, f"--class-weight {cfg.class_weight}")]
     for flag, why in reasons:
         if flag:
             return f"{why} is not vectorized yet"

@@ -111,3 +111,13 @@ def test_separate_validation_and_test_files(tmp_path):
     df[200:250].drop(columns="zone").to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(TrainwiseError, match="--val-data .* has features .* the data file .* has"):
         trainwise.fit(str(tmp_path / "train.csv"), target="label", val_data=str(tmp_path / "bad.csv"), epochs=1, quiet=True)
+
+
+def test_ratios_and_declared_categories_are_not_dates():
+    from trainwise.data.columns import ColumnRoles, apply_roles
+
+    X = pd.DataFrame({"aspect": ["16:9", "4:3", "16:9"], "frac": ["1/2", "3/4", "1/4"], "when": ["10:30", "11:00", "12:15"]})
+    with pytest.raises(TrainwiseError, match="column 'when' holds dates or times"):
+        apply_roles(X, ColumnRoles(), source="t.csv", target="y")
+    features, _ = apply_roles(X, ColumnRoles(categorical=("when",)), source="t.csv", target="y")
+    assert list(features.columns) == ["aspect", "frac", "when"]

@@ -55,3 +55,15 @@ def test_a_resumed_run_goes_on_in_the_same_mlflow_run(tmp_path):
     assert steps == list(range(1, done.summary["epochs_run"] + 1))
     assert len(client.search_runs([client.get_experiment_by_name("trainwise").experiment_id])) == 1
     assert client.get_run(info["run_id"]).info.artifact_uri.startswith((tmp_path / "mlruns").as_uri())  # beside the database
+
+
+def test_the_local_store_is_saved_as_an_absolute_path_and_cv_refuses_mlflow(cli, tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    assert cli("fit", "--data", "iris", "--epochs", "2", "--quiet", "--run-dir", "run", "--mlflow")[0] == 0
+    want = f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"  # a --resume from another folder finds the same store
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["mlflow"] == want
+    assert json.loads((tmp_path / "run" / "mlflow.json").read_text())["tracking_uri"] == want
+    code, _, err = cli("cv", "--data", "iris", "--folds", "2", "--epochs", "1", "--quiet", "--mlflow", "--run-dir", "cv")
+    assert code == 2 and "cv, tune and auto do not log to MLflow yet" in err and not (tmp_path / "cv").exists()

@@ -178,3 +178,20 @@ def test_class_weight_weights_the_loss_and_lifts_the_rare_class(tmp_path):
     recall = lambda r: r.summary["test_per_class"][1]["recall"]  # noqa: E731
     assert recall(weighted) > recall(plain) + 0.2  # the rare class is found far more often
     assert json.loads((tmp_path / "plain" / "summary.json").read_text())["class_weight"] is None
+
+
+def test_balanced_accuracy_ignores_a_predicted_class_the_split_does_not_have():
+    y = torch.tensor([0, 0, 1, 1])
+    out = torch.nn.functional.one_hot(torch.tensor([0, 2, 1, 1]), 3).float() * 5  # predicts class 2, absent from y
+    got = extra_metrics(("balanced_accuracy",), out, y, kind="multiclass")["balanced_accuracy"]
+    assert got == pytest.approx(skm.balanced_accuracy_score(y.numpy(), [0, 2, 1, 1])) == pytest.approx(0.75)
+
+
+def test_class_weights_reach_restarts_and_evaluate(tmp_path):
+    import trainwise
+
+    run = tmp_path / "run"
+    r = trainwise.fit("iris", restarts=2, class_weight="1,1,100", epochs=3, quiet=True, run_dir=str(run))
+    assert r.trainer.loss_fn.weight.tolist() == [1.0, 1.0, 100.0]  # not stacked without them: trained one by one
+    again = trainwise.evaluate(run, force_test=True)  # the same weighted loss the run reported
+    assert again["test/loss"] == pytest.approx(r.summary["test"]["test/loss"], rel=1e-5)

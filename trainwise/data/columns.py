@@ -74,7 +74,7 @@ def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str
     features = X.drop(columns=roles.not_features)
     for name in roles.categorical:
         features[name] = as_categories(features[name])
-    dates = date_columns(features)
+    dates = date_columns(features.drop(columns=list(roles.categorical)))  # declared categories are never dates
     if dates:
         name, example = dates[0]
         raise TrainwiseError(f"'{source}': column '{name}' holds dates or times (e.g. {example!r}); trainwise does not turn them "
@@ -101,10 +101,13 @@ def as_categories(values: pd.Series) -> pd.Series:
     return values.map(label).astype(object)
 
 
+_DATE_LIKE = r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\b\d{1,2}:\d{2}\b"
+
+
 def date_columns(X: pd.DataFrame) -> list[tuple[str, str]]:
     """The text columns whose values all read as dates or times (checked on up to 50 of them), with an example.
 
-    >>> date_columns(pd.DataFrame({"d": ["2024-01-03", "2024-02-01"], "c": ["red", "blue"], "n": [1, 2]}))
+    >>> date_columns(pd.DataFrame({"d": ["2024-01-03", "2024-02-01"], "c": ["red", "blue"], "n": [1, 2], "r": ["16:9", "4:3"]}))
     [('d', '2024-01-03')]
     """
     found = []
@@ -115,7 +118,8 @@ def date_columns(X: pd.DataFrame) -> list[tuple[str, str]]:
                 found.append((str(name), str(s.dropna().iloc[0]) if s.notna().any() else ""))
             continue
         sample = s.dropna().astype(str).head(50)
-        if sample.empty or not sample.str.contains(r"\d").all() or not sample.str.contains(r"[-/:]").all():
+        # a date (2024-01-31, 31/01/2024, 2024/1/31) or a clock time (10:30): not "16:9", "3/4" or "A-1"
+        if sample.empty or not sample.str.contains(_DATE_LIKE).all():
             continue
         parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
         if parsed.notna().all():

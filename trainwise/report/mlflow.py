@@ -18,7 +18,7 @@ from ..errors import TrainwiseError
 from ..runs import atomic_write
 from ..train.trainer import Callback, Trainer
 
-__all__ = ["MLflowLogger", "DEFAULT_TRACKING_URI"]
+__all__ = ["MLflowLogger", "DEFAULT_TRACKING_URI", "absolute_uri"]
 
 # MLflow 3's local store: a SQLite database in the working folder (artifacts beside it in ./mlruns); its old
 # plain-file store is in maintenance mode and refused by default
@@ -26,6 +26,18 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ARTIFACTS = ("summary.json", "config.yaml", "metrics.csv", "model.safetensors", "model.json", "preprocess.json", "report.html",
              "curves.png", "confusion.png", "gradient_flow.png", "samples.png", "test_predictions.png", "regression.png")
 _STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
+
+
+def absolute_uri(uri: str) -> str:
+    """A SQLite store's path made absolute (``sqlite:///mlflow.db`` names a file in the working folder, which a
+    ``--resume`` from another folder would not find); other URIs as given.
+
+    >>> absolute_uri("postgresql://db/mlflow"), absolute_uri("sqlite:////tmp/x.db")
+    ('postgresql://db/mlflow', 'sqlite:////tmp/x.db')
+    """
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:////"):
+        return uri
+    return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
 
 
 def _artifacts_beside(uri: str) -> str | None:
@@ -40,7 +52,7 @@ class MLflowLogger(Callback):
     """Logs one trainwise run into one MLflow run of experiment ``experiment`` at ``tracking_uri``."""
 
     def __init__(self, tracking_uri: str, run_dir: str | Path, *, experiment: str = "trainwise", params: dict[str, Any] | None = None):
-        self.tracking_uri, self.run_dir, self.experiment = tracking_uri, Path(run_dir), experiment
+        self.tracking_uri, self.run_dir, self.experiment = absolute_uri(tracking_uri), Path(run_dir), experiment
         self.params = params or {}
         self.client_, self.run_id_, self.logged_epochs_ = None, None, 0
 

@@ -178,8 +178,9 @@ def extra_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor, *,
                 v = getattr(C, f"binary_{fn}")(pred, y)
             else:
                 v = getattr(C, f"multiclass_{fn}")(pred, y, n_classes, average=avg or "macro")
-        elif name == "balanced_accuracy":
-            v = C.multiclass_accuracy(pred, y, n_classes, average="macro")  # the mean of the per-class recalls
+        elif name == "balanced_accuracy":  # the mean recall over the classes present (scikit-learn's definition)
+            recall, present = C.multiclass_recall(pred, y, n_classes, average=None), torch.bincount(y, minlength=n_classes) > 0
+            v = recall[present].mean()
         elif name in ("auroc", "average_precision"):
             v = getattr(C, f"binary_{name}")(probs[:, 1], y) if two else \
                 getattr(C, f"multiclass_{name}")(probs, y, n_classes, average="macro")

@@ -67,6 +67,9 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     if data is not None:
         options["data"] = data
     cfg = RunConfig.build({**options, "quiet": True}, source="option")
+    if cfg.mlflow:
+        raise TrainwiseError("--mlflow logs the runs of `trainwise fit`; cv, tune and auto do not log to MLflow yet",
+                             hint="drop --mlflow here; train the chosen configuration with `trainwise fit --config ... --mlflow`")
     check_output_dir(out, "--run-dir")
     check_run(setup_run(cfg))  # input errors before the output folder exists
     writer = RunWriter(out) if out else RunWriter.create(None, f"{cfg.data}-auto")

@@ -18,6 +18,7 @@ from ..pipeline import check_run, load_raw, setup_run
 from ..population import Member, MemberResult, run_population, select_best, spread
 from ..report.writer import RunWriter
 from ..runs import check_output_dir
+from ..train.callbacks import tie_breaker
 
 __all__ = ["cross_validate", "CVResult"]
 
@@ -47,6 +48,9 @@ def cross_validate(data: Any = None, y: Any = None, *, folds: int = 5, rotate: b
     elif data is not None:
         options.setdefault("data", "arrays")
     cfg = RunConfig.build(options, source="option").model_copy(update={"checkpoint": False})
+    if cfg.mlflow:
+        raise TrainwiseError("--mlflow logs the runs of `trainwise fit`; cv, tune and auto do not log to MLflow yet",
+                             hint="drop --mlflow here; train the chosen configuration with `trainwise fit --config ... --mlflow`")
     if cfg.time_column:
         raise TrainwiseError(f"cross-validation shuffles rows into folds, which --time-column {cfg.time_column} forbids "
                              "(a fold would train on the future)", hint="use `trainwise fit --split time` for one time-ordered "
@@ -82,7 +86,9 @@ def cross_validate(data: Any = None, y: Any = None, *, folds: int = 5, rotate: b
     results = run_population(members, console=console, on_start=announce, on_done=record)
     fold_rows = [{"fold": i + 1, **{f"{k}_rows": len(v) for k, v in idx.items()}, "best_epoch": r.info["best_epoch"],
                   **r.info["best"], **(r.info["test"] or {})} for i, (idx, r) in enumerate(zip(runs, results))]
-    chosen = select_best([r.best for r in results], results[0].result.stopper.mode)
+    tie = tie_breaker(results[0].result.stopper.monitor)  # equal accuracies: the lower validation loss wins
+    chosen = select_best([r.best for r in results], results[0].result.stopper.mode,
+                         tie=[r.result.best.get(tie) if r.result else None for r in results] if tie else None)
     best = results[chosen].result
     metric_keys = [k for k in fold_rows[0] if k.startswith(("val/", "test/"))]
     spreads = spread(fold_rows, metric_keys)

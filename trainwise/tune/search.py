@@ -36,6 +36,7 @@ from ..pipeline import check_run, monitor_of, setup_run
 from ..population import Member, rank, run_population
 from ..report.writer import RunWriter
 from ..runs import check_output_dir
+from ..train.callbacks import tie_breaker
 from ..train.trainer import Callback, Trainer
 from .workers import (
     HEARTBEAT_S,
@@ -189,8 +190,10 @@ def _trial_outcome(mr, writer: RunWriter) -> dict[str, Any]:
     r = mr.result
     summary = r.summary()
     writer.write_summary(r, summary)
+    tie = tie_breaker(r.stopper.monitor)  # kept in the results, to order trials with equal accuracies
     return {"best": r.stopper.best_ if r.stopper.best_epoch_ else float("nan"), "epochs": r.trainer.epoch,
-            "status": r.trainer.status, "monitor": r.stopper.monitor, "mode": r.stopper.mode, "summary": summary}
+            "status": r.trainer.status, "monitor": r.stopper.monitor, "mode": r.stopper.mode, "summary": summary,
+            "tie": {f"best_{tie}": r.best.get(tie, float("nan"))} if tie and r.stopper.best_epoch_ else {}}
 
 
 def tune(space: str | Path | dict, *, method: str = "random", trials: int | None = None, out: str | Path | None = None,
@@ -234,6 +237,9 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     space, fixed = load_space(space)
     base = {**fixed, **options, "quiet": True, "checkpoint": False, "seed": seed}
     base_cfg = RunConfig.build({**base, **{k: _example(v) for k, v in space.items()}}, source="option")
+    if base_cfg.mlflow:
+        raise TrainwiseError("--mlflow logs the runs of `trainwise fit`; cv, tune and auto do not log to MLflow yet",
+                             hint="drop --mlflow here; train the chosen configuration with `trainwise fit --config ... --mlflow`")
     seed = base["seed"] = base_cfg.seed  # validated: the command line gives it as text
     grid = grid_points(space) if method == "grid" else []
     if method == "grid" and trials is not None and trials < len(grid) + len(enqueue):
@@ -285,7 +291,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
             pruned = any(getattr(c, "pruned", False) for c in mr.member.callbacks)
             status = "pruned" if pruned else "timeout" if clock.fired else (
                 "complete" if r["status"] in ("completed", "early_stopped") else "failed")
-            row = {"trial": number, **params, "best_" + r["monitor"]: r["best"], "epochs": r["epochs"], "status": status}
+            row = {"trial": number, **params, "best_" + r["monitor"]: r["best"], **r["tie"], "epochs": r["epochs"], "status": status}
         else:
             r, row = None, {"trial": number, **params, "epochs": 0, "status": "failed", "error": str(mr.error)}
         row["seconds"] = round(mr.info["seconds"], 2)
@@ -351,7 +357,8 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     frame = pd.DataFrame(rows)
     if key not in frame:
         frame[key] = np.nan
-    frame = frame.iloc[rank(frame[key].tolist(), mode)]
+    tie = f"best_{tie_breaker(monitor)}" if tie_breaker(monitor) else None  # equal accuracies: lower validation loss first
+    frame = frame.iloc[rank(frame[key].tolist(), mode, frame[tie].tolist() if tie in frame else None)]
     writer.write_text("results.csv", frame.to_csv(index=False))
     complete = frame[(frame["status"] == "complete") & frame[key].notna()]
     result: dict[str, Any] = {"results": frame, "out": out_dir, "best": None, "best_config": None, "test": None,
