@@ -362,7 +362,10 @@ class RunResult:
             return lr
         if found is not None:
             return auto_lr_value(found)
-        return self.history[0]["lr"] if self.history else None
+        # a resumed run (the finder ran before the interruption): the rate its schedule started from, which torch's
+        # schedulers keep in the optimizer state as initial_lr; without a schedule, the rate it trained at
+        initial = self.trainer.optimizer.param_groups[0].get("initial_lr") if self.trainer.optimizer is not None else None
+        return initial if initial is not None else self.history[0]["lr"] if self.history else None
 
     @property
     def class_names(self) -> list[str]:

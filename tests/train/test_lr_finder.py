@@ -227,3 +227,18 @@ def test_lr_auto_without_a_suggestion_trains_at_the_default_and_says_so(monkeypa
     assert r.history[0]["lr"] < 3e-3 and r.summary["lr_finder"]["suggestion"] is None  # warming up towards 3e-3
     assert r.summary["lr_finder"]["stop_reason"] == "no suggestion: flat"
     assert r.trainer.optimizer.param_groups[0]["initial_lr"] == pytest.approx(3e-3)
+
+
+def test_a_resumed_lr_auto_run_reports_the_rate_it_was_trained_at(tmp_path):
+    class CtrlC(trainwise.Callback):
+        def on_epoch_end(self, trainer, *, epoch, logs):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    run = tmp_path / "r"
+    first = trainwise.fit("iris", lr="auto", epochs=6, quiet=True, run_dir=str(run), callbacks=[CtrlC()])
+    found = first.summary["lr"]
+    assert first.summary["status"] == "interrupted" and found > 0
+    done = trainwise.fit(resume=str(run), quiet=True)
+    assert done.summary["lr"] == pytest.approx(found)  # the peak of the schedule, not the warmup's first epoch
+    assert done.history[0]["lr"] < found  # (which the first epoch's row shows: the warmup)
