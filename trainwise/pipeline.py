@@ -411,6 +411,8 @@ def train_run(setup: RunSetup, seed: int | None = None, *, callbacks: list[Callb
     if show and seed == cfg.seed and resume_state is None:
         console = console or make_console()
         console.print(str(summarize(model, setup.prep.input_shape, batch_size=cfg.batch_size, device=setup.device)), markup=False)
+        for note in setup.prep.notes:  # what the data loading decided on its own (columns left out, rows dropped, ...)
+            console.print(f"note: {note}", markup=False)
     monitor = resolve_monitor(cfg.monitor, cfg.task, has_val="val" in batches)
     if setup.world is not None:  # the ranks train as one: before the writer's callbacks, which save its agreed stop
         train = batches["train"]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import TrainwiseError, check_choice
 
-__all__ = ["ColumnRoles", "apply_roles", "as_categories", "date_columns"]
+__all__ = ["ColumnRoles", "apply_roles", "as_categories", "date_columns", "identifier_columns"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,11 @@ def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str
         raise TrainwiseError(f"'{source}': column '{name}' holds dates or times (e.g. {example!r}); trainwise does not turn them "
                              "into features by itself", hint=f"derive numeric columns from it (year, month, day of week, hours since "
                                                          f"a start), or --exclude {name}; to split by it, --time-column {name}")
+    ids = identifier_columns(features.drop(columns=list(roles.categorical)))  # declared categories are kept as they are
+    if ids:
+        features = features.drop(columns=[name for name, _ in ids])
+        extra["notes"] = [f"column '{name}' has a distinct value in {share:.0%} of the rows: an identifier, not a feature; "
+                          f"left out (keep it with --categorical {name})" for name, share in ids]
     if features.shape[1] == 0:
         raise TrainwiseError(f"'{source}': no feature columns are left after --exclude, --id-column, --group-column and --time-column",
                              hint="keep at least one feature column")
@@ -102,6 +107,24 @@ def as_categories(values: pd.Series) -> pd.Series:
 
 
 _DATE_LIKE = r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\b\d{1,2}:\d{2}\b"
+
+
+def identifier_columns(X: pd.DataFrame, *, share: float = 0.95, min_rows: int = 20) -> list[tuple[str, float]]:
+    """Text columns with a distinct value in (nearly) every row — names, ids, free text — with that share: one-hot
+    encoded they would add a column per row, which a model can only memorize.
+
+    >>> X = pd.DataFrame({"name": [f"p{i}" for i in range(40)], "sex": ["m", "f"] * 20, "age": range(40)})
+    >>> identifier_columns(X)
+    [('name', 1.0)]
+    """
+    found = []
+    for name in X.columns:
+        s = X[name].dropna()
+        if len(s) >= min_rows and not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+            distinct = s.nunique() / len(s)
+            if distinct >= share:
+                found.append((str(name), distinct))
+    return found
 
 
 def date_columns(X: pd.DataFrame) -> list[tuple[str, str]]:

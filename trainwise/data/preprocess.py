@@ -12,6 +12,12 @@ from .columns import as_categories
 __all__ = ["Preprocessor", "TargetEncoder"]
 
 
+# a text column with more than MANY_LEVELS levels keeps at most MAX_LEVELS of them, those seen at least RARE times
+# in the training split; the rest (and levels new at predict time) share one "(other)" column: a 1,000-level column
+# would otherwise become 1,000 inputs that each see a handful of rows
+MANY_LEVELS, MAX_LEVELS, RARE, OTHER = 30, 30, 5, "(other)"
+
+
 class Preprocessor:
     """Turns raw features into float32 arrays: median fill, one-hot text columns, standardize.
 
@@ -33,6 +39,7 @@ class Preprocessor:
         self.mean_: list[float] | None = None
         self.std_: list[float] | None = None
         self.feature_names_: list[str] = []
+        self.pooled_: list[str] = []  # text columns of many levels: their rare (and new) levels go to one "(other)" column
 
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, X: np.ndarray | pd.DataFrame) -> Preprocessor:
@@ -45,7 +52,11 @@ class Preprocessor:
                 if self.impute:  # every column, so new data with gaps elsewhere is filled the same way
                     self.fill_[col] = float(s.median()) if numeric else s.mode(dropna=True).iloc[0]
                 if not numeric:
-                    self.categories_[col] = sorted(s.dropna().unique().tolist(), key=str)
+                    levels = s.dropna().value_counts()
+                    if len(levels) > MANY_LEVELS:  # rare levels share one "(other)" column, as new levels will
+                        levels = levels[levels >= RARE][:MAX_LEVELS]
+                        self.pooled_.append(col)
+                    self.categories_[col] = sorted(levels.index.tolist(), key=str)
         numeric_block = self._numeric(X, fitting=True)
         if numeric_block.ndim == 4:
             self.mean_, self.std_ = _image_stats(numeric_block, self.image_norm if self.standardize else "none")
@@ -80,7 +91,11 @@ class Preprocessor:
         if self.columns_ is not None:
             for col, cats in self.categories_.items():
                 values = X[col].where(X[col].notna(), self.fill_.get(col)) if col in self.fill_ else X[col]
-                blocks.append((values.to_numpy()[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(np.float32))
+                onehot = (values.to_numpy()[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(np.float32)
+                if col in self.pooled_:
+                    other = (values.notna().to_numpy() & (onehot.sum(1) == 0)).astype(np.float32)[:, None]
+                    onehot = np.concatenate([onehot, other], axis=1)
+                blocks.append(onehot)
         return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
 
     def _numeric(self, X, *, fitting: bool) -> np.ndarray:
@@ -101,7 +116,8 @@ class Preprocessor:
         if self.fill_:
             block = block.fillna({c: v for c, v in self.fill_.items() if c in cols})
         if fitting:
-            self.feature_names_ = cols + [f"{c}={v}" for c, cats in self.categories_.items() for v in cats]
+            self.feature_names_ = cols + [f"{c}={v}" for c, cats in self.categories_.items()
+                                          for v in [*cats, *[OTHER] * (c in self.pooled_)]]
         if not fitting:
             bad = pd.concat([block.isna().sum(), X[[c for c in self.categories_ if c not in self.fill_]].isna().sum()])
             if bad.any():
@@ -122,7 +138,7 @@ class Preprocessor:
         X = self._labels(X.set_axis([str(c) for c in X.columns], axis=1))
         out = {}
         for col, cats in self.categories_.items():
-            if col in X.columns:
+            if col in X.columns and col not in self.pooled_:  # a pooled column takes new levels as "(other)"
                 values = X[col].dropna()
                 new = values[~values.isin(cats)]
                 if len(new):
@@ -132,7 +148,7 @@ class Preprocessor:
     def state_dict(self) -> dict[str, Any]:
         return {"standardize": self.standardize, "impute": self.impute, "image_norm": self.image_norm, "columns": self.columns_,
                 "categories": self.categories_, "fill": self.fill_, "mean": self.mean_, "std": self.std_,
-                "feature_names": self.feature_names_, "categorical": self.categorical}
+                "feature_names": self.feature_names_, "categorical": self.categorical, "pooled": self.pooled_}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Preprocessor:
@@ -140,6 +156,7 @@ class Preprocessor:
                 categorical=state.get("categorical") or ())
         p.columns_, p.categories_, p.fill_ = state["columns"], state["categories"], state["fill"]
         p.mean_, p.std_, p.feature_names_ = state["mean"], state["std"], state["feature_names"]
+        p.pooled_ = list(state.get("pooled") or [])
         return p
 
 
