@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data.preprocess import soft_clip
 from .errors import TrainwiseError
 from .inference import SavedModel, load
 from .runs import atomic_write, check_output_file
@@ -47,6 +48,9 @@ class ExportedModel(nn.Module):
         if len(shape) == 3 and mean.numel():  # images: one statistic per channel
             mean, std = mean.reshape(1, -1, 1, 1), std.reshape(1, -1, 1, 1)
         self.standardize = bool(mean.numel()) and self.raw
+        numeric = [c for c in (pre.columns_ or []) if c not in pre.categories_]
+        clip = torch.tensor([c in pre.robust_ for c in numeric], dtype=torch.bool) if pre.robust_ and self.raw else torch.zeros(0, dtype=torch.bool)
+        self.register_buffer("clip", clip)  # the robust-scaled columns, soft-clipped as the preprocessing does
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
         self.n_numeric = n_numeric
@@ -58,6 +62,8 @@ class ExportedModel(nn.Module):
             x = torch.where(torch.isnan(x), self.fill, x)
         if self.standardize:
             x = (x - self.mean) / self.std
+        if self.clip.numel():
+            x = torch.where(self.clip, soft_clip(x), x)
         out = self.model(x).float()
         if self.kind == "multiclass":
             return out.softmax(-1)
@@ -100,7 +106,8 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, format: str
         "columns": pre.columns_ if n_inputs is not None else None,
         "features": pre.feature_names_ if not wrapper.raw else None,
         "classes": saved.classes_, "target": saved.summary.get("data", {}).get("target"),
-        "folded": [name for name, on in (("median fill", wrapper.fill.numel() > 0), ("standardization", wrapper.standardize)) if on],
+        "folded": [name for name, on in (("median fill", wrapper.fill.numel() > 0), ("standardization", wrapper.standardize),
+                                          ("robust scaling and soft clip", wrapper.clip.numel() > 0)) if on],
     }
     atomic_write(output.with_name(output.name + ".json"), json.dumps(describe, indent=2) + "\n")
     return output

@@ -120,7 +120,7 @@ _FEATURES = {
     "fill": (lambda v: isinstance(v, dict) and all(_scalar(x) for x in v.values()), "an object of column -> fill value"),
     "mean": _optional(_NUMBERS), "std": _optional((lambda v: _NUMBERS[0](v) and all(x != 0 for x in v), "a list of non-zero numbers")),
     "feature_names": (is_str_list, "a list of names"), "categorical": (is_str_list, "a list of column names"),
-    "pooled": (is_str_list, "a list of column names")}
+    "pooled": (is_str_list, "a list of column names"), "robust": (is_str_list, "a list of column names")}
 _TARGET = {"task": (lambda v: v in ("classification", "regression"), "classification or regression"),
            "classes": _optional((lambda v: isinstance(v, list) and all(_scalar(x) for x in v), "a list of labels")),
            "mean": (lambda v: is_number(v) or _NUMBERS[0](v), "a number (a list: one per target)"),
@@ -137,7 +137,7 @@ _PREPROCESS = {"features": (lambda v: isinstance(v, dict), "an object"), "target
 def read_preprocessing(path: str | Path, *, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     """A run's preprocess.json, checked field by field (and against the model's outputs when ``recipe`` is given)."""
     pp = check_fields(read_json(path), _PREPROCESS, path=path)
-    features = check_fields(pp["features"], _FEATURES, path=path, where="features.", optional=["image_norm", "categorical", "pooled"])
+    features = check_fields(pp["features"], _FEATURES, path=path, where="features.", optional=["image_norm", "categorical", "pooled", "robust"])
     target = check_fields(pp["target"], _TARGET, path=path, where="target.")
     if pp["image"] is not None:
         check_fields(pp["image"], _IMAGE, path=path, where="image.")

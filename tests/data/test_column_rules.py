@@ -67,3 +67,34 @@ def test_only_columns_of_many_levels_are_pooled(levels, pooled):
     p = Preprocessor().fit(col)
     assert (p.pooled_ == ["c"]) is pooled
     assert len(p.feature_names_) == (31 if pooled else levels)
+
+
+def test_a_heavy_tailed_column_is_robust_scaled_and_soft_clipped(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 500
+    income = np.exp(rng.normal(10, 1, n))
+    income[:5] = 1e8  # a few outliers that would set the standard deviation
+    height = rng.normal(170, 10, n)
+    df = pd.DataFrame({"income": income, "height": height, "y": np.where(np.log(income) + (height - 170) / 10 > 10, "hi", "lo")})
+    csv = tmp_path / "people.csv"
+    df.to_csv(csv, index=False)
+    run = tmp_path / "run"
+    r = trainwise.fit(str(csv), target="y", epochs=3, quiet=True, run_dir=str(run))
+    pre = r.data.preprocessor
+    assert pre.robust_ == ["income"]  # the normal column keeps mean and standard deviation
+    train = df.iloc[r.data.indices["train"]]
+    assert pre.mean_[0] == pytest.approx(np.median(train["income"])) and pre.mean_[1] == pytest.approx(train["height"].mean())
+    z = pre.transform(df[["income", "height"]])
+    assert np.abs(z[:, 0]).max() < 3 and np.abs(z[:5, 0]).min() > 2.9  # outliers pulled to about 3, not thousands
+    q1, q3 = np.quantile(train["income"], [0.25, 0.75])
+    ordinary = (df["income"].iloc[10] - np.median(train["income"])) / ((q3 - q1) / 1.349)
+    assert z[10, 0] == pytest.approx(ordinary / np.sqrt(1 + (ordinary / 3) ** 2), rel=1e-5)
+    assert json.loads((run / "preprocess.json").read_text())["features"]["robust"] == ["income"]
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from trainwise.export import check_onnx, export
+
+    path = export(run)
+    assert "robust scaling and soft clip" in json.loads(path.with_name(path.name + ".json").read_text())["folded"]
+    X = df[["income", "height"]].to_numpy(dtype=np.float32)
+    np.testing.assert_allclose(check_onnx(path, X), trainwise.load(run).predict_proba(df), atol=1e-5)

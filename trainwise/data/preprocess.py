@@ -9,13 +9,27 @@ import pandas as pd
 from ..errors import TrainwiseError
 from .columns import as_categories
 
-__all__ = ["Preprocessor", "TargetEncoder"]
+__all__ = ["Preprocessor", "TargetEncoder", "soft_clip"]
 
 
 # a text column with more than MANY_LEVELS levels keeps at most MAX_LEVELS of them, those seen at least RARE times
 # in the training split; the rest (and levels new at predict time) share one "(other)" column: a 1,000-level column
 # would otherwise become 1,000 inputs that each see a handful of rows
 MANY_LEVELS, MAX_LEVELS, RARE, OTHER = 30, 30, 5, "(other)"
+# a numeric table column whose farthest value lies more than HEAVY_TAIL interquartile ranges from its median (a
+# normal sample of 100,000 rows: about 3.2) is robust-scaled: a few outliers would otherwise set its standard
+# deviation and squash every ordinary value towards 0
+HEAVY_TAIL = 6.0
+
+
+def soft_clip(z):
+    """Values beyond about ±3 pulled smoothly towards ±3 (z / sqrt(1 + (z/3)²), RealMLP's smooth clipping); works on
+    numpy arrays and torch tensors alike.
+
+    >>> [round(float(v), 3) for v in soft_clip(np.array([0.0, 1.0, 3.0, 100.0]))]
+    [0.0, 0.949, 2.121, 2.999]
+    """
+    return z / (1 + (z / 3) ** 2) ** 0.5
 
 
 class Preprocessor:
@@ -39,6 +53,7 @@ class Preprocessor:
         self.mean_: list[float] | None = None
         self.std_: list[float] | None = None
         self.feature_names_: list[str] = []
+        self.robust_: list[str] = []  # numeric columns with heavy tails: scaled by median and IQR, then soft-clipped
         self.pooled_: list[str] = []  # text columns of many levels: their rare (and new) levels go to one "(other)" column
 
     # --- fitting -------------------------------------------------------------------------------
@@ -63,6 +78,14 @@ class Preprocessor:
         elif self.standardize and numeric_block.size:
             flat = numeric_block.reshape(len(numeric_block), -1) if numeric_block.ndim == 2 else numeric_block.reshape(-1, 1)
             mean, std = flat.mean(axis=0, dtype=np.float64), flat.std(axis=0, dtype=np.float64)
+            if self.columns_ is not None:  # table columns with heavy tails or outliers: median and IQR, then a soft clip
+                cols = [c for c in self.columns_ if c not in self.categories_]
+                q1, med, q3 = np.nanquantile(flat, [0.25, 0.5, 0.75], axis=0)
+                iqr = q3 - q1
+                tail = np.nanmax(np.abs(flat - med), axis=0) / np.where(iqr > 0, iqr, np.inf)
+                for j in np.flatnonzero(tail > HEAVY_TAIL):
+                    mean[j], std[j] = med[j], iqr[j] / 1.349  # the IQR of a normal distribution is 1.349 sigma
+                    self.robust_.append(cols[j])
             self.mean_, self.std_ = mean.tolist(), np.where(std > 1e-12, std, 1.0).tolist()
         return self
 
@@ -87,6 +110,10 @@ class Preprocessor:
             elif numeric.ndim > 2:  # other tensors: one scalar statistic
                 mean, std = mean[0], std[0]
             numeric = (numeric - mean) / std
+            if self.robust_:
+                cols = [c for c in self.columns_ if c not in self.categories_]
+                j = [cols.index(c) for c in self.robust_]
+                numeric[:, j] = soft_clip(numeric[:, j])
         blocks = [numeric.astype(np.float32)]
         if self.columns_ is not None:
             for col, cats in self.categories_.items():
@@ -148,7 +175,8 @@ class Preprocessor:
     def state_dict(self) -> dict[str, Any]:
         return {"standardize": self.standardize, "impute": self.impute, "image_norm": self.image_norm, "columns": self.columns_,
                 "categories": self.categories_, "fill": self.fill_, "mean": self.mean_, "std": self.std_,
-                "feature_names": self.feature_names_, "categorical": self.categorical, "pooled": self.pooled_}
+                "feature_names": self.feature_names_, "categorical": self.categorical, "pooled": self.pooled_,
+                "robust": self.robust_}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Preprocessor:
@@ -156,7 +184,7 @@ class Preprocessor:
                 categorical=state.get("categorical") or ())
         p.columns_, p.categories_, p.fill_ = state["columns"], state["categories"], state["fill"]
         p.mean_, p.std_, p.feature_names_ = state["mean"], state["std"], state["feature_names"]
-        p.pooled_ = list(state.get("pooled") or [])
+        p.pooled_, p.robust_ = list(state.get("pooled") or []), list(state.get("robust") or [])
         return p
 
 
