@@ -163,10 +163,10 @@ def test_class_weight_weights_the_loss_and_lifts_the_rare_class(tmp_path):
     import trainwise
 
     rng = np.random.default_rng(0)
-    n = 1200
+    n = 800
     X = rng.normal(size=(n, 4)).astype(np.float32)
-    y = (X[:, 0] + 0.8 * X[:, 1] + rng.normal(scale=0.8, size=n) > 2.0).astype(int)  # ~5% positives, overlapping
-    common = dict(epochs=15, quiet=True, seed=0, split=(0.6, 0.2, 0.2))
+    y = (X[:, 0] + 0.8 * X[:, 1] + rng.normal(scale=0.8, size=n) > 2.0).astype(int)  # ~8% positives, overlapping
+    common = dict(epochs=10, quiet=True, seed=0, split=(0.6, 0.2, 0.2))
     plain = trainwise.fit(X, y, run_dir=str(tmp_path / "plain"), **common)
     weighted = trainwise.fit(X, y, run_dir=str(tmp_path / "weighted"), class_weight="balanced", **common)
     s = json.loads((tmp_path / "weighted" / "summary.json").read_text())
