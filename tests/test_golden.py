@@ -22,7 +22,7 @@ RECORD = os.environ.get("TRAINWISE_RECORD_GOLDEN") == "1"
 RTOL = 1e-5
 # the defaults the fixtures were recorded with (before issue 14 chose new ones): pinned, so the fixtures keep
 # proving that the code path behaves the same, whatever the defaults are now
-# (metrics: none — issue 17's binary default metrics are not vectorized, so they would train the restarts one by one)
+# (metrics: none — the fixtures were recorded before binary problems got F1, AUROC, ... by default)
 LEGACY = dict(lr=1e-3, batch_size=16, monitor="val/loss", patience=10, dropout=0.1, schedule="none", metrics="none")
 
 

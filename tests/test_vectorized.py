@@ -340,3 +340,15 @@ def test_a_stacked_group_that_fails_on_input_falls_back_to_one_by_one(tmp_path, 
              data="iris", model="mlp:8", epochs=2, console=Console(file=buf, width=200))
     assert r["results"]["status"].tolist() == ["complete", "complete"] and "stacked" not in r["results"]
     assert "the stacked members stopped (a member's input error); training them one by one" in buf.getvalue()
+
+
+def test_binary_restarts_with_their_default_metrics_stack_and_match():
+    # F1, AUROC, ... (on by default for two classes) are computed per member from its own outputs, as alone
+    out = io.StringIO()
+    from trainwise.api import fit
+
+    vec = fit(data="breast-cancer", model="mlp:16", epochs=3, restarts=3, checkpoint=False, console=Console(file=out, width=200))
+    assert "training 3 members (seeds 0..2) as one stacked model" in out.getvalue()
+    seq = trainwise.fit(data="breast-cancer", model="mlp:16", epochs=3, restarts=3, checkpoint=False, quiet=True, vectorize=False)
+    assert "val/auroc" in vec.history[0] and "val/f1" in vec.summary["restarts"]["runs"][0]["metrics"]
+    _assert_same_runs(vec, seq)

@@ -70,7 +70,6 @@ def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Cal
                (cfg.accumulate > 1, "gradient accumulation"), (cfg.precision != "32", f"precision {cfg.precision}"),
                (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),
                (checkpoint, "per-member checkpoints"), (tensorboard, "TensorBoard logs"),
-               (cfg.metrics, f"--metrics {','.join(cfg.metrics)}"),
                (setup.prep.task == "regression" and setup.prep.target.n_targets > 1, "several target columns"),
                (cfg.class_weight, f"--class-weight {cfg.class_weight}")]
     for flag, why in reasons:
@@ -184,6 +183,9 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
         pop_callbacks.append(Checkpoint(Path(checkpoint).parent, name=Path(checkpoint).name.removesuffix(".safetensors")))
     pop = build_trainer(setup, stacked, pop_callbacks, loss=PopulationLoss(make_loss(setup.loss)), penalty=penalty, clip=clip_members,
                         metrics=lambda kind, dev, target_std: PopulationMetrics(kind, dev, target_std=target_std, size=stacked.size),
+                        eval_metrics=lambda kind, dev, target_std: PopulationMetrics(  # validation: also the --metrics
+                            kind, dev, target_std=target_std, size=stacked.size, extra_metrics=tuple(cfg.metrics),
+                            n_classes=setup.prep.n_classes, target_mean=setup.prep.target.mean),
                         **({"lr": 1.0, "weight_decay": 0.0} | ({"momentum": 1.0} if with_momentum else {}) if own else {}))
     if own:  # the stack steps at lr 1 (times the schedule's factor); each member's step is scaled by its own lr
         driver.steps = MemberSteps(pop.optimizer, lr=[lrs[i] for i in active], weight_decay=[s.cfg.weight_decay for s in setups_in],

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TrainwiseError
+from .metrics import extra_metrics
 
 __all__ = ["StackedMLP", "StackedBatches", "PopulationLoss", "PopulationMetrics", "layers_reason", "loss_reason",
            "reindex_optimizer"]
@@ -311,8 +312,11 @@ class PopulationMetrics:
     """`MetricAccumulator`'s sums with one entry per member; `compute` gives the population's mean under the
     usual names and member k's value under ``<name>[k]`` (one host read per epoch, as alone)."""
 
-    def __init__(self, kind: str, device: torch.device, *, target_std: float = 1.0, size: int = 1):
+    def __init__(self, kind: str, device: torch.device, *, target_std: float = 1.0, size: int = 1,
+                 extra_metrics: tuple[str, ...] = (), n_classes: int | None = None, target_mean: float = 0.0):
         self.kind, self.target_std, self.size, self.count, self.device = kind, target_std, size, 0, device
+        self.extra_metrics, self.n_classes, self.target_mean = tuple(extra_metrics), n_classes, target_mean
+        self.outputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # kept only for extra_metrics (validation, test)
         z = torch.zeros(size, dtype=torch.float64, device=device)
         self.loss_sum, self.correct = z.clone(), z.clone()
         self.member_finite_batches = torch.zeros(size, dtype=torch.int64, device=device)
@@ -328,6 +332,8 @@ class PopulationMetrics:
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         n = y.shape[1]
         self.count += n
+        if self.extra_metrics:
+            self.outputs.append((out, y))
         self.loss_sum.add_(loss, alpha=n)
         self.member_finite_batches.add_(torch.isfinite(self.loss_sum))
         if self.kind == "multiclass":
@@ -353,6 +359,14 @@ class PopulationMetrics:
 
     def compute(self, prefix: str) -> dict[str, float]:
         logs = self._compute(prefix)
+        if self.extra_metrics and self.outputs:  # --metrics: each member's from its own outputs, as alone
+            out, y = (torch.cat(t, dim=1) for t in zip(*self.outputs))
+            members = [extra_metrics(self.extra_metrics, out[k], y[k], kind=self.kind, n_classes=self.n_classes,
+                                     target_std=self.target_std, target_mean=self.target_mean) for k in range(out.shape[0])]
+            for name in self.extra_metrics:
+                logs[f"{prefix}/{name}"] = sum(m[name] for m in members) / len(members)
+            for k, m in enumerate(members):
+                logs |= {f"{prefix}/{name}[{k}]": v for name, v in m.items()}
         if self.extra:
             sums = torch.stack([s for s, _ in self.extra.values()]).tolist()
             for (name, (_, count)), values in zip(self.extra.items(), sums):
