@@ -352,3 +352,15 @@ def test_binary_restarts_with_their_default_metrics_stack_and_match():
     seq = trainwise.fit(data="breast-cancer", model="mlp:16", epochs=3, restarts=3, checkpoint=False, quiet=True, vectorize=False)
     assert "val/auroc" in vec.history[0] and "val/f1" in vec.summary["restarts"]["runs"][0]["metrics"]
     _assert_same_runs(vec, seq)
+
+
+@pytest.mark.parametrize("options", [dict(data="iris", class_weight="1,2,5"), dict(data="breast-cancer", class_weight="balanced"),
+                                     dict(data="breast-cancer", class_weight="1,3", loss="bce_with_logits")])
+def test_class_weighted_restarts_stack_and_match(options):
+    out = io.StringIO()
+    from trainwise.api import fit
+
+    common = dict(model="mlp:16", epochs=3, restarts=3, checkpoint=False, **options)
+    vec = fit(console=Console(file=out, width=200), **common)
+    assert "as one stacked model" in out.getvalue()
+    _assert_same_runs(vec, trainwise.fit(quiet=True, vectorize=False, **common))

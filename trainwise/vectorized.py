@@ -70,12 +70,12 @@ def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Cal
                (cfg.accumulate > 1, "gradient accumulation"), (cfg.precision != "32", f"precision {cfg.precision}"),
                (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),
                (checkpoint, "per-member checkpoints"), (tensorboard, "TensorBoard logs"),
-               (setup.prep.task == "regression" and setup.prep.target.n_targets > 1, "several target columns"),
-               (cfg.class_weight, f"--class-weight {cfg.class_weight}")]
+               (setup.prep.task == "regression" and setup.prep.target.n_targets > 1, "several target columns")]
     for flag, why in reasons:
         if flag:
             return f"{why} is not vectorized yet"
-    reason = loss_reason(make_loss(setup.loss))
+    weights = setup.class_weights()
+    reason = loss_reason(make_loss(setup.loss, weights))
     if reason is not None:
         return reason
     for cbs in callbacks:
@@ -181,7 +181,9 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
                                         warmup_epochs=cfg.warmup_epochs, monitor=monitor, mode=cfg.mode))
     if checkpoint is not None:  # last: it saves every other callback's state
         pop_callbacks.append(Checkpoint(Path(checkpoint).parent, name=Path(checkpoint).name.removesuffix(".safetensors")))
-    pop = build_trainer(setup, stacked, pop_callbacks, loss=PopulationLoss(make_loss(setup.loss)), penalty=penalty, clip=clip_members,
+    weights = setup.class_weights()  # --class-weight: each member's loss weighted as alone
+    pop_loss = PopulationLoss(make_loss(setup.loss, None if weights is None else weights.to(device)))
+    pop = build_trainer(setup, stacked, pop_callbacks, loss=pop_loss, penalty=penalty, clip=clip_members,
                         metrics=lambda kind, dev, target_std: PopulationMetrics(kind, dev, target_std=target_std, size=stacked.size),
                         eval_metrics=lambda kind, dev, target_std: PopulationMetrics(  # validation: also the --metrics
                             kind, dev, target_std=target_std, size=stacked.size, extra_metrics=tuple(cfg.metrics),

@@ -192,6 +192,6 @@ def test_class_weights_reach_restarts_and_evaluate(tmp_path):
 
     run = tmp_path / "run"
     r = trainwise.fit("iris", restarts=2, class_weight="1,1,100", epochs=3, quiet=True, run_dir=str(run))
-    assert r.trainer.loss_fn.weight.tolist() == [1.0, 1.0, 100.0]  # not stacked without them: trained one by one
+    assert r.trainer.loss_fn.weight.tolist() == [1.0, 1.0, 100.0]  # the chosen member's own trainer
     again = trainwise.evaluate(run, force_test=True)  # the same weighted loss the run reported
     assert again["test/loss"] == pytest.approx(r.summary["test"]["test/loss"], rel=1e-5)

@@ -283,11 +283,12 @@ class StackedBatches:
 
 
 def loss_reason(loss: nn.Module) -> str | None:
-    """Why ``loss`` cannot be split into one loss per member (None: it can): only an unweighted mean over
-    the samples is a per-member mean of per-sample losses."""
-    if getattr(loss, "reduction", None) != "mean" or getattr(loss, "weight", None) is not None \
-            or getattr(loss, "pos_weight", None) is not None:
-        return f"the loss {type(loss).__name__} is not split per member (only unweighted means are)"
+    """Why ``loss`` cannot be split into one loss per member (None: it can): a mean over the samples is a
+    per-member mean of per-sample losses; cross-entropy's class weights are too (a weighted mean, divided by each
+    member's own sum of weights), and so is bce_with_logits' pos_weight (a plain mean of weighted terms)."""
+    if getattr(loss, "reduction", None) != "mean" or (getattr(loss, "weight", None) is not None
+                                                      and not isinstance(loss, nn.CrossEntropyLoss)):
+        return f"the loss {type(loss).__name__} is not split per member (only means over the samples are)"
     return None
 
 
@@ -305,6 +306,9 @@ class PopulationLoss(nn.Module):
 
     def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         per_sample = self.per_sample(out.reshape(-1, *out.shape[2:]), y.reshape(-1, *y.shape[2:]))
+        weight = getattr(self.per_sample, "weight", None)
+        if weight is not None:  # class-weighted cross-entropy: torch's mean divides by the batch's sum of weights
+            return per_sample.reshape(out.shape[0], -1).sum(1) / weight[y.reshape(out.shape[0], -1)].sum(1)
         return per_sample.reshape(out.shape[0], -1).mean(1)
 
 
