@@ -177,8 +177,11 @@ def test_population_loss_and_metrics_match_one_member_at_a_time():
         one.update(out[k], y[k], losses[k])
         assert {n: logs[f"{n}[{k}]"] for n in ("val/loss", "val/accuracy")} == pytest.approx(one.compute("val"))
     assert logs["val/loss"] == pytest.approx(np.mean([logs[f"val/loss[{k}]"] for k in range(3)]))
+    w = torch.tensor([1.0, 2.0, 0.5, 4.0])  # class weights: each member's weighted mean, as torch computes it alone
+    weighted = PopulationLoss(nn.CrossEntropyLoss(weight=w))(out, y)
+    assert torch.allclose(weighted, torch.stack([nn.functional.cross_entropy(out[k], y[k], weight=w) for k in range(3)]))
     with pytest.raises(trainwise.TrainwiseError, match="is not split per member"):
-        PopulationLoss(nn.CrossEntropyLoss(weight=torch.ones(4)))
+        PopulationLoss(nn.CrossEntropyLoss(reduction="sum"))
 
 
 def test_stacked_batches_give_each_member_its_own_order_from_one_copy_of_the_data():
