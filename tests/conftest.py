@@ -24,16 +24,20 @@ def cli(capsys):
     return run
 
 
-@pytest.fixture
-def small_csv(tmp_path):
-    """120 rows: two numeric features, one text feature, a text label that depends on them."""
-    rng = np.random.default_rng(0)
-    n = 120
+def small_table(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    """Two numeric features, one text feature, a text label that depends on them."""
+    rng = np.random.default_rng(seed)
     a, b = rng.normal(size=n), rng.normal(size=n)
     color = rng.choice(["red", "green", "blue"], size=n)
     label = np.where(a + (color == "red") * 1.5 > 0.3, "yes", "no")
+    return pd.DataFrame({"a": a, "b": b, "color": color, "label": label})
+
+
+@pytest.fixture
+def small_csv(tmp_path):
+    """`small_table`'s 120 rows as a CSV file."""
     path = tmp_path / "small.csv"
-    pd.DataFrame({"a": a, "b": b, "color": color, "label": label}).to_csv(path, index=False)
+    small_table().to_csv(path, index=False)
     return path
 
 

@@ -9,6 +9,7 @@ import torch
 from sklearn.metrics import r2_score
 
 import trainwise
+from tests.conftest import small_table
 from trainwise.errors import TrainwiseError
 
 
@@ -16,13 +17,8 @@ from trainwise.errors import TrainwiseError
 def table_run(tmp_path_factory):
     """A classification run on a CSV with a text column (one-hot), and the CSV."""
     d = tmp_path_factory.mktemp("table")
-    rng = np.random.default_rng(0)
-    n = 150
-    a, b = rng.normal(size=n), rng.normal(size=n)
-    color = rng.choice(["red", "green", "blue"], size=n)
-    label = np.where(a + (color == "red") * 1.5 > 0.3, "yes", "no")
     csv = d / "rows.csv"
-    pd.DataFrame({"a": a, "b": b, "color": color, "label": label}).to_csv(csv, index=False)
+    small_table(150).to_csv(csv, index=False)
     trainwise.fit(str(csv), target="label", epochs=10, quiet=True, run_dir=str(d / "run"))
     return d / "run", csv
 

@@ -39,7 +39,6 @@ class ExportedModel(nn.Module):
         pre, t = saved.preprocess, saved.target
         self.model, self.kind = saved.model, saved.kind
         self.raw = not pre.categories_  # numbers only: the whole preprocessing is arithmetic
-        n_numeric = len(pre.columns_) - len(pre.categories_) if pre.columns_ is not None else None
         fill = [float(pre.fill_.get(c, float("nan"))) for c in (pre.columns_ or [])] if pre.fill_ and self.raw else None
         self.register_buffer("fill", torch.tensor(fill, dtype=torch.float32) if fill else torch.zeros(0))
         mean = torch.tensor(pre.mean_ if pre.mean_ is not None else [], dtype=torch.float32)
@@ -53,7 +52,6 @@ class ExportedModel(nn.Module):
         self.register_buffer("clip", clip)  # the robust-scaled columns, soft-clipped as the preprocessing does
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
-        self.n_numeric = n_numeric
         self.register_buffer("t_mean", torch.tensor(t.mean, dtype=torch.float32))  # one per target column
         self.register_buffer("t_std", torch.tensor(t.std, dtype=torch.float32))
 

@@ -54,10 +54,6 @@ class SavedModel:
     def __repr__(self) -> str:
         return f"SavedModel('{self.path}', {self.summary.get('model', {}).get('spec', '?')}, {self.kind})"
 
-    def outputs(self, X, *, source: str = "X") -> torch.Tensor:
-        """Raw model outputs (float64, CPU) for ``X``: a .csv/.npz path, a DataFrame, an array, a tensor or a list of rows."""
-        return _forward(self._run, _transform(self.preprocess, _features(self._run, X, source), source))
-
     def predict_frame(self, X, *, source: str = "X") -> pd.DataFrame:
         """What `trainwise predict` writes: ``prediction`` and, for classification, ``prob_<class>`` columns; a run
         with an ``--id-column`` gets that column first, copied from the input."""
@@ -85,7 +81,31 @@ class SavedModel:
     def evaluate(self, X, y=None) -> dict[str, float]:
         """Loss and metrics (keys ``eval/...``) on labelled data: a file or DataFrame holding the target column, or
         features ``X`` with targets ``y``. The run's own test split is `evaluate(run_dir)` (sealed, counted)."""
-        return _evaluate_on(self._run, X, y)
+        pp, cfg, data = self._run.preprocessing, self.config, X
+        target = cfg.target or pp["target_name"]
+        if isinstance(data, (str, Path)):
+            if str(data) == "-":
+                data = read_table(sys.stdin, cfg.na_values)
+            else:
+                image = pp.get("image")
+                raw = load_source(str(data), target=target, missing=cfg.missing, seed=cfg.seed, data_dir=cfg.data_dir,
+                                  image_size=image["size"] if image else None, channels=str(image["channels"]) if image else "auto",
+                                  na_values=cfg.na_values, roles=ColumnRoles.of(cfg) if str(data).lower().endswith(".csv") else None)
+                X = _transform(self.preprocess, raw.X, data)
+                return _metrics(self._run, X, self.target.encode(raw.y, what=f"target of '{data}'"), "eval")
+        if y is None:
+            if not isinstance(data, pd.DataFrame) or not set(target.split(",")) <= set(data.columns) and target not in data.columns:
+                raise TrainwiseError("evaluate needs targets: got features without y", hint=f"pass y=..., or a DataFrame/CSV with the "
+                                                                                            f"target column '{target}'")
+            y = data[target.split(",") if target not in data.columns else target].to_numpy()
+        y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        X = _features(self._run, data, "data")
+        if len(y) != len(X):
+            raise TrainwiseError(f"evaluate got {len(X)} rows of features but {len(y)} targets", hint="give one target per row")
+        X = _transform(self.preprocess, X, "data")
+        y = y.reshape(-1) if y.ndim > 1 and y.shape[1] == 1 else y
+        return _metrics(self._run, X, self.target.encode(y, what="y"), "eval")
+
 
 
 def load(run_dir: str | Path, *, trust_code: bool = False) -> SavedModel:
@@ -105,7 +125,7 @@ def evaluate(run_dir: str | Path, data=None, y=None, *, force_test: bool = False
     """
     run = load_run(run_dir, trust_code=trust_code)
     if data is not None:
-        return _evaluate_on(run, data, y)
+        return SavedModel(run).evaluate(data, y)
     cfg = run.config
     if run.summary.get("cv_fold"):
         raise TrainwiseError(f"'{run_dir}' is fold {run.summary['cv_fold']} of a cross-validation; its test split is not "
@@ -132,33 +152,6 @@ def evaluate(run_dir: str | Path, data=None, y=None, *, force_test: bool = False
     metrics = _metrics(run, *prep.arrays["test"], "test")
     write_json(run.path / "summary.json", {**run.summary, "test_evaluations": run.summary.get("test_evaluations", 0) + 1})
     return metrics
-
-
-def _evaluate_on(run, data, y) -> dict[str, float]:
-    pp, cfg = run.preprocessing, run.config
-    target = cfg.target or pp["target_name"]
-    if isinstance(data, (str, Path)):
-        if str(data) == "-":
-            data = read_table(sys.stdin, cfg.na_values)
-        else:
-            image = pp.get("image")
-            raw = load_source(str(data), target=target, missing=cfg.missing, seed=cfg.seed, data_dir=cfg.data_dir,
-                              image_size=image["size"] if image else None, channels=str(image["channels"]) if image else "auto",
-                              na_values=cfg.na_values, roles=ColumnRoles.of(cfg) if str(data).lower().endswith(".csv") else None)
-            X = _transform(Preprocessor.from_state(pp["features"]), raw.X, data)
-            return _metrics(run, X, TargetEncoder.from_state(pp["target"]).encode(raw.y, what=f"target of '{data}'"), "eval")
-    if y is None:
-        if not isinstance(data, pd.DataFrame) or not set(target.split(",")) <= set(data.columns) and target not in data.columns:
-            raise TrainwiseError("evaluate needs targets: got features without y", hint=f"pass y=..., or a DataFrame/CSV with the "
-                                                                                        f"target column '{target}'")
-        y = data[target.split(",") if target not in data.columns else target].to_numpy()
-    y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-    X = _features(run, data, "data")
-    if len(y) != len(X):
-        raise TrainwiseError(f"evaluate got {len(X)} rows of features but {len(y)} targets", hint="give one target per row")
-    X = _transform(Preprocessor.from_state(pp["features"]), X, "data")
-    return _metrics(run, X, TargetEncoder.from_state(pp["target"]).encode(y.reshape(-1) if y.ndim > 1 and y.shape[1] == 1 else y,
-                                                                         what="y"), "eval")
 
 
 def _metrics(run, X: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]:
@@ -249,8 +242,7 @@ def _read_table(run, path: str | Path):
         if pp.get("image"):
             raise TrainwiseError(f"run '{run.path}' was trained on images; standard input holds a table",
                                  hint="give image files (" + ", ".join(IMAGE_SUFFIXES) + ")")
-        X = read_table(sys.stdin, run.config.na_values)
-        return X.drop(columns=[c for c in pp["target_name"].split(",") if c in X.columns])
+        return read_table(sys.stdin, run.config.na_values)
     path = Path(path)
     if pp.get("image"):
         raise TrainwiseError(f"run '{run.path}' was trained on images; '{path}' is not one",
@@ -258,8 +250,7 @@ def _read_table(run, path: str | Path):
     if not path.is_file():
         raise TrainwiseError(f"input file '{path}' does not exist", hint="give a .csv or .npz file of feature rows")
     if path.suffix.lower() == ".csv":
-        X = read_table(path, run.config.na_values)
-        return X.drop(columns=[pp["target_name"]]) if pp["target_name"] in X.columns else X
+        return read_table(path, run.config.na_values)  # (`_features` drops the target columns)
     if path.suffix.lower() == ".npz":
         npz = open_npz(path)
         key = next((k for k in ("X", "X_test") if k in npz.files), None)

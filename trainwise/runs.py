@@ -5,6 +5,7 @@ back is checked here too: `read_json`, `read_safetensors`, `check_fields` (a JSO
 Reading a whole run back is `trainwise.saved.load_run`."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from safetensors.torch import load, load_file, save
 
 from .errors import TrainwiseError
 
-__all__ = ["atomic_write", "write_json", "write_metrics_csv", "new_run_dir", "save_artifacts",
+__all__ = ["atomic_write", "write_json", "write_metrics_csv", "read_metrics_csv", "new_run_dir", "save_artifacts",
            "encode_state", "decode_state", "snapshot_state", "serialize_snapshot", "save_checkpoint", "load_checkpoint",
            "read_json", "read_safetensors",
            "damaged", "check_fields", "check_tensors_match", "is_int", "is_number", "is_str_list", "Check",
@@ -92,6 +93,27 @@ def write_metrics_csv(path: str | Path, history: list[dict[str, float]]) -> None
     columns = list(history[0])
     lines = [",".join(columns)] + [",".join(_fmt(row.get(c)) for c in columns) for row in history]
     atomic_write(path, "\n".join(lines) + "\n")
+
+
+def read_metrics_csv(path: str | Path) -> list[dict[str, float]]:
+    """A run's metrics.csv back as one dict per epoch (numbers; an empty or unreadable cell is NaN); no file: [].
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "metrics.csv"
+    >>> write_metrics_csv(p, [{"epoch": 1, "val/loss": 0.5}]); read_metrics_csv(p)
+    [{'epoch': 1.0, 'val/loss': 0.5}]
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _number(v: str | None) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _fmt(v: Any) -> str:

@@ -4,7 +4,6 @@ summary.json, metrics.csv and config.yaml; no model is rebuilt and no code runs.
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import math
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 from ..config import read_yaml_mapping
 from ..errors import TrainwiseError
-from ..runs import atomic_write, check_output_file
+from ..runs import atomic_write, check_output_file, read_metrics_csv
 from ..saved import read_summary
 from .html import PAGE_CSS, esc, html_table
 
@@ -66,23 +65,6 @@ def list_runs(directory: str | Path = "runs") -> list[dict[str, Any]]:
     return rows
 
 
-def _read_metrics(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append({k: _num(v) for k, v in row.items()})
-    return rows
-
-
-def _num(v: str) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def compare_runs(run_dirs: list[str | Path], output: str | Path = "compare.html") -> Path:
     """Write one self-contained HTML page comparing ``run_dirs``: a table of their results, their learning
     curves overlaid (loss and main metric, train dashed, validation solid), and their configs side by side with
@@ -98,7 +80,7 @@ def compare_runs(run_dirs: list[str | Path], output: str | Path = "compare.html"
                                  hint="give run directories that `trainwise fit` wrote (see `trainwise runs`)")
         runs.append({"name": d.name, "path": d, "summary": read_summary(d / "summary.json"),
                      "config": read_yaml_mapping(d / "config.yaml", "config", "give the run's own config.yaml"),
-                     "metrics": _read_metrics(d / "metrics.csv")})
+                     "metrics": read_metrics_csv(d / "metrics.csv")})
     names = _unique([r["name"] for r in runs])
     results = [[n, (r["summary"].get("data") or {}).get("name", ""), (r["summary"].get("model") or {}).get("spec", ""),
                 r["summary"].get("status", ""), r["summary"].get("epochs_run", ""), r["summary"].get("best_epoch", ""),

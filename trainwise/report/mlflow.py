@@ -6,7 +6,6 @@ so ``--resume`` goes on logging into the same MLflow run. Only MLflow's client A
 global active run)."""
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TrainwiseError
-from ..runs import atomic_write
+from ..runs import atomic_write, read_metrics_csv
 from ..train.trainer import Callback, Trainer
 
 __all__ = ["MLflowLogger", "DEFAULT_TRACKING_URI", "absolute_uri"]
@@ -118,15 +117,5 @@ class MLflowLogger(Callback):
         self.client_.set_terminated(self.run_id_, _STATUS.get(summary.get("status"), "FINISHED"))
 
     def _log_metrics_csv(self) -> None:
-        path = self.run_dir / "metrics.csv"
-        if not path.is_file():
-            return
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                values = {}
-                for k, v in row.items():
-                    try:
-                        values[k] = float(v)
-                    except (TypeError, ValueError):
-                        continue
-                self._metrics({k: v for k, v in values.items() if k != "epoch"}, int(values.get("epoch", 0)))
+        for row in read_metrics_csv(self.run_dir / "metrics.csv"):
+            self._metrics({k: v for k, v in row.items() if k != "epoch"}, int(row.get("epoch", 0)))
