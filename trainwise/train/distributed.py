@@ -137,13 +137,17 @@ class ReducedMetrics(MetricAccumulator):
         names = ["loss_sum", "correct"] + (["abs_err", "sq_err", "y_sum", "y_sq"] if self.kind == "regression" else [])
         parts = [getattr(self, k) for k in names] + [s for s, _ in self.extra.values()]
         counts = [self.count] + [c for _, c in self.extra.values()]
-        flat = torch.cat([torch.stack(parts), torch.tensor(counts, dtype=torch.float64, device=self.device)])
+        flat = torch.cat([p.reshape(-1) for p in parts] + [torch.tensor(counts, dtype=torch.float64, device=self.device)])
         _all_reduce(flat)
-        for k, v in zip(names, flat):
-            setattr(self, k, v)
-        for slot, v, c in zip(self.extra.values(), flat[len(names):len(parts)], flat[len(parts) + 1:].tolist()):
-            slot[0], slot[1] = v, int(c)
-        self.count = int(flat[len(parts)].item())
+        reduced = list(flat.split([p.numel() for p in parts] + [len(counts)]))  # back into each sum's own shape
+        for k, v, p in zip(names, reduced, parts):
+            setattr(self, k, v.view_as(p))
+        for slot, v in zip(self.extra.values(), reduced[len(names):len(parts)]):
+            slot[0] = v.view_as(slot[0])
+        totals = reduced[-1].tolist()
+        self.count = int(totals[0])
+        for slot, c in zip(self.extra.values(), totals[1:]):
+            slot[1] = int(c)
         return super().compute(prefix)
 
 
@@ -244,7 +248,7 @@ def check_distributed(cfg: RunConfig, prep: PreparedData) -> None:
     why = "--restarts (each restart is a run: train them stacked in one process, without --nproc)" if cfg.restarts > 1 else \
         "--lr auto (the LR finder runs in one process: run `trainwise lr-find`, then give --lr)" if cfg.lr == "auto" else \
         "data read through a DataLoader (image folders, torch Datasets): it shards in-memory arrays" \
-        if "train" not in prep.arrays else "several target columns (their per-column sums are not reduced over ranks yet)" \
+        if "train" not in prep.arrays else "several target columns (not tested across ranks yet)" \
         if prep.task == "regression" and prep.target.n_targets > 1 else None
     if why:
         raise TrainwiseError(f"data-parallel training (--nproc, torchrun) does not take {why}",

@@ -71,9 +71,9 @@ class MetricAccumulator:
         z = torch.zeros((), dtype=torch.float64, device=device)
         self.loss_sum, self.correct = z.clone(), z.clone()
         self.finite_batches = torch.zeros((), dtype=torch.int64, device=device)  # batches before the loss sum broke
-        self.columns = len(target_std) if isinstance(target_std, (list, tuple)) else 0  # > 0: several targets
-        if kind == "regression":
-            z = torch.zeros(self.columns, dtype=torch.float64, device=device) if self.columns else z
+        if kind == "regression":  # sums per target column (one, or several: a multi-output regression)
+            self.scales = list(target_std) if isinstance(target_std, (list, tuple)) else [target_std]
+            z = torch.zeros(len(self.scales), dtype=torch.float64, device=device)
             self.abs_err, self.sq_err, self.y_sum, self.y_sq = z.clone(), z.clone(), z.clone(), z.clone()
 
     @torch.no_grad()
@@ -88,18 +88,13 @@ class MetricAccumulator:
             self.correct.add_((out.argmax(-1) == y).sum())
         elif self.kind == "binary":
             self.correct.add_(((out > 0) == (y > 0.5)).sum())
-        elif self.columns:  # several targets: sums per column
+        else:
+            y = y.reshape(len(y), -1)
             err = out.reshape(y.shape) - y
             self.abs_err.add_(err.abs().sum(0))
             self.sq_err.add_(err.square().sum(0))
             self.y_sum.add_(y.sum(0))
             self.y_sq.add_(y.square().sum(0))
-        else:
-            err = out.reshape(y.shape) - y
-            self.abs_err.add_(err.abs().sum())
-            self.sq_err.add_(err.square().sum())
-            self.y_sum.add_(y.sum())
-            self.y_sq.add_(y.square().sum())
 
     @torch.no_grad()
     def add(self, name: str, value: torch.Tensor) -> None:
@@ -123,21 +118,14 @@ class MetricAccumulator:
 
     def _compute(self, prefix: str) -> dict[str, float]:
         n = max(self.count, 1)
-        if self.kind == "regression" and self.columns:
-            k = self.columns
-            flat = torch.cat([self.loss_sum[None], self.abs_err, self.sq_err, self.y_sum, self.y_sq]).tolist()  # the one host sync
-            loss, parts = flat[0], [flat[1 + i * k:1 + (i + 1) * k] for i in range(4)]
-            s, mean = self.target_std, lambda v: sum(v) / len(v)  # noqa: E731
-            r2 = [1.0 - sse / (ys2 - ys * ys / n) if ys2 - ys * ys / n > 0 else float("nan")
-                  for sse, ys, ys2 in zip(parts[1], parts[2], parts[3])]
-            return {f"{prefix}/loss": loss / n, f"{prefix}/mae": mean([a / n * sd for a, sd in zip(parts[0], s)]),
-                    f"{prefix}/rmse": mean([(e / n) ** 0.5 * sd for e, sd in zip(parts[1], s)]), f"{prefix}/r2": mean(r2)}
         if self.kind == "regression":
-            loss, mae, sse, ys, ys2 = torch.stack([self.loss_sum, self.abs_err, self.sq_err, self.y_sum, self.y_sq]).tolist()
-            sst = ys2 - ys * ys / n
-            s = self.target_std
-            return {f"{prefix}/loss": loss / n, f"{prefix}/mae": mae / n * s, f"{prefix}/rmse": (sse / n) ** 0.5 * s,
-                    f"{prefix}/r2": 1.0 - sse / sst if sst > 0 else float("nan")}
+            k = len(self.scales)
+            flat = torch.cat([self.loss_sum[None], self.abs_err, self.sq_err, self.y_sum, self.y_sq]).tolist()  # the one host sync
+            loss, (abs_err, sse, ys, ys2) = flat[0], [flat[1 + i * k:1 + (i + 1) * k] for i in range(4)]
+            mean = lambda v: sum(v) / len(v)  # noqa: E731 - several targets: scikit-learn's uniform average
+            r2 = [1.0 - e / (q - m * m / n) if q - m * m / n > 0 else float("nan") for e, m, q in zip(sse, ys, ys2)]
+            return {f"{prefix}/loss": loss / n, f"{prefix}/mae": mean([a / n * sd for a, sd in zip(abs_err, self.scales)]),
+                    f"{prefix}/rmse": mean([(e / n) ** 0.5 * sd for e, sd in zip(sse, self.scales)]), f"{prefix}/r2": mean(r2)}
         loss, correct = torch.stack([self.loss_sum, self.correct]).tolist()  # the one host sync
         return {f"{prefix}/loss": loss / n, f"{prefix}/accuracy": correct / n}
 
