@@ -14,8 +14,8 @@ from .config import RunConfig, load_config
 from .data import PreparedData
 from .errors import TrainwiseError
 from .inference import SavedModel, evaluate, load, predict
-from .models import is_builtin_spec, resolve_model
-from .pipeline import RunResult, check_distributed, check_run, resolve_device, setup_run, train_run
+from .models import is_builtin_spec
+from .pipeline import RunResult, check_distributed, check_run, model_recipe, resolve_device, setup_run, train_run
 from .population import Member, run_population, select_best, spread
 from .report.writer import RunWriter
 from .runs import check_output_dir
@@ -253,8 +253,8 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data
     state = load_trainer_state(last, map_location=resolve_device(cfg.device))
     _check_epochs(state["epoch"], last, cfg.epochs, previous.epochs)
     setup = setup_run(cfg, data, y, recipe=recipe, world=world)
-    if recipe is not None and recipe["builder"] != "import" and recipe != resolve_model(
-            cfg.model, setup.prep.input_shape, setup.output_size, activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm):
+    if recipe is not None and recipe["builder"] != "import" and recipe != model_recipe(
+            cfg, setup.prep, setup.output_size, setup.kind):
         raise TrainwiseError(f"'{run_dir / 'model.json'}' does not describe the model of '{run_dir / 'config.yaml'}' "
                              f"({cfg.model} on inputs of shape {setup.prep.input_shape})",
                              hint="one of the two files was edited: restore it, or start the run again")

@@ -34,15 +34,16 @@ from .models import build_model as build_module
 from .models import init_weights, resolve_model
 from .models.check import check_model_fits
 from .models.summary import summarize
+from .models.tabular import MemberLoss
 from .models.transfer import freeze, load_initial_weights
 from .report.plots import confusion_matrix
 from .train import Callback, EarlyStopping, LRSchedule, Penalty, ProgressTable, Trainer, resolve_loss
 from .train.auto_settings import resolve_auto
 from .train.callbacks import BatchProgress, check_monitor, logged_metrics, resolve_mode, resolve_monitor
-from .train.components import class_weights, make_loss, output_size, target_kind
+from .train.components import class_weights, make_loss, output_size, resolve_device, target_kind
 from .train.distributed import DistributedTraining, ShardedBatches, World, check_distributed, join, shard_rows
 from .train.lr_finder import auto_lr, auto_lr_value  # auto_lr: part of this module's API (sanity, populations)
-from .train.metrics import MetricAccumulator, load_extra_metrics, per_class_table, resolve_extra_metrics
+from .train.metrics import MemberMetrics, MetricAccumulator, load_extra_metrics, per_class_table, resolve_extra_metrics
 from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
@@ -50,19 +51,6 @@ __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "bui
            "monitor_of", "OK_STATUSES", "check_run", "check_batch_size", "check_distributed"]
 
 OK_STATUSES = ("completed", "early_stopped")  # a run that ended normally: its weights and test split may be used
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; an unavailable or unknown device is an input error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise TrainwiseError(f"unknown device '{device}'", hint="use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainwiseError(f"device '{device}' was asked for but CUDA is not available here", hint="use --device cpu (or auto)")
-    return dev
 
 
 def monitor_of(cfg: RunConfig) -> tuple[str, str]:
@@ -164,8 +152,7 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
     cfg = cfg.model_copy(update={"loss": loss, "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"])),
                                  "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, nproc=cfg.nproc)})
     if recipe is None:
-        recipe = resolve_model(cfg.model, prep.input_shape, output_size(loss, prep.n_classes, prep.target.n_targets),
-                               activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
+        recipe = model_recipe(cfg, prep, output_size(loss, prep.n_classes, prep.target.n_targets), target_kind(loss))
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
     return RunSetup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start, world=world)
@@ -187,9 +174,13 @@ def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:
                                  "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, nproc=cfg.nproc)})
     changed = [k for k in DATA_OPTIONS if getattr(cfg, k) != getattr(setup.cfg, k)]
     assert not changed, f"vary() cannot change the data options {changed}"
-    recipe = resolve_model(cfg.model, setup.prep.input_shape, setup.output_size, activation=cfg.activation,
-                           dropout=cfg.dropout, batch_norm=cfg.batch_norm)
-    return replace(setup, cfg=cfg, recipe=recipe)
+    return replace(setup, cfg=cfg, recipe=model_recipe(cfg, setup.prep, setup.output_size, setup.kind))
+
+
+def model_recipe(cfg: RunConfig, prep: PreparedData, n_outputs: int, kind: str) -> dict[str, Any]:
+    """The recipe of ``cfg.model`` for this data (`models.resolve_model`)."""
+    return resolve_model(cfg.model, prep.input_shape, n_outputs, activation=cfg.activation, dropout=cfg.dropout,
+                         batch_norm=cfg.batch_norm, n_numeric=prep.n_numeric, output_kind=kind)
 
 
 def build_model(setup: RunSetup, seed: int, *, load_weights: bool = True) -> tuple[nn.Module, dict[str, Any] | None]:
@@ -264,6 +255,9 @@ def build_trainer(setup: RunSetup, model: nn.Module, callbacks: list[Callback], 
     weights = setup.class_weights()
     if weights is not None:
         loss = make_loss(setup.loss, weights).to(setup.device)
+    if setup.recipe.get("builder") == "tabular":  # an efficient ensemble: each member its own loss, the members combined scored
+        loss = MemberLoss(loss if isinstance(loss, nn.Module) else make_loss(setup.loss), smoothing=setup.recipe["smoothing"])
+        overrides = {"metrics": MemberMetrics} | overrides
     eval_metrics = None
     if cfg.metrics:
         load_extra_metrics()

@@ -14,16 +14,18 @@ from torch import nn
 from ..errors import TrainwiseError, check_choice
 from ..options import ACTIVATIONS
 from .residual import ResMLP, ResNet
+from .tabular import TABULAR_DEFAULTS, TabularNet, tabular_recipe
 from .usercode import is_user_spec, load_function, user_recipe
 
 __all__ = ["layer_rates", "MLP", "CNN", "ResMLP", "ResNet", "Ensemble", "resolve_model", "build_model", "is_builtin_spec", "ACTIVATIONS"]
 
-BUILTIN_KINDS = ("mlp", "linear", "cnn", "resmlp", "resnet")
+BUILTIN_KINDS = ("mlp", "linear", "cnn", "resmlp", "resnet", "tabular")
 _ACTIVATION_LAYERS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
                       "elu": nn.ELU, "selu": nn.SELU}
 assert tuple(_ACTIVATION_LAYERS) == ACTIVATIONS
 _KINDS_HINT = ("use mlp:H1,H2,... (e.g. mlp:128,64), resmlp:WIDTH,BLOCKS (e.g. resmlp:128,4), cnn:C1,C2[:D1] (e.g. cnn:32,64), "
-               "resnet:C1,C2,...[:BLOCKS] (e.g. resnet:16,32,64), linear, path/to/file.py:function or package.module:function")
+               "resnet:C1,C2,...[:BLOCKS] (e.g. resnet:16,32,64), tabular (tables: see README 'Tabular data'), linear, "
+               "path/to/file.py:function or package.module:function")
 
 
 def is_builtin_spec(spec: str) -> bool:
@@ -177,9 +179,12 @@ def _resnet_sizes(spec: str, rest: str) -> tuple[list[int], int]:
 
 
 def resolve_model(spec: str, input_shape: tuple[int, ...], output_size: int, *, activation: str = "relu",
-                  dropout: float | list[float] = 0.0, batch_norm: bool = False) -> dict[str, Any]:
+                  dropout: float | list[float] = 0.0, batch_norm: bool = False, n_numeric: int | None = None,
+                  output_kind: str = "multiclass") -> dict[str, Any]:
     """Turn a spec string and the data's shapes into a recipe for `build_model`, checking it on the way.
     ``dropout``: one rate, or a list with one per layer that has dropout (checked against the spec here).
+    ``tabular`` also needs ``n_numeric`` (how many leading inputs are numeric columns; default: all) and the
+    ``output_kind`` (how its members' predictions combine).
 
     >>> r = resolve_model("resnet:16,32:2", (1, 28, 28), 10)
     >>> r["builder"], r["channels"], r["blocks"]
@@ -227,6 +232,13 @@ def resolve_model(spec: str, input_shape: tuple[int, ...], output_size: int, *, 
         return {"builder": "resnet", "input_shape": list(input_shape), "channels": channels, "blocks": blocks,
                 "out_features": output_size, "activation": activation,
                 "dropout": layer_rates(dropout, 1, spec=f"'{spec}'", what="dropout layer (before its head)")[0]}
+    if kind == "tabular":
+        if len(input_shape) != 1:
+            raise TrainwiseError(f"model '{spec}' is for tables, but these inputs have shape {tuple(input_shape)}",
+                                 hint="use it on a CSV file or DataFrame; for images use cnn:32,64 or resnet:16,32,64")
+        return tabular_recipe(spec, rest, in_features=input_shape[0], out_features=output_size, kind=output_kind,
+                              n_numeric=input_shape[0] if n_numeric is None else n_numeric,
+                              dropout=layer_rates(dropout, 1, spec=f"'{spec}'", what="dropout rate (one for all blocks)")[0])
     if is_user_spec(spec):
         return user_recipe(spec, input_shape, output_size)
     raise TrainwiseError(f"unknown model spec '{spec}'", hint=_KINDS_HINT)
@@ -273,9 +285,12 @@ def build_model(recipe: dict[str, Any], *, source: str = "the model recipe") -> 
         return Ensemble([build_model(r, source=source) for r in recipe["members"]], kind=recipe["kind"])
     if builder in ("mlp", "cnn", "resmlp", "resnet"):
         return _selu_init(_build_builtin(recipe), recipe["activation"])
+    if builder == "tabular":
+        return TabularNet(recipe["in_features"], recipe["n_numeric"], recipe["out_features"],
+                          **{k: recipe[k] for k in ("kind", "dropout", *TABULAR_DEFAULTS)})
     if builder != "import":
         raise TrainwiseError(f"{source} has model builder {builder!r}, which cannot be built here",
-                             hint="a recipe's builder is mlp, cnn, resmlp, resnet, ensemble or import (an nn.Module passed to fit "
+                             hint="a recipe's builder is mlp, cnn, resmlp, resnet, tabular, ensemble or import (an nn.Module passed to fit "
                                   "is not rebuilt)")
     fn = load_function(recipe, source=source)
     try:

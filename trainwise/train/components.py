@@ -7,7 +7,7 @@ from torch import nn
 from ..errors import TrainwiseError, check_choice
 from ..options import CLASSIFICATION_LOSSES, LOSSES, OPTIMIZERS
 
-__all__ = ["LOSSES", "OPTIMIZERS", "resolve_loss", "make_loss", "make_optimizer", "output_size", "target_kind", "class_weights"]
+__all__ = ["LOSSES", "OPTIMIZERS", "resolve_loss", "make_loss", "make_optimizer", "output_size", "target_kind", "class_weights", "resolve_device"]
 
 _LOSS_CLASSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss,
                  "l1": nn.L1Loss, "huber": nn.HuberLoss}
@@ -96,3 +96,16 @@ def make_optimizer(name: str, params, *, lr: float, momentum: float = 0.9, neste
 def _fused_ok(params, device) -> bool:
     kind = torch.device(device).type
     return kind in ("cpu", "cuda") and all(p.is_floating_point() and p.device.type == kind for p in params)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; an unavailable or unknown device is an input error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise TrainwiseError(f"unknown device '{device}'", hint="use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainwiseError(f"device '{device}' was asked for but CUDA is not available here", hint="use --device cpu (or auto)")
+    return dev

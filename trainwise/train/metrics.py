@@ -12,15 +12,17 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import TrainwiseError
+from ..models.tabular import combine_members
 from ..options import BINARY_DEFAULT_METRICS, CLASSIFICATION_METRICS, REGRESSION_METRICS
 
-__all__ = ["MetricAccumulator", "main_metric", "extra_metrics", "per_class_table", "resolve_extra_metrics", "load_extra_metrics"]
+__all__ = ["MetricAccumulator", "MemberMetrics", "main_metric", "extra_metrics", "per_class_table", "resolve_extra_metrics", "load_extra_metrics"]
 
 
 def load_extra_metrics() -> None:
     """Import torchmetrics now (~1.2 s), before the first epoch, so its cost does not land in an epoch's time."""
     import torchmetrics.functional.classification  # noqa: F401 - lazy on purpose: this is the one place it loads early
     import torchmetrics.functional.regression  # noqa: F401 - lazy on purpose: as above
+
 
 
 def main_metric(kind: str) -> str:
@@ -129,6 +131,15 @@ class MetricAccumulator:
         loss, correct = torch.stack([self.loss_sum, self.correct]).tolist()  # the one host sync
         return {f"{prefix}/loss": loss / n, f"{prefix}/accuracy": correct / n}
 
+
+
+class MemberMetrics(MetricAccumulator):
+    """`MetricAccumulator` for an efficient ensemble (`models.tabular.TabularNet`): its training outputs,
+    ``(batch, k, d)``, are scored by the members' combined prediction, as evaluation scores them."""
+
+    @torch.no_grad()
+    def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        super().update(combine_members(out, self.kind) if out.ndim == 3 else out, y, loss)
 
 def extra_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor, *, kind: str, n_classes: int | None = None,
                   target_std: float = 1.0, target_mean: float = 0.0) -> dict[str, float]:
