@@ -111,7 +111,8 @@ def test_api_refuses_user_code_without_trust(run, rows, monkeypatch, target):
 def test_unknown_builder_and_python_module_runs_are_clear_errors(run, rows, cli):
     (run / "model.json").write_text(json.dumps({"builder": "pickle", "data": "gASV..."}))
     code, _, err = cli("predict", str(run), rows)
-    assert code == 2 and "model.json' has an unknown model builder 'pickle' (trainwise writes mlp, cnn, resmlp, resnet, tabular, ensemble, import)" in err
+    assert code == 2 and ("model.json' has an unknown model builder 'pickle' "
+                          "(trainwise writes mlp, cnn, resmlp, resnet, tabular, ensemble, import)") in err
     (run / "model.json").write_text(json.dumps({"builder": "python", "class": "MyNet"}))
     code, _, err = cli("predict", str(run), rows)
     assert code == 2 and "was an nn.Module object passed to fit(model=...) (class MyNet)" in err

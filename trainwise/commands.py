@@ -128,12 +128,12 @@ def _inspect(args: argparse.Namespace) -> int:
     model, setup = model_for(cfg)
     if args.command == "summary":
         s = summarize(model, setup.prep.input_shape, batch_size=setup.cfg.batch_size, device=setup.device)
-        print(json.dumps(s.to_dict(), indent=2) if args.json else f"{cfg.model} on {cfg.data}\n{s}")
+        print(json.dumps(s.to_dict(), indent=2) if args.json else f"{setup.cfg.model} on {cfg.data}\n{s}")
         return 0
     X, y = setup.prep.arrays["train"]
     xt, yt = to_tensors(X[:args.rows], y[:args.rows], setup.kind, torch.device("cpu"))
     result = gradcheck(model.cpu(), make_loss(setup.loss), xt, yt, max_elements=args.elements, tol=args.tol, seed=cfg.seed)
-    print(f"{cfg.model} on {args.rows} rows of {cfg.data}, loss {setup.loss}, float64, central differences\n{result}")
+    print(f"{setup.cfg.model} on {args.rows} rows of {cfg.data}, loss {setup.loss}, float64, central differences\n{result}")
     return EXIT_OK if result.passed else EXIT_FAILED
 
 

@@ -100,8 +100,9 @@ class RunConfig(BaseModel):
     image_norm: str = Field("half", description="images: half ((x-0.5)/0.5, the lecture's), train (per-channel train stats), imagenet, none")
     augment: str | None = Field(None, description="training-batch augmentation, e.g. flip,rotate=10,crop=0.8,jitter=0.2 (also vflip, translate)")
     # --- model ---
-    model: str = Field("mlp:128,64", description="mlp:H1,H2,..., resmlp:WIDTH,BLOCKS, cnn:C1,C2[:D1], resnet:C1,C2,...[:BLOCKS], "
-                                                 "linear, path/file.py:function or package.module:function")
+    model: str = Field("auto", description="auto: tabular for a table (CSV file or DataFrame), mlp:128,64 otherwise; "
+                                           "mlp:H1,H2,..., resmlp:WIDTH,BLOCKS, cnn:C1,C2[:D1], resnet:C1,C2,...[:BLOCKS], "
+                                           "tabular[:key=value,...], linear, path/file.py:function or package.module:function")
     activation: str = Field("relu", description="hidden-layer activation of the built-in models")
     dropout: float | list[float] = Field(0.0, description="dropout probability after each hidden layer, or one per layer "
                                                              "(e.g. 0.3,0.1 for mlp:256,128); none by default: early stopping "
@@ -428,6 +429,8 @@ def _allowed(key: str) -> str:
     field = RunConfig.model_fields.get(key.split(".")[0])
     if field is None:
         return f"set {key} to a valid value (see `trainwise fit --help`)"
+    if key == "model":
+        return "set model to a model spec, e.g. tabular, mlp:128,64, cnn:32,64 or path/file.py:build (default: auto)"
     kind = {int: "a whole number", float: "a finite number", bool: "true or false"}.get(
         next((a for a in (int, float, bool) if field.annotation in (a, a | None)), None), "a valid value")
     bounds = [f"{op} {getattr(m, attr)}" for m in field.metadata

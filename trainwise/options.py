@@ -117,12 +117,15 @@ def parse_na_values(spec: str) -> list[str]:
     return [v for v in dict.fromkeys(values) if v] + [""]
 
 
+ALWAYS_COMPUTED = ("loss", "accuracy", "mae", "rmse", "r2")
+
+
 def parse_metrics(spec: str | list | tuple | None) -> tuple[str, ...] | str:
     """``--metrics``: ``auto``, ``none`` (-> ``()``) or known names, comma-separated; an unknown one is an error
     with "did you mean".
 
-    >>> parse_metrics("f1, auroc"), parse_metrics("none"), parse_metrics("auto")
-    (('f1', 'auroc'), (), 'auto')
+    >>> parse_metrics("f1, auroc"), parse_metrics("none"), parse_metrics("auto"), parse_metrics("accuracy,f1")
+    (('f1', 'auroc'), (), 'auto', ('f1',))
     """
     if spec is None:
         return ()
@@ -130,7 +133,8 @@ def parse_metrics(spec: str | list | tuple | None) -> tuple[str, ...] | str:
         if spec.strip().lower() in ("auto", "none", ""):
             return "auto" if spec.strip().lower() == "auto" else ()
         spec = spec.split(",")
-    names = [str(n).strip().lower() for n in spec if str(n).strip()]
+    # loss, accuracy, MAE, RMSE and R² are always computed: naming them (as Keras users do) asks for nothing more
+    names = [n for n in (str(n).strip().lower() for n in spec) if n and n not in ALWAYS_COMPUTED]
     for n in names:
         check_choice("metrics", n, (*CLASSIFICATION_METRICS, *REGRESSION_METRICS))
     return tuple(dict.fromkeys(names))

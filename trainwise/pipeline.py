@@ -149,7 +149,8 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
     if cfg.class_weight and prep.task != "classification":
         raise TrainwiseError(f"--class-weight {cfg.class_weight} weights classes, but the task is {prep.task}",
                              hint="drop --class-weight, or use --task classification")
-    cfg = cfg.model_copy(update={"loss": loss, "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"])),
+    table = prep.n_numeric is not None
+    cfg = cfg.model_copy(update={"loss": loss, "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"]), table=table),
                                  "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, nproc=cfg.nproc)})
     if recipe is None:
         recipe = model_recipe(cfg, prep, output_size(loss, prep.n_classes, prep.target.n_targets), target_kind(loss))
@@ -170,7 +171,7 @@ def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:
     as one stacked population). A ``cfg`` that would prepare other data is an internal error."""
     prep = setup.prep
     cfg = cfg.model_copy(update={"loss": resolve_loss(cfg.loss, prep.task, prep.n_classes),
-                                 "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"])),
+                                 "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"]), table=prep.n_numeric is not None),
                                  "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, nproc=cfg.nproc)})
     changed = [k for k in DATA_OPTIONS if getattr(cfg, k) != getattr(setup.cfg, k)]
     assert not changed, f"vary() cannot change the data options {changed}"

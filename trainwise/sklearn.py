@@ -106,7 +106,7 @@ class TrainwiseEstimator(BaseEstimator):
 
     _task = "auto"
 
-    def __init__(self, *, standardize=True, model="mlp:128,64", activation="relu", dropout=0.0, batch_norm=False,
+    def __init__(self, *, standardize=True, model="auto", activation="relu", dropout=0.0, batch_norm=False,
                  init_from=None, train_last=None, freeze=None, unfreeze_after=None, unfreeze_lr_factor=0.1,
                  loss="auto", optimizer="adam", lr=3e-3, momentum=0.9, nesterov=False, weight_decay=0.0,
                  init="default", l1=0.0, l2=0.0, penalize="weights", schedule="cosine", step_size=10, gamma=None,

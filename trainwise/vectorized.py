@@ -54,6 +54,8 @@ def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Cal
     or None. ``callbacks``: each member's own."""
     setup = setups[0]
     cfg = setup.cfg
+    if setup.recipe.get("builder") == "tabular":
+        return f"a tabular model is already {setup.recipe['k']} members trained at once (TabM); restarts of it train one by one"
     if setup.user_model is not None or setup.recipe.get("builder") != "mlp":
         return f"only the built-in mlp and linear models are vectorized (this run's model is {cfg.model})"
     if "train" not in setup.prep.arrays:

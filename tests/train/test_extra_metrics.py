@@ -151,6 +151,13 @@ def test_bad_metric_options_are_input_errors(cli, tmp_path, argv, message):
     assert not run.exists()
 
 
+def test_naming_an_always_computed_metric_asks_for_nothing_more():
+    from trainwise.options import parse_metrics
+
+    assert parse_metrics("accuracy") == () and parse_metrics("accuracy,auroc,loss") == ("auroc",)
+    assert parse_metrics(["r2", "mape"]) == ("mape",)
+
+
 def test_class_weights_balanced_match_scikit_learn():
     y = np.array([0] * 70 + [1] * 20 + [2] * 10)
     assert class_weights("balanced", y, ["a", "b", "c"]).tolist() == \

@@ -37,8 +37,8 @@ def capacity_choices(model: str) -> list[str]:
     ['cnn:16,32', 'cnn:32,64']
     >>> capacity_choices("resmlp:64,2"), capacity_choices("resnet:16,32:2")
     (['resmlp:64,2', 'resmlp:128,2', 'resmlp:64,4'], ['resnet:16,32:2', 'resnet:32,64:2'])
-    >>> capacity_choices("my_models.py:build")
-    ['my_models.py:build']
+    >>> capacity_choices("my_models.py:build"), capacity_choices("tabular")
+    (['my_models.py:build'], ['tabular'])
     """
     kind, _, rest = model.partition(":")
     conv, _, dense = rest.partition(":")
@@ -101,7 +101,7 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     say(f"    suggested {top:.2e}; searching {low:.1e} .. {high:.1e}")
     stage("lr_finder", s0, suggestion=found.suggestion, search_range=[low, high])
 
-    cfg = cfg.model_copy(update={k: getattr(setup.cfg, k) for k in ("batch_size", "patience", "monitor")})  # autos resolved
+    cfg = cfg.model_copy(update={k: getattr(setup.cfg, k) for k in ("model", "batch_size", "patience", "monitor")})  # autos resolved
     say(f"[bold]3/6 regularized run[/bold]: lr {center:.2e}, dropout {cfg.dropout}, early stopping (patience {cfg.patience})")
     say("[bold]4/6 bounded search around it[/bold] (Optuna TPE, median pruning; train/val only)")
     space = {"lr": {"type": "loguniform", "low": low, "high": high},
