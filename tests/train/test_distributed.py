@@ -1,4 +1,5 @@
 """Data-parallel training (`fit --nproc`): shards, the launcher's refusals, and 2 gloo processes against one."""
+import csv
 import json
 import os
 import signal
@@ -100,6 +101,24 @@ def test_two_gloo_ranks_train_the_weights_one_process_trains_with_the_global_bat
     for r1, r2 in zip(s1["best"].items(), s2["best"].items()):
         assert r1[0] == r2[0] and r2[1] == pytest.approx(r1[1], abs=1e-6)
     assert "--nproc" not in two.stdout and two.stdout.count("completed") == 1  # one report, from rank 0
+
+
+def test_a_tabular_model_trains_on_two_ranks_as_in_one_process(tmp_path):
+    from ..conftest import small_table
+
+    small_table(300, seed=1).to_csv(tmp_path / "t.csv", index=False)
+    common = ["fit", "--data", str(tmp_path / "t.csv"), "--target", "label", "--model", "tabular:k=2,width=16", "--epochs", "2",
+              "--quiet"]  # the members' (batch, k, out) training outputs are scored combined on every rank, then summed
+    started = _start(*common, "--batch-size", "32", "--run-dir", str(tmp_path / "one"))
+    two = _trainwise(*common, "--batch-size", "16", "--nproc", "2", "--run-dir", str(tmp_path / "two"))
+    one = _finished(started)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=0)
+    m1, m2 = (list(csv.DictReader((tmp_path / r / "metrics.csv").read_text().splitlines())) for r in ("one", "two"))
+    for k in ("train/accuracy", "train/loss", "val/accuracy", "val/loss"):  # training: the members combined, summed over ranks
+        assert [float(r[k]) for r in m2] == pytest.approx([float(r[k]) for r in m1], abs=1e-5)
 
 
 def _rank_pid(run: Path, rank: int) -> int | None:

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from ..config import RunConfig
 from ..data import PreparedData
 from ..errors import Terminated, TrainwiseError
-from .metrics import MetricAccumulator
+from .metrics import MemberMetrics, MetricAccumulator
 from .trainer import Callback, Trainer
 
 __all__ = ["check_distributed", "World", "world_from_env", "join", "leave", "ShardedBatches", "shard_rows", "DistributedTraining",
@@ -151,6 +151,10 @@ class ReducedMetrics(MetricAccumulator):
         return super().compute(prefix)
 
 
+class ReducedMemberMetrics(MemberMetrics, ReducedMetrics):
+    """`ReducedMetrics` for an efficient ensemble's training outputs (scored combined, as `MemberMetrics`)."""
+
+
 class DistributedTraining(Callback):
     """What makes one `Trainer` per rank train as one: at the start rank 0's weights go to every rank and epoch
     metrics are summed over ranks (`ReducedMetrics`); after each backward the gradients are all-reduced, weighted
@@ -168,7 +172,8 @@ class DistributedTraining(Callback):
         with torch.no_grad():
             for t in list(trainer.model.parameters()) + list(trainer.model.buffers()):
                 _collective(dist.broadcast, t, 0)
-        self._metrics, trainer.metrics = trainer.metrics, ReducedMetrics
+        members = isinstance(trainer.metrics, type) and issubclass(trainer.metrics, MemberMetrics)
+        self._metrics, trainer.metrics = trainer.metrics, ReducedMemberMetrics if members else ReducedMetrics
 
     def on_epoch_start(self, trainer: Trainer, *, epoch: int) -> None:
         torch.manual_seed(hash((self.seed, epoch, self.world.rank)) & 0x7FFF_FFFF_FFFF)
