@@ -38,8 +38,9 @@ import pandas as pd
 
 RESULTS = Path(__file__).parent / "results" / "vs_boosting.json"
 TRAINWISE = str(Path(sys.executable).parent / "trainwise")
-ABLATIONS = {"tabular-k1": "tabular:k=1", "tabular-noembed": "tabular:embedding=none", "tabular-noscale": "tabular:scale=off",
-             "tabular-nosmooth": "tabular:smoothing=0"}
+# one ingredient off at a time, around the earlier default with label smoothing 0.1 (README: Tabular data)
+ABLATIONS = {"tabular-smooth": "tabular:smoothing=0.1", "tabular-k1": "tabular:smoothing=0.1,k=1",
+             "tabular-noembed": "tabular:smoothing=0.1,embedding=none", "tabular-noscale": "tabular:smoothing=0.1,scale=off"}
 
 
 # --- data ------------------------------------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ def test_the_spec_sets_each_ingredient_and_refuses_bad_keys_and_values():
         _recipe("tabular:smoothing=1.5")
     with pytest.raises(TrainwiseError, match=r"scale=maybe is not on/off"):
         _recipe("tabular:scale=maybe")
+    with pytest.raises(TrainwiseError, match=r"frequency_scale=0.0 is out of range"):
+        _recipe("tabular:frequency_scale=0")
+    with pytest.raises(TrainwiseError, match=r"model spec 'tabular:k=2,k=3' sets k twice"):
+        _recipe("tabular:k=2,k=3")
     with pytest.raises(TrainwiseError, match=r"model 'tabular' is for tables, but these inputs have shape \(1, 8, 8\)") as e:
         _recipe(shape=(1, 8, 8))
     assert "cnn:32,64" in e.value.hint
@@ -173,3 +177,17 @@ def test_restarts_of_a_tabular_model_train_one_by_one_and_say_why(cli, small_csv
     assert code == 0, err
     assert "training the 2 members one by one: a tabular model is already 2 members trained at once (TabM)" in out
     assert sorted(p.name for p in (run / "restarts").iterdir()) == ["seed-0", "seed-1"]
+
+
+def test_gradcheck_and_sanity_pass_on_a_correct_tabular_model(cli, small_csv):
+    from trainwise.diagnose.gradcheck import gradcheck  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    net = TabularNet(6, 4, 3, kind="multiclass", k=3, width=16)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    result = gradcheck(net, nn.CrossEntropyLoss(), x, y)  # the members' scalings have gradients of ~1e-8: judged absolutely
+    assert result.passed, str(result)
+    broken = gradcheck(net, nn.CrossEntropyLoss(), x, y, eps=1e-2)  # a coarse step is still caught as wrong
+    assert not broken.passed
+    code, out, err = cli("sanity", "--data", str(small_csv), "--target", "label")
+    assert code == 0 and "the model can learn" in out, out + err  # smoothing off by default: the loss can reach 0

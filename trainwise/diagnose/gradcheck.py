@@ -33,7 +33,9 @@ def gradcheck(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Te
               max_elements: int = 20, tol: float = 1e-5, seed: int = 0) -> GradcheckResult:
     """Compare ``d loss / d parameter`` from autograd with ``(L(p+eps) − L(p−eps)) / 2eps`` for up to
     ``max_elements`` sampled entries of every parameter tensor. Runs on a float64 copy in eval mode (dropout
-    off), so the model itself is untouched. Relative error: |a − n| / max(|a|, |n|, 1e-8).
+    off), so the model itself is untouched. Relative error: |a − n| / max(|a|, |n|, floor), where the floor is the
+    central difference's own rounding noise (|L|·2⁻⁵²/eps) over ``tol``, at least 1e-8: an entry whose gradient is
+    below it (a TabM member's scaling: ~1e-8) is judged by its absolute error, which noise alone would fail.
 
     >>> torch.manual_seed(0); from trainwise.models import MLP
     <torch._C.Generator object at ...>
@@ -47,6 +49,7 @@ def gradcheck(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Te
     loss = loss_fn(m(x), y)
     params = dict(m.named_parameters())
     grads = torch.autograd.grad(loss, list(params.values()))
+    floor = max(1e-8, abs(loss.item()) * torch.finfo(torch.float64).eps / eps / tol)
     g = torch.Generator().manual_seed(seed)
     per_param: dict[str, tuple[float, int]] = {}
     with torch.no_grad():
@@ -62,6 +65,6 @@ def gradcheck(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Te
                 down = loss_fn(m(x), y).item()
                 flat[i] = old
                 numeric, analytic = (up - down) / (2 * eps), gflat[i].item()
-                worst = max(worst, abs(analytic - numeric) / max(abs(analytic), abs(numeric), 1e-8))
+                worst = max(worst, abs(analytic - numeric) / max(abs(analytic), abs(numeric), floor))
             per_param[name] = (worst, len(idx))
     return GradcheckResult(per_param, max((e for e, _ in per_param.values()), default=0.0), tol)

@@ -235,7 +235,7 @@ def resolve_model(spec: str, input_shape: tuple[int, ...], output_size: int, *, 
     if kind == "tabular":
         if len(input_shape) != 1:
             raise TrainwiseError(f"model '{spec}' is for tables, but these inputs have shape {tuple(input_shape)}",
-                                 hint="use it on a CSV file or DataFrame; for images use cnn:32,64 or resnet:16,32,64")
+                                 hint="use it on a CSV file; for images use cnn:32,64 or resnet:16,32,64")
         return tabular_recipe(spec, rest, in_features=input_shape[0], out_features=output_size, kind=output_kind,
                               n_numeric=input_shape[0] if n_numeric is None else n_numeric,
                               dropout=layer_rates(dropout, 1, spec=f"'{spec}'", what="dropout rate (one for all blocks)")[0])

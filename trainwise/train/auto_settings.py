@@ -43,7 +43,7 @@ def auto_warmup(schedule: str, epochs: int) -> float:
 
 
 def auto_model(table: bool) -> str:
-    """``model: auto``: the tabular model for a table (a CSV file or DataFrame: columns with names and types), where
+    """``model: auto``: the tabular model for a table read from a CSV file (columns with names and types), where
     it matched gradient boosting and beat the plain MLP by 1 point of accuracy on average in benchmarks/vs_boosting.py
     (README: Tabular data); mlp:128,64 for arrays and images.
 
