@@ -149,6 +149,11 @@ def test_a_tabular_model_builds_from_its_recipe_alone():
     x = torch.randn(3, 6)
     torch.testing.assert_close(a.eval()(x), b.eval()(x))
     assert a.eval()(x).shape == (3, 1)
+    from trainwise.models import check_recipe  # noqa: PLC0415
+
+    assert check_recipe(json.loads(json.dumps(recipe)), path="model.json") == recipe
+    with pytest.raises(TrainwiseError, match=r"'model.json' .*'n_numeric' \(7\) exceeds 'in_features' \(6\)"):
+        check_recipe(recipe | {"n_numeric": 7}, path="model.json")
 
 
 def test_model_auto_is_tabular_for_a_table_and_an_mlp_for_arrays(small_csv, blobs, tmp_path):

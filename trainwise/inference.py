@@ -107,7 +107,6 @@ class SavedModel:
         return _metrics(self._run, X, self.target.encode(y, what="y"), "eval")
 
 
-
 def load(run_dir: str | Path, *, trust_code: bool = False) -> SavedModel:
     """A finished run's model and preprocessing, ready to predict (see `SavedModel`). Nothing is unpickled and no
     code runs, unless the model is user code and ``trust_code`` is given (see `load_run`)."""

@@ -43,8 +43,8 @@ class PreparedData:
     @property
     def n_numeric(self) -> int | None:
         """How many leading inputs are numeric columns (the rest one-hot); None: every input is a number."""
-        p = getattr(self, "preprocessor", None)
-        return None if p is None or p.columns_ is None else len(p.columns_) - len(p.categories_)
+        p = self.preprocessor
+        return None if p.columns_ is None else len(p.columns_) - len(p.categories_)
 
     def batches(self, *, kind: str, device, batch_size: int, seed: int, num_workers: int = 0) -> dict[str, TensorBatches]:
         """Per split: in-memory device tensors; train shuffled (seeded), val/test in large ordered batches."""

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import TrainwiseError, check_choice
 from ..options import ACTIVATIONS
 from .residual import ResMLP, ResNet
-from .tabular import TABULAR_DEFAULTS, TabularNet, tabular_recipe
+from .tabular import TABULAR_DEFAULTS, TabularNet, combine_members, tabular_recipe
 from .usercode import is_user_spec, load_function, user_recipe
 
 __all__ = ["layer_rates", "MLP", "CNN", "ResMLP", "ResNet", "Ensemble", "resolve_model", "build_model", "is_builtin_spec", "ACTIVATIONS"]
@@ -129,12 +129,7 @@ class Ensemble(nn.Module):
         self.members, self.kind = nn.ModuleList(members), kind
 
     def forward(self, x):
-        outs = torch.stack([m(x) for m in self.members])
-        if self.kind == "multiclass":
-            return torch.logsumexp(outs.log_softmax(-1), 0) - math.log(len(self.members))
-        if self.kind == "binary":
-            return torch.logit(outs.sigmoid().mean(0), eps=1e-7)
-        return outs.mean(0)
+        return combine_members(torch.stack([m(x) for m in self.members], 1), self.kind)
 
 
 def _sizes(spec: str, part: str, example: str = "") -> list[int]:
@@ -287,7 +282,7 @@ def build_model(recipe: dict[str, Any], *, source: str = "the model recipe") -> 
         return _selu_init(_build_builtin(recipe), recipe["activation"])
     if builder == "tabular":
         return TabularNet(recipe["in_features"], recipe["n_numeric"], recipe["out_features"],
-                          **{k: recipe[k] for k in ("kind", "dropout", *TABULAR_DEFAULTS)})
+                          **{k: recipe[k] for k in ("kind", "dropout", *TABULAR_DEFAULTS) if k != "smoothing"})  # smoothing: MemberLoss
     if builder != "import":
         raise TrainwiseError(f"{source} has model builder {builder!r}, which cannot be built here",
                              hint="a recipe's builder is mlp, cnn, resmlp, resnet, tabular, ensemble or import (an nn.Module passed to fit "

@@ -88,6 +88,8 @@ def check_recipe(recipe: Any, *, path: str | Path, where: str = "", depth: int =
                   "resmlp": lambda r: r["blocks"]}[builder](recipe)
         if len(recipe["dropout"]) != layers:
             raise damaged(path, f"'{where}dropout' has {len(recipe['dropout'])} rates for {layers} layers")
+    if builder == "tabular" and recipe["n_numeric"] > recipe["in_features"]:
+        raise damaged(path, f"'{where}n_numeric' ({recipe['n_numeric']}) exceeds '{where}in_features' ({recipe['in_features']})")
     if builder == "ensemble":
         if depth >= _MAX_DEPTH:
             raise damaged(path, f"ensembles nested more than {_MAX_DEPTH} deep")

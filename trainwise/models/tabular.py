@@ -104,13 +104,13 @@ class TabularNet(nn.Module):
     """
 
     def __init__(self, in_features: int, n_numeric: int, out_features: int, *, kind: str, k: int = 8, width: int = 256,
-                 depth: int = 2, dropout: float = 0.1, embedding: str = "periodic", d_embedding: int = 16,
-                 frequency_scale: float = 0.1, scale: bool = True, smoothing: float = 0.0):
+                 depth: int = 2, dropout: float = 0.0, embedding: str = "periodic", d_embedding: int = 16,
+                 frequency_scale: float = 0.1, scale: bool = True):
         import rtdl_num_embeddings  # noqa: PLC0415 - lazy on purpose: ~1 s (scikit-learn's trees), only for tabular models
         import tabm  # noqa: PLC0415 - lazy on purpose: as above
 
         super().__init__()
-        self.kind, self.n_numeric, self.smoothing = kind, n_numeric, smoothing
+        self.kind, self.n_numeric = kind, n_numeric
         n_onehot = in_features - n_numeric
         self.scale = nn.Parameter(torch.ones(n_numeric)) if scale and n_numeric else None
         self.embed = rtdl_num_embeddings.PeriodicEmbeddings(n_numeric, d_embedding, frequency_init_scale=frequency_scale, lite=True) \
@@ -120,7 +120,7 @@ class TabularNet(nn.Module):
         self.backbone = tabm.make_tabm_backbone(d_in=n_numeric * d_numeric + n_onehot, n_blocks=depth, d_block=width, dropout=dropout,
                                                 k=k, start_scaling_init="normal" if self.embed is not None else "random-signs",
                                                 start_scaling_init_chunks=[d_numeric] * n_numeric + [1] * n_onehot)
-        self.head = tabm.LinearEnsemble(width if depth else n_numeric * d_numeric + n_onehot, out_features, k=k)
+        self.head = tabm.LinearEnsemble(width, out_features, k=k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)

@@ -14,7 +14,6 @@ _LOSS_CLASSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCE
 assert tuple(_LOSS_CLASSES) == LOSSES
 
 
-
 def resolve_loss(loss: str, task: str, n_classes: int | None) -> str:
     """The loss name to use: ``auto`` picks cross_entropy / mse; an unfit choice is an error."""
     if loss == "auto":

@@ -24,7 +24,6 @@ def load_extra_metrics() -> None:
     import torchmetrics.functional.regression  # noqa: F401 - lazy on purpose: as above
 
 
-
 def main_metric(kind: str) -> str:
     return "r2" if kind == "regression" else "accuracy"
 
@@ -132,7 +131,6 @@ class MetricAccumulator:
         return {f"{prefix}/loss": loss / n, f"{prefix}/accuracy": correct / n}
 
 
-
 class MemberMetrics(MetricAccumulator):
     """`MetricAccumulator` for an efficient ensemble (`models.tabular.TabularNet`): its training outputs,
     ``(batch, k, d)``, are scored by the members' combined prediction, as evaluation scores them."""
@@ -140,6 +138,7 @@ class MemberMetrics(MetricAccumulator):
     @torch.no_grad()
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         super().update(combine_members(out, self.kind) if out.ndim == 3 else out, y, loss)
+
 
 def extra_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor, *, kind: str, n_classes: int | None = None,
                   target_std: float = 1.0, target_mean: float = 0.0) -> dict[str, float]:

@@ -44,8 +44,6 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-
-
 class Trainer:
     """Trains ``model`` with validation every epoch.
 
