@@ -286,6 +286,10 @@ def test_tampered_model_safetensors(run, rows, cli, tamper, message):
     (lambda pp: json.dumps({**pp, "class_names": ["a", "b", "c", "d"], "target": {**pp["target"], "classes": [0, 1, 2, 3]}}),
      "it has 4 classes but the model in model.json has 3 outputs"),
     (lambda pp: json.dumps({**pp, "image": {"channels": 2, "size": [8, 8]}}), "'image.channels' is 2, expected 1 or 3"),
+    (lambda pp: json.dumps({**pp, "features": {**pp["features"], "encoded": {"city": {"names": ["city~target"], "levels": ["a", "b"],
+                                                                                      "values": [[0.1]], "default": [0.5]}}}}),
+     "'features.encoded' is {\"city\""),
+    (lambda pp: json.dumps({**pp, "features": {**pp["features"], "many_levels": "embed"}}), "expected one of target, pool"),
 ])
 def test_malformed_preprocess_json(run, rows, cli, edit, message):
     pp = json.loads((run / "preprocess.json").read_text())

@@ -15,7 +15,8 @@ from .data import PreparedData
 from .errors import TrainwiseError
 from .inference import SavedModel, evaluate, load, predict
 from .models import is_builtin_spec
-from .pipeline import RunResult, check_distributed, check_run, model_recipe, resolve_device, setup_run, train_run
+from .options import IN_MEMORY
+from .pipeline import RunResult, check_distributed, check_run, in_memory_name, model_recipe, resolve_device, setup_run, train_run
 from .population import Member, run_population, select_best, spread
 from .report.writer import RunWriter
 from .runs import check_output_dir
@@ -75,7 +76,7 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     if isinstance(data, (str, os.PathLike)):
         options["data"], data = str(data), str(data)
     elif data is not None:
-        options.setdefault("data", "arrays")
+        options.setdefault("data", in_memory_name(data))
     cfg = config if isinstance(config, RunConfig) else load_config(config, options) if config else RunConfig.build(options, source="option")
     if isinstance(config, RunConfig) and options:
         cfg = RunConfig.build({**config.model_dump(), **options}, source="option")
@@ -240,8 +241,9 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data
     if cfg.epochs != previous.epochs and cfg.schedule in ("cosine", "onecycle"):
         raise TrainwiseError(f"run '{run_dir}' uses the {cfg.schedule} schedule, which spans its {previous.epochs} epochs",
                              hint="resume it without --epochs; to train longer, start a new run")
-    if cfg.data == "arrays" and data is None:
-        raise TrainwiseError(f"run '{run_dir}' was trained on in-memory arrays", hint="pass the same X, y to fit(X, y, resume=...)")
+    if cfg.data in IN_MEMORY and data is None:
+        raise TrainwiseError(f"run '{run_dir}' was trained on {'in-memory arrays' if cfg.data == 'arrays' else 'a DataFrame'}",
+                             hint="pass the same data to fit(X, y, resume=...) or fit(df, resume=...)")
     if cfg.restarts > 1:
         return _resume_restarts(run_dir, cfg, previous, writer, data, y, callbacks, console, trust_code,
                                 (done or {}).get("test_evaluations", 0))

@@ -17,8 +17,10 @@ from .options import (
     COMPILE_MODES,
     EARLY_STOP_RULES,
     IMAGE_NORMS,
+    IN_MEMORY,
     INITS,
     LOSSES,
+    MANY_LEVELS,
     MISSING,
     MODES,
     NA_VALUES,
@@ -39,7 +41,7 @@ LOSS_CHOICES = ("auto", *LOSSES)
 # string options and their allowed values; one validator checks them all (with "did you mean"), the CLI lists them
 CHOICES = {"task": TASKS, "missing": MISSING, "activation": tuple(ACTIVATIONS), "loss": LOSS_CHOICES, "optimizer": OPTIMIZERS,
             "mode": MODES, "schedule": SCHEDULES, "precision": PRECISIONS, "compile_mode": COMPILE_MODES, "init": INITS, "penalize": PENALIZE,
-            "image_norm": IMAGE_NORMS, "channels": CHANNELS,
+            "image_norm": IMAGE_NORMS, "channels": CHANNELS, "many_levels": MANY_LEVELS,
             "early_stop_rule": EARLY_STOP_RULES}
 
 
@@ -93,6 +95,11 @@ class RunConfig(BaseModel):
                                                       "earliest rows, test the latest); not a feature")
     standardize: bool = Field(True, description="standardize features (and a regression target) with train-split statistics")
     missing: str = Field("error", description="missing values: an error, drop the rows, or median (train-split medians)")
+    many_levels: str = Field("target", description="CSV text columns of more than 30 levels: target (each level's mean of the "
+                                                   "target, shrunk and cross-fitted: scikit-learn's TargetEncoder) or pool "
+                                                   "(the 30 most frequent levels one-hot, the rest one '(other)' input)")
+    robust_scale: bool = Field(True, description="CSV numeric columns with heavy tails or outliers: scaled by median and "
+                                                 "interquartile range and soft-clipped to about ±3 (off: mean and standard deviation)")
     na_values: str = Field(NA_VALUES, description="CSV: comma-separated cell values read as missing, besides an empty cell")
     # --- images ---
     image_size: str | None = Field(None, description="image folders: resize to N or H,W pixels (default: the first image's size)")
@@ -334,7 +341,7 @@ class RunConfig(BaseModel):
         if (self.group_column or self.time_column) and (self.val_data or self.test_data):
             raise ValueError("val_data/test_data give the splits as files, so group_column/time_column cannot decide them. "
                              "HINT: give the splits as files, or one file with --group-column/--time-column")
-        if self.target is not None and not self.data.lower().endswith(".csv"):
+        if self.target is not None and not self.data.lower().endswith(".csv") and self.data != "dataframe":
             raise ValueError(f"target: '{self.data}' is not a .csv file, so target={self.target!r} would be ignored "
                              "(built-in sets, .npz files, image folders and arrays carry their own targets). "
                              "HINT: leave --target out, or give a .csv file with that column")
@@ -387,7 +394,7 @@ class RunConfig(BaseModel):
         out: dict[str, str] = {}
         for key in ("data", "data_dir", "init_from", "val_data", "test_data"):
             value = getattr(self, key)
-            if value and not (key == "data" and value in (*BUILTIN_DATA, "arrays")) and Path(value).exists():
+            if value and not (key == "data" and value in (*BUILTIN_DATA, *IN_MEMORY)) and Path(value).exists():
                 out[key] = str(Path(value).resolve())
         if self.mlflow and self.mlflow.startswith("sqlite:///") and not self.mlflow.startswith("sqlite:////"):
             out["mlflow"] = "sqlite:///" + str(Path(self.mlflow.removeprefix("sqlite:///")).resolve())  # --resume from elsewhere
@@ -395,6 +402,12 @@ class RunConfig(BaseModel):
         if sep and where.endswith(".py") and Path(where).is_file():
             out["model"] = f"{Path(where).resolve()}:{fn}"
         return out
+
+    def prepare_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``data.prepare`` this config gives (how the data is split and preprocessed)."""
+        return {"task": self.task, "split": self.split, "seed": self.seed, "standardize": self.standardize,
+                "impute": self.missing == "median", "image_norm": self.image_norm, "many_levels": self.many_levels,
+                "robust_scale": self.robust_scale}
 
     def to_yaml(self) -> str:
         data = self.model_dump()

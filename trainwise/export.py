@@ -2,7 +2,7 @@
 is arithmetic (median fill of numeric columns, standardization, image normalization) and its outputs in the
 user's terms (class probabilities; regression values in the target's own units).
 
-Text columns are one-hot encoded from strings, which an ONNX graph of numbers cannot take as they are: a run with
+Text columns are one-hot (or target) encoded from strings, which an ONNX graph of numbers cannot take as they are: a run with
 such columns is exported taking the *encoded* feature vector, and ``<name>.json`` beside the model says so and
 names the features in order (``SavedModel.preprocess.transform`` makes them). The ONNX model and its JSON
 description are written atomically; nothing is pickled.
@@ -38,7 +38,7 @@ class ExportedModel(nn.Module):
         super().__init__()
         pre, t = saved.preprocess, saved.target
         self.model, self.kind = saved.model, saved.kind
-        self.raw = not pre.categories_  # numbers only: the whole preprocessing is arithmetic
+        self.raw = not pre.categories_ and not pre.encoded_  # numbers only: the whole preprocessing is arithmetic
         fill = [float(pre.fill_.get(c, float("nan"))) for c in (pre.columns_ or [])] if pre.fill_ and self.raw else None
         self.register_buffer("fill", torch.tensor(fill, dtype=torch.float32) if fill else torch.zeros(0))
         mean = torch.tensor(pre.mean_ if pre.mean_ is not None else [], dtype=torch.float32)

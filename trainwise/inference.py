@@ -144,8 +144,7 @@ def evaluate(run_dir: str | Path, data=None, y=None, *, force_test: bool = False
             "invites choosing models by their test score, which makes it an optimistic estimate",
             hint="report the number in summary.json; compare models on validation metrics; pass --force-test to "
                  "evaluate it again anyway (it will be counted)")
-    prep = prepare(load_raw(cfg), task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
-                   impute=cfg.missing == "median", image_norm=cfg.image_norm)
+    prep = prepare(load_raw(cfg), **cfg.prepare_options())
     if "test" not in prep.arrays:
         raise TrainwiseError(f"run '{run_dir}' has no test split (split={cfg.split})", hint="pass --data FILE with targets")
     metrics = _metrics(run, *prep.arrays["test"], "test")

@@ -12,7 +12,8 @@ from .errors import TrainwiseError, check_choice
 
 __all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "INITS", "TASKS",
            "MISSING", "COMPILE_MODES", "EARLY_STOP_RULES",
-           "BUILTIN_DATA", "MODES", "PENALIZE", "IMAGE_NORMS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
+           "BUILTIN_DATA", "MODES", "PENALIZE", "IMAGE_NORMS", "IN_MEMORY",
+           "MANY_LEVELS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
            "parse_na_values", "CLASSIFICATION_METRICS", "REGRESSION_METRICS", "BINARY_DEFAULT_METRICS", "HIGHER_IS_BETTER",
            "parse_metrics"]
 
@@ -34,6 +35,8 @@ MODES = ("auto", "min", "max")
 EARLY_STOP_RULES = ("patience", "consecutive")
 PENALIZE = ("weights", "all")
 IMAGE_NORMS = ("half", "train", "imagenet", "none")
+IN_MEMORY = ("arrays", "dataframe")  # the data names of a run trained on data given in memory (fit(X, y), fit(df))
+MANY_LEVELS = ("target", "pool")  # CSV text columns of more than 30 levels: target-encoded | rare levels pooled
 # CSV cells read as missing: the usual markers (the trailing comma: an empty cell, which is always missing)
 NA_VALUES = "?,NA,N/A,n/a,NaN,nan,null,None,"
 BUILTIN_DATA = ("digits", "breast-cancer", "wine", "iris", "diabetes", "toy-regression", "fashion-mnist", "mnist")

@@ -19,12 +19,13 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from .config import RunConfig
 from .console import console as make_console
-from .data import PreparedData, RawData, TensorBatches, from_arrays, load_source, prepare, prepare_dataset
+from .data import PreparedData, RawData, TensorBatches, from_arrays, from_table, load_source, prepare, prepare_dataset
 from .data.augment import Augment, AugmentedBatches, check_images
 from .data.columns import ColumnRoles
 from .data.sources import load_split_files
@@ -116,8 +117,15 @@ class RunSetup:
         return {"metric": float(p.max()), "loss": float(-(p * np.log(p)).sum())}
 
 
+def in_memory_name(data: Any) -> str:
+    """The ``data`` name a config records for data given in memory: a DataFrame is a table, the rest arrays."""
+    return "dataframe" if isinstance(data, pd.DataFrame) else "arrays"
+
+
 def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
-    """The unsplit data a config names (or ``data``/``y`` arrays)."""
+    """The unsplit data a config names (or ``data``/``y`` arrays, or a DataFrame: a table as from a CSV file)."""
+    if isinstance(data, pd.DataFrame):
+        return from_table(data, y, target=cfg.target, missing=cfg.missing, roles=ColumnRoles.of(cfg))
     if data is not None and not isinstance(data, str):
         return from_arrays(data, y)
     options = dict(target=cfg.target, missing=cfg.missing, seed=cfg.seed, data_dir=cfg.data_dir, image_size=cfg.image_size,
@@ -140,8 +148,7 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
         prep = prepare_dataset(data, task=cfg.task, split=cfg.split, seed=cfg.seed)
     else:
         raw = raw or load_raw(cfg, data, y)
-        prep = prepare(raw, task=cfg.task, split=cfg.split, seed=cfg.seed, standardize=cfg.standardize,
-                       impute=cfg.missing == "median", image_norm=cfg.image_norm)
+        prep = prepare(raw, **cfg.prepare_options())
     if world is not None:
         check_distributed(cfg, prep)
         device = join(world, device, nproc=cfg.nproc)
@@ -162,7 +169,7 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
 # what decides the prepared data: configs that agree on these can share one set-up (`vary`)
 DATA_OPTIONS = ("data", "target", "task", "split", "seed", "standardize", "missing", "image_norm", "data_dir",
                 "image_size", "channels", "na_values", "loss", "val_data", "test_data", "exclude", "id_column", "categorical",
-                "group_column", "time_column")
+                "group_column", "time_column", "many_levels", "robust_scale")
 
 
 def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:

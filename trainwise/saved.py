@@ -18,7 +18,7 @@ from .errors import TrainwiseError
 from .models import build_model, check_recipe, user_code
 from .models.recipe import KINDS, output_size_of
 from .models.usercode import verified_source
-from .options import IMAGE_NORMS, LOSSES
+from .options import IMAGE_NORMS, LOSSES, MANY_LEVELS
 from .runs import Check, check_fields, check_tensors_match, damaged, is_int, is_number, is_str_list, read_json, read_safetensors
 from .train.components import target_kind
 
@@ -120,7 +120,21 @@ _FEATURES = {
     "fill": (lambda v: isinstance(v, dict) and all(_scalar(x) for x in v.values()), "an object of column -> fill value"),
     "mean": _optional(_NUMBERS), "std": _optional((lambda v: _NUMBERS[0](v) and all(x != 0 for x in v), "a list of non-zero numbers")),
     "feature_names": (is_str_list, "a list of names"), "categorical": (is_str_list, "a list of column names"),
-    "pooled": (is_str_list, "a list of column names"), "robust": (is_str_list, "a list of column names")}
+    "pooled": (is_str_list, "a list of column names"), "robust": (is_str_list, "a list of column names"),
+    "robust_scale": (lambda v: isinstance(v, bool), "true or false"),
+    "many_levels": (lambda v: v in MANY_LEVELS, "one of " + ", ".join(MANY_LEVELS)),
+    "encoded": (lambda v: isinstance(v, dict) and all(_encoding(e) for e in v.values()),
+                "an object of column -> {names, levels, values (one list of len(names) numbers per level), default}")}
+
+
+def _encoding(e: Any) -> bool:
+    """One target-encoded column's table, complete and consistent."""
+    if not (isinstance(e, dict) and set(e) == {"names", "levels", "values", "default"} and is_str_list(e["names"])):
+        return False
+    width = len(e["names"])
+    rows = e["values"] if isinstance(e["values"], list) else None
+    return (width > 0 and isinstance(e["levels"], list) and all(_scalar(x) for x in e["levels"]) and rows is not None
+            and len(rows) == len(e["levels"]) and all(_NUMBERS[0](r) and len(r) == width for r in [*rows, e["default"]]))
 _TARGET = {"task": (lambda v: v in ("classification", "regression"), "classification or regression"),
            "classes": _optional((lambda v: isinstance(v, list) and all(_scalar(x) for x in v), "a list of labels")),
            "mean": (lambda v: is_number(v) or _NUMBERS[0](v), "a number (a list: one per target)"),
@@ -137,7 +151,8 @@ _PREPROCESS = {"features": (lambda v: isinstance(v, dict), "an object"), "target
 def read_preprocessing(path: str | Path, *, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     """A run's preprocess.json, checked field by field (and against the model's outputs when ``recipe`` is given)."""
     pp = check_fields(read_json(path), _PREPROCESS, path=path)
-    features = check_fields(pp["features"], _FEATURES, path=path, where="features.", optional=["image_norm", "categorical", "pooled", "robust"])
+    features = check_fields(pp["features"], _FEATURES, path=path, where="features.", optional=["image_norm", "categorical", "pooled", "robust",
+                                                                                                        "many_levels", "encoded", "robust_scale"])
     target = check_fields(pp["target"], _TARGET, path=path, where="target.")
     if pp["image"] is not None:
         check_fields(pp["image"], _IMAGE, path=path, where="image.")

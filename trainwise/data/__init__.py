@@ -3,9 +3,10 @@ from .batching import DeviceLoader, TensorBatches, to_tensors
 from .prepare import PreparedData, PreparedDataset, infer_task, prepare, prepare_dataset
 from .preprocess import Preprocessor, TargetEncoder
 from .raw import RawData
-from .sources import BUILTINS, from_arrays, load_source, open_npz, read_npz_array, read_table
+from .sources import BUILTINS, from_arrays, from_table, load_source, open_npz, read_npz_array, read_table
 from .splits import fold_indices, split_indices
 
 __all__ = ["BUILTINS", "DeviceLoader", "PreparedData", "PreparedDataset", "Preprocessor", "RawData", "TargetEncoder", "TensorBatches",
-           "fold_indices", "from_arrays", "infer_task", "load_source", "open_npz", "prepare", "prepare_dataset", "read_npz_array", "read_table",
+           "fold_indices", "from_arrays", "from_table", "infer_task", "load_source", "open_npz", "prepare", "prepare_dataset", "read_npz_array",
+           "read_table",
            "split_indices", "to_tensors"]

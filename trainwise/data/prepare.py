@@ -43,8 +43,7 @@ class PreparedData:
     @property
     def n_numeric(self) -> int | None:
         """How many leading inputs are numeric columns (the rest one-hot); None: every input is a number."""
-        p = self.preprocessor
-        return None if p.columns_ is None else len(p.columns_) - len(p.categories_)
+        return self.preprocessor.n_numeric_inputs
 
     def batches(self, *, kind: str, device, batch_size: int, seed: int, num_workers: int = 0) -> dict[str, TensorBatches]:
         """Per split: in-memory device tensors; train shuffled (seeded), val/test in large ordered batches."""
@@ -95,8 +94,10 @@ def _several_targets(raw: RawData, task: str) -> str:
 
 
 def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: int = 0,
-            standardize: bool = True, impute: bool = False, image_norm: str = "half") -> PreparedData:
-    """Split ``raw`` (stratified for classification), fit preprocessing on train only, transform all splits."""
+            standardize: bool = True, impute: bool = False, image_norm: str = "half", many_levels: str = "target",
+            robust_scale: bool = True) -> PreparedData:
+    """Split ``raw`` (stratified for classification), fit preprocessing on train only, transform all splits.
+    ``many_levels``: how text columns of many levels become inputs (`Preprocessor`)."""
     y = raw.y
     if y.ndim == 2 and y.shape[1] > 1:  # several target columns
         task = _several_targets(raw, task)
@@ -128,14 +129,16 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
                             regression_target=y if task == "regression" and plain else None, groups=raw.groups, times=raw.times)
 
     take = (lambda a, i: a.iloc[i].reset_index(drop=True)) if isinstance(raw.X, pd.DataFrame) else (lambda a, i: a[i])
-    pre = Preprocessor(standardize=standardize, impute=impute, image_norm=image_norm,
-                       categorical=raw.categorical).fit(take(raw.X, idx["train"]))
+    pre = Preprocessor(standardize=standardize, impute=impute, image_norm=image_norm, categorical=raw.categorical,
+                       many_levels=many_levels, robust=robust_scale)
+    train_X = pre.fit_transform(take(raw.X, idx["train"]), y[idx["train"]], task=task, seed=seed)
     target = TargetEncoder.fit(task, y, idx["train"], standardize=standardize)
     arrays = {}
     for name, rows in idx.items():
         if len(rows) == 0:
             continue
-        arrays[name] = (pre.transform(take(raw.X, rows)), target.encode(y[rows], what=f"{name} split of {raw.name}"))
+        X = train_X if name == "train" else pre.transform(take(raw.X, rows))
+        arrays[name] = (X, target.encode(y[rows], what=f"{name} split of {raw.name}"))
         _check_finite(arrays[name], name, raw.name, pre)
     if task == "classification":
         seen = set(np.unique(arrays["train"][1]).tolist())

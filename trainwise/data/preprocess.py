@@ -1,6 +1,7 @@
 """Preprocessing fit on the training split only; its state is plain JSON saved with the run."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -12,9 +13,13 @@ from .columns import as_categories
 __all__ = ["Preprocessor", "TargetEncoder", "soft_clip"]
 
 
-# a text column with more than MANY_LEVELS levels keeps at most MAX_LEVELS of them, those seen at least RARE times
-# in the training split; the rest (and levels new at predict time) share one "(other)" column: a 1,000-level column
-# would otherwise become 1,000 inputs that each see a handful of rows
+# a text column with more than MANY_LEVELS levels would become as many one-hot inputs that each see a handful of rows.
+# many_levels="target" (the default) encodes it as numbers: each level's mean of the target in the training split,
+# shrunk towards the overall mean by how few rows the level has (scikit-learn's TargetEncoder, empirical-Bayes
+# smoothing), and cross-fitted on the training rows (5 folds) so that a row's own label never feeds its encoding;
+# one number per column (binary, regression) or one per class. many_levels="pool" keeps at most MAX_LEVELS levels
+# one-hot, those seen at least RARE times in the training split; the rest (and levels new at predict time) share one
+# "(other)" column
 MANY_LEVELS, MAX_LEVELS, RARE, OTHER = 30, 30, 5, "(other)"
 # a numeric table column whose farthest value lies more than HEAVY_TAIL interquartile ranges from its median (a
 # normal sample of 100,000 rows: about 3.2) is robust-scaled: a few outliers would otherwise set its standard
@@ -42,8 +47,11 @@ class Preprocessor:
     [[0.0]]
     """
 
-    def __init__(self, *, standardize: bool = True, impute: bool = False, image_norm: str = "half", categorical=()):
+    def __init__(self, *, standardize: bool = True, impute: bool = False, image_norm: str = "half", categorical=(),
+                 many_levels: str = "target", robust: bool = True):
         self.standardize = standardize
+        self.robust = robust  # table columns with heavy tails: median and IQR, then a soft clip (see HEAVY_TAIL)
+        self.many_levels = many_levels  # text columns of many levels: target-encoded | pooled (see MANY_LEVELS)
         self.categorical = list(categorical)  # --categorical: numeric columns one-hot encoded as labels
         self.impute = impute
         self.image_norm = image_norm  # images (N, C, H, W): half | train | imagenet | none, per channel
@@ -55,9 +63,27 @@ class Preprocessor:
         self.feature_names_: list[str] = []
         self.robust_: list[str] = []  # numeric columns with heavy tails: scaled by median and IQR, then soft-clipped
         self.pooled_: list[str] = []  # text columns of many levels: their rare (and new) levels go to one "(other)" column
+        # text columns of many levels, target-encoded: column -> {"names": its inputs, "levels": [...], "values": one list
+        # of numbers per level, "default": the numbers of a level the training split never had (the target's mean)}
+        self.encoded_: dict[str, dict[str, list]] = {}
+        self._cross_fitted: np.ndarray | None = None  # the training rows' encodings, each from the other folds (not saved)
 
     # --- fitting -------------------------------------------------------------------------------
-    def fit(self, X: np.ndarray | pd.DataFrame) -> Preprocessor:
+    def fit_transform(self, X: np.ndarray | pd.DataFrame, y: np.ndarray | None = None, *, task: str | None = None,
+                      seed: int = 0) -> np.ndarray:
+        """Fit on the training rows and transform them; their target encodings are the cross-fitted ones."""
+        self.fit(X, y, task=task, seed=seed)
+        try:
+            return self.transform(X, _training=True)
+        finally:
+            self._cross_fitted = None
+
+    def fit(self, X: np.ndarray | pd.DataFrame, y: np.ndarray | None = None, *, task: str | None = None,
+            seed: int = 0) -> Preprocessor:
+        """Learn the preprocessing from the training rows ``X``; their target ``y`` (and ``task``) lets text columns
+        of many levels be target-encoded (without it they are pooled)."""
+        encodable = self.many_levels == "target" and y is not None and task is not None and np.asarray(y).ndim == 1
+        many: list[str] = []
         if isinstance(X, pd.DataFrame):
             self.columns_ = [str(c) for c in X.columns]
             X = self._labels(X.set_axis(self.columns_, axis=1))
@@ -68,18 +94,23 @@ class Preprocessor:
                     self.fill_[col] = float(s.median()) if numeric else s.mode(dropna=True).iloc[0]
                 if not numeric:
                     levels = s.dropna().value_counts()
+                    if len(levels) > MANY_LEVELS and encodable:  # numbers learned from the target, below
+                        many.append(col)
+                        continue
                     if len(levels) > MANY_LEVELS:  # rare levels share one "(other)" column, as new levels will
                         levels = levels[levels >= RARE][:MAX_LEVELS]
                         self.pooled_.append(col)
                     self.categories_[col] = sorted(levels.index.tolist(), key=str)
+            if many:
+                self._fit_encoding(X, many, np.asarray(y), task, seed)
         numeric_block = self._numeric(X, fitting=True)
         if numeric_block.ndim == 4:
             self.mean_, self.std_ = _image_stats(numeric_block, self.image_norm if self.standardize else "none")
         elif self.standardize and numeric_block.size:
             flat = numeric_block.reshape(len(numeric_block), -1) if numeric_block.ndim == 2 else numeric_block.reshape(-1, 1)
             mean, std = flat.mean(axis=0, dtype=np.float64), flat.std(axis=0, dtype=np.float64)
-            if self.columns_ is not None:  # table columns with heavy tails or outliers: median and IQR, then a soft clip
-                cols = [c for c in self.columns_ if c not in self.categories_]
+            if self.columns_ is not None and self.robust:  # table columns with heavy tails or outliers: median and IQR, soft clip
+                cols = self._block_names()
                 q1, med, q3 = np.nanquantile(flat, [0.25, 0.5, 0.75], axis=0)
                 iqr = q3 - q1
                 tail = np.nanmax(np.abs(flat - med), axis=0) / np.where(iqr > 0, iqr, np.inf)
@@ -100,9 +131,59 @@ class Preprocessor:
                 X[col] = as_categories(X[col])
         return X
 
-    def transform(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+    def _fit_encoding(self, X: pd.DataFrame, columns: list[str], y: np.ndarray, task: str, seed: int) -> None:
+        """Target-encode ``columns`` (scikit-learn's TargetEncoder); keep the training rows' cross-fitted encodings."""
+        from sklearn.model_selection import KFold, StratifiedKFold  # scikit-learn is slow to import: only for such columns
+        from sklearn.preprocessing import TargetEncoder as SkTargetEncoder  # same reason
+
+        classification = task == "classification"
+        classes = pd.unique(y) if classification else None
+        target_type = "continuous" if not classification else "binary" if len(classes) == 2 else "multiclass"
+        folds = (StratifiedKFold if classification else KFold)(5, shuffle=True, random_state=seed)
+        filled = {c: X[c].where(X[c].notna(), self.fill_[c]) if c in self.fill_ else X[c] for c in columns}
+        values = pd.DataFrame({c: self._level_text(v) for c, v in filled.items()}).to_numpy(dtype=object)
+        enc = SkTargetEncoder(target_type=target_type, cv=folds)
+        with warnings.catch_warnings():  # a class with fewer than 5 training rows: folds without it, which is fine here
+            warnings.simplefilter("ignore", UserWarning)
+            self._cross_fitted = enc.fit_transform(values, y if classification else y.astype(np.float64))
+        width = len(enc.classes_) if target_type == "multiclass" else 1
+        default = np.atleast_1d(enc.target_mean_).astype(float).tolist()
+        for i, col in enumerate(columns):
+            table = np.stack(enc.encodings_[i * width:(i + 1) * width], axis=1)  # (levels, width)
+            levels = [None if pd.isna(v) else str(v) for v in enc.categories_[i]]
+            names = [f"{col}~{k}" for k in enc.classes_] if width > 1 else [f"{col}~target"]
+            self.encoded_[col] = {"names": names, "levels": levels, "values": table.astype(float).tolist(), "default": default}
+
+    @staticmethod
+    def _level_text(s: pd.Series) -> pd.Series:
+        """A text column's values as the strings its target encoding is keyed by (missing stays missing)."""
+        return s.map(lambda v: v if pd.isna(v) else str(v)).astype(object)
+
+    def _encode(self, X: pd.DataFrame) -> np.ndarray:
+        """The target encodings of the many-level columns of ``X``; a level training never had gets the default."""
+        blocks = []
+        for col, e in self.encoded_.items():
+            values = X[col].where(X[col].notna(), self.fill_.get(col)) if col in self.fill_ else X[col]
+            index = {v: i for i, v in enumerate(e["levels"])}
+            table = np.asarray([*e["values"], e["default"]], dtype=np.float64)
+            rows = np.fromiter((index.get(None if pd.isna(v) else v, len(e["levels"])) for v in self._level_text(values)),
+                               dtype=np.int64, count=len(values))
+            blocks.append(table[rows])
+        return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(X), 0))
+
+    def _block_names(self) -> list[str]:
+        """The names of the numeric block's inputs: the numeric columns, then the target encodings."""
+        return [c for c in self.columns_ if c not in self.categories_ and c not in self.encoded_] + \
+            [n for e in self.encoded_.values() for n in e["names"]]
+
+    @property
+    def n_numeric_inputs(self) -> int | None:
+        """How many leading inputs are numbers (numeric columns, target encodings); None: not a table."""
+        return None if self.columns_ is None else len(self._block_names())
+
+    def transform(self, X: np.ndarray | pd.DataFrame, *, _training: bool = False) -> np.ndarray:
         X = self._labels(X)
-        numeric = self._numeric(X, fitting=False)
+        numeric = self._numeric(X, fitting=False, training=_training)
         if self.mean_ is not None:
             mean, std = np.asarray(self.mean_), np.asarray(self.std_)
             if numeric.ndim == 4:  # images: one statistic per channel
@@ -111,7 +192,7 @@ class Preprocessor:
                 mean, std = mean[0], std[0]
             numeric = (numeric - mean) / std
             if self.robust_:
-                cols = [c for c in self.columns_ if c not in self.categories_]
+                cols = self._block_names()
                 j = [cols.index(c) for c in self.robust_]
                 numeric[:, j] = soft_clip(numeric[:, j])
         blocks = [numeric.astype(np.float32)]
@@ -125,7 +206,7 @@ class Preprocessor:
                 blocks.append(onehot)
         return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
 
-    def _numeric(self, X, *, fitting: bool) -> np.ndarray:
+    def _numeric(self, X, *, fitting: bool, training: bool = False) -> np.ndarray:
         if self.columns_ is None:
             if isinstance(X, pd.DataFrame):
                 raise TrainwiseError("expected a numeric array, got a table", hint="use the same kind of input as in training")
@@ -138,19 +219,23 @@ class Preprocessor:
         if missing:
             raise TrainwiseError(f"input is missing feature columns: {', '.join(missing)}",
                                  hint=f"give all training columns: {', '.join(self.columns_)}")
-        cols = [c for c in self.columns_ if c not in self.categories_]
+        cols = [c for c in self.columns_ if c not in self.categories_ and c not in self.encoded_]
         block = (X[cols] if fitting else pd.DataFrame({c: _numbers(X[c], c) for c in cols}, index=X.index)).astype(np.float64)
         if self.fill_:
             block = block.fillna({c: v for c, v in self.fill_.items() if c in cols})
         if fitting:
-            self.feature_names_ = cols + [f"{c}={v}" for c, cats in self.categories_.items()
-                                          for v in [*cats, *[OTHER] * (c in self.pooled_)]]
+            self.feature_names_ = self._block_names() + [f"{c}={v}" for c, cats in self.categories_.items()
+                                                         for v in [*cats, *[OTHER] * (c in self.pooled_)]]
+        text = [c for c in [*self.categories_, *self.encoded_] if c not in self.fill_]
         if not fitting:
-            bad = pd.concat([block.isna().sum(), X[[c for c in self.categories_ if c not in self.fill_]].isna().sum()])
+            bad = pd.concat([block.isna().sum(), X[text].isna().sum()])
             if bad.any():
                 raise TrainwiseError("input has missing values in " + ", ".join(f"'{c}' ({n})" for c, n in bad[bad > 0].items()),
                                      hint="fill them, or train with --missing median so they are filled the same way")
-        return block.to_numpy()
+        if not self.encoded_:
+            return block.to_numpy()
+        encoded = self._cross_fitted if (fitting or training) and self._cross_fitted is not None else self._encode(X)
+        return np.concatenate([block.to_numpy(), encoded], axis=1)
 
     def unseen_categories(self, X: np.ndarray | pd.DataFrame) -> dict[str, dict[str, int]]:
         """Per one-hot column, the values in ``X`` that the training split never had, with their counts:
@@ -176,15 +261,16 @@ class Preprocessor:
         return {"standardize": self.standardize, "impute": self.impute, "image_norm": self.image_norm, "columns": self.columns_,
                 "categories": self.categories_, "fill": self.fill_, "mean": self.mean_, "std": self.std_,
                 "feature_names": self.feature_names_, "categorical": self.categorical, "pooled": self.pooled_,
-                "robust": self.robust_}
+                "robust": self.robust_, "many_levels": self.many_levels, "robust_scale": self.robust, "encoded": self.encoded_}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Preprocessor:
         p = cls(standardize=state["standardize"], impute=state["impute"], image_norm=state.get("image_norm", "half"),
-                categorical=state.get("categorical") or ())
+                categorical=state.get("categorical") or (), many_levels=state.get("many_levels", "pool"), robust=state.get("robust_scale", True))
         p.columns_, p.categories_, p.fill_ = state["columns"], state["categories"], state["fill"]
         p.mean_, p.std_, p.feature_names_ = state["mean"], state["std"], state["feature_names"]
         p.pooled_, p.robust_ = list(state.get("pooled") or []), list(state.get("robust") or [])
+        p.encoded_ = dict(state.get("encoded") or {})
         return p
 
 

@@ -14,7 +14,7 @@ from .columns import ColumnRoles, apply_roles
 from .images import load_idx_set, load_image_folder
 from .raw import RawData
 
-__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "read_table", "open_npz", "read_npz_array"]
+__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "from_table", "check_table", "read_table", "open_npz", "read_npz_array"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: a larger number would become inf
 
@@ -220,8 +220,18 @@ def read_table(path: Path, na_values: str = NA_VALUES) -> pd.DataFrame:
     except Exception as e:  # noqa: BLE001 - pandas raises many kinds of errors for a file that is not a CSV
         raise TrainwiseError(f"cannot read '{path}' as CSV: {type(e).__name__}: {str(e).strip()[:300]}",
                              hint="check the file is comma-separated text with a header row") from None
-    df = df.set_axis([str(c) for c in df.columns], axis=1)
-    shown = ", ".join(repr(m) for m in markers)
+    return check_table(df.set_axis([str(c) for c in df.columns], axis=1), f"'{path}'", markers=markers)
+
+
+def check_table(df: pd.DataFrame, source: str, *, markers: list[str] | None = None) -> pd.DataFrame:
+    """The checks every table gets (`read_table`; a DataFrame given to fit): numbers in text form become numbers,
+    a column of numbers with a few stray words is refused naming their rows, infinite or too large numbers too.
+    Rows are named by their line in a CSV file (``markers``: its missing-value markers) or a DataFrame's index."""
+    csv = markers is not None
+    where = (lambda i: f"row {i + 1}") if csv else (lambda i: f"index {df.index[i]!r}")  # noqa: E731
+    after = " (rows count from 1 after the header)" if csv else ""
+    fix = (f"add the marker to --na-values (now {', '.join(repr(m) for m in markers)}) and choose --missing drop or median"
+           if csv else "make them NaN and choose missing='drop' or 'median'")
     for col in df.columns:
         s = df[col]
         if pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
@@ -230,25 +240,25 @@ def read_table(path: Path, na_values: str = NA_VALUES) -> pd.DataFrame:
             if len(present) and numbers.notna().all():
                 s = df[col] = pd.to_numeric(s.astype(str).str.strip().where(s.notna()), errors="coerce")
             elif numbers.notna().sum() * 2 > len(present):
-                words = present[numbers.isna()]
-                listing = ", ".join(f"{v!r} (row {i + 1})" for i, v in words.head(5).items())
+                rows = np.flatnonzero((s.notna() & pd.to_numeric(s.astype(str).str.strip(), errors="coerce").isna()).to_numpy())
+                listing = ", ".join(f"{s.iloc[i]!r} ({where(i)})" for i in rows[:5])
                 raise TrainwiseError(
-                    f"'{path}': column '{col}' holds numbers except in {len(words)} row(s): {listing}"
-                    + (", ..." if len(words) > 5 else "") + " (rows count from 1 after the header)",
-                    hint=f"fix those cells; if they mark missing values, add the marker to --na-values (now {shown}) "
-                         "and choose --missing drop or median")
+                    f"{source}: column '{col}' holds numbers except in {len(rows)} row(s): {listing}"
+                    + (", ..." if len(rows) > 5 else "") + after,
+                    hint=f"fix those cells; if they mark missing values, {fix}")
         if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
             if pd.api.types.is_complex_dtype(s):
-                raise TrainwiseError(f"'{path}': column '{col}' holds complex numbers", hint="give real numbers")
+                raise TrainwiseError(f"{source}: column '{col}' holds complex numbers", hint="give real numbers")
             v = s.to_numpy(dtype=np.float64, na_value=np.nan)
             with np.errstate(invalid="ignore"):
                 bad = np.flatnonzero(~np.isnan(v) & ~(np.abs(v) <= _FLOAT32_MAX))
             if len(bad):
-                listing = ", ".join(f"{v[i]:g} (row {i + 1})" for i in bad[:5])
+                listing = ", ".join(f"{v[i]:g} ({where(i)})" for i in bad[:5])
                 raise TrainwiseError(
-                    f"'{path}': column '{col}' holds {len(bad)} infinite or too large number(s) (beyond ±3.4e38, float32's "
-                    f"range): {listing}" + (", ..." if len(bad) > 5 else "") + " (rows count from 1 after the header)",
-                    hint="replace them with finite numbers, or empty those cells and choose --missing drop or median")
+                    f"{source}: column '{col}' holds {len(bad)} infinite or too large number(s) (beyond ±3.4e38, float32's "
+                    f"range): {listing}" + (", ..." if len(bad) > 5 else "") + after,
+                    hint="replace them with finite numbers, or " + ("empty those cells and choose --missing drop or median"
+                                                                   if csv else "NaN and choose missing='drop' or 'median'"))
     return df
 
 
@@ -257,6 +267,36 @@ def _csv(path: Path, target: str | None, missing: str, na_values: str = NA_VALUE
     if target is None:
         raise TrainwiseError(f"'{path}' is a CSV file but no target column was given; columns: {', '.join(map(str, df.columns))}",
                              hint="pass --target COLUMN (target: COLUMN in a config file)")
+    return _table(df, str(path), target, missing, roles)
+
+
+def from_table(df: pd.DataFrame, y=None, *, target: str | None = None, missing: str = "error",
+               roles: ColumnRoles | None = None, name: str = "DataFrame") -> RawData:
+    """A DataFrame as a table, as if read from a CSV file (text columns encoded, the column rules applied, a
+    tabular model by default): its ``target`` column, or the features with their targets ``y`` (a Series keeps
+    its name)."""
+    df = df.set_axis([str(c) for c in df.columns], axis=1)
+    if y is not None:
+        if target is not None:
+            raise TrainwiseError(f"fit(DataFrame, y, target='{target}'): the target is given twice",
+                                 hint="give y, or name the target column of the DataFrame with target=, not both")
+        values = _array(y, "y", name)
+        if values.ndim != 1 or len(values) != len(df):
+            raise TrainwiseError(f"{name}: y has shape {values.shape} but the DataFrame has {len(df)} rows",
+                                 hint="give one target per row of the DataFrame (a 1-D array or a Series)")
+        target = str(getattr(y, "name", None) or "y")
+        if target in df.columns:
+            raise TrainwiseError(f"{name}: y is named '{target}', which is also a column of the DataFrame",
+                                 hint=f"rename y, or drop column '{target}' from the features")
+        df = df.assign(**{target: values})
+    if target is None:
+        raise TrainwiseError(f"fit(DataFrame) without a target; columns: {', '.join(df.columns)}",
+                             hint="name the target column, fit(df, target='COLUMN'), or give it: fit(features, y)")
+    return _table(check_table(df.reset_index(drop=True), name), name, target, missing, roles)
+
+
+def _table(df: pd.DataFrame, path: str, target: str, missing: str, roles: ColumnRoles | None) -> RawData:
+    """A table with its target column(s): the features after the column rules, the targets, gaps handled."""
     # several comma-separated target columns: multi-output regression (a column whose name has a comma is one target)
     targets = [target] if target in df.columns else [t.strip() for t in target.split(",") if t.strip()]
     for t in targets:
@@ -268,9 +308,9 @@ def _csv(path: Path, target: str | None, missing: str, na_values: str = NA_VALUE
         raise TrainwiseError(f"'{path}' has no feature columns besides the target '{target}'", hint="add feature columns")
     if len(df) == 0:
         raise TrainwiseError(f"'{path}' has a header but no data rows", hint="give a file with rows of data")
-    features, extra = apply_roles(df.drop(columns=targets), roles or ColumnRoles(), source=str(path), target=targets)
+    features, extra = apply_roles(df.drop(columns=targets), roles or ColumnRoles(), source=path, target=targets)
     y = df[targets[0]].to_numpy() if len(targets) == 1 else df[targets].to_numpy()
-    raw = RawData(features, y, str(path), target_name=",".join(targets), categorical=tuple((roles or ColumnRoles()).categorical),
+    raw = RawData(features, y, path, target_name=",".join(targets), categorical=tuple((roles or ColumnRoles()).categorical),
                   **extra)
     df = pd.concat([features, df[targets]], axis=1)  # what is checked for gaps below: features and targets only
     counts = df.isna().sum()

@@ -14,7 +14,7 @@ from typing import Any
 from ..config import RunConfig
 from ..data import fold_indices
 from ..errors import TrainwiseError
-from ..pipeline import check_run, load_raw, setup_run
+from ..pipeline import check_run, in_memory_name, load_raw, setup_run
 from ..population import Member, MemberResult, run_population, select_best, spread
 from ..report.writer import RunWriter
 from ..runs import check_output_dir
@@ -46,7 +46,7 @@ def cross_validate(data: Any = None, y: Any = None, *, folds: int = 5, rotate: b
     if isinstance(data, str):
         options["data"], data = data, None
     elif data is not None:
-        options.setdefault("data", "arrays")
+        options.setdefault("data", in_memory_name(data))
     cfg = RunConfig.build(options, source="option").model_copy(update={"checkpoint": False})
     if cfg.mlflow:
         raise TrainwiseError("--mlflow logs the runs of `trainwise fit`; cv, tune and auto do not log to MLflow yet",

@@ -8,7 +8,7 @@ from typing import Any
 from ..config import RunConfig
 from ..data import TensorBatches, to_tensors
 from ..errors import TrainwiseError
-from ..pipeline import auto_lr, build_model, build_trainer, setup_run
+from ..pipeline import auto_lr, build_model, build_trainer, in_memory_name, setup_run
 from ..train import Callback, Trainer
 
 __all__ = ["sanity", "SanityResult"]
@@ -53,7 +53,7 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
     if isinstance(data, str):
         options["data"], data = data, None
     elif data is not None:
-        options.setdefault("data", "arrays")
+        options.setdefault("data", in_memory_name(data))
     cfg = config or RunConfig.build(options, source="option")
     # regularization off: the question is whether the model *can* fit, not whether it generalizes
     cfg = cfg.model_copy(update={"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "l2": 0.0, "quiet": True, "compile": False})
