@@ -99,7 +99,7 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, format: str
         "format": "onnx", "run": str(saved.path), "input": "x", "output": "probabilities" if saved.classes_ else "prediction",
         "input_is": ("raw columns, in this order (NaN where a value is missing)" if n_inputs is not None and pre.columns_ else
                      "raw features: the same numbers as the training array" if wrapper.raw else
-                     "encoded features (text columns one-hot): SavedModel.preprocess.transform(table) makes them"),
+                     "encoded features (text columns one-hot or target-encoded): SavedModel.preprocess.transform(table) makes them"),
         "input_shape": ["batch", *example.shape[1:]],
         "columns": pre.columns_ if n_inputs is not None else None,
         "features": pre.feature_names_ if not wrapper.raw else None,

@@ -346,7 +346,7 @@ class RunResult:
             test = self.batches["test"]
             out = self.trainer.predict(test.X)
             if self.setup.kind == "regression":
-                self.test_predictions = out.reshape(len(out), -1)[:, 0].cpu().numpy()
+                self.test_predictions = out.reshape(len(out), -1).squeeze(1).cpu().numpy()  # several targets: a column each
             else:
                 pred = out.argmax(-1) if self.setup.kind == "multiclass" else (out[:, 0] > 0).long()
                 self.test_predictions = pred.cpu().numpy()

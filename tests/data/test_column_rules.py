@@ -79,6 +79,13 @@ def test_a_thousand_level_column_becomes_one_cross_fitted_target_encoding(tmp_pa
     np.testing.assert_allclose(encoded[:, 1] * std + mean, expected, rtol=1e-5)
     in_memory = r.model.eval()(torch.from_numpy(encoded)).softmax(-1).detach().numpy()
     np.testing.assert_allclose(m.predict_proba(new), in_memory, rtol=1e-5)  # the run directory round-trips
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from trainwise.export import check_onnx, export
+
+    path = export(tmp_path / "run")  # the encodings are made from strings: the ONNX model takes the encoded features
+    assert json.loads(path.with_name(path.name + ".json").read_text())["features"] == ["x", "city~target"]
+    np.testing.assert_allclose(check_onnx(path, encoded), m.predict_proba(new), atol=1e-5)
 
 
 def test_a_multiclass_target_encodes_one_number_per_class(tmp_path):

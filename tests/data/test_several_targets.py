@@ -43,6 +43,11 @@ def test_two_targets_train_predict_and_evaluate(cli, csv, tmp_path):
     frame = trainwise.predict(run, df.drop(columns=["price", "rooms"]))
     assert list(frame.columns) == ["prediction_price", "prediction_rooms"]
     np.testing.assert_allclose(frame.to_numpy(), pred, rtol=1e-6)
+    from PIL import Image
+
+    with Image.open(run / "regression.png") as img:  # one row of panels (fit, residuals) per target
+        width, height = img.size
+    assert height > 0.75 * width
 
 
 def test_label_columns_are_refused_with_what_to_do(tmp_path):

@@ -170,13 +170,21 @@ def pick_test_samples(y_true, y_pred, n: int) -> list[int]:
     return chosen + right[pick_by_class(y_true[right], n - len(chosen))].tolist()
 
 
-def regression_points(pred, y, *, mean: float = 0.0, std: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def regression_points(pred, y, *, mean: float | list[float] = 0.0, std: float | list[float] = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """True values, predictions and residuals (true - predicted) in the target's original units, from the model's
-    outputs ``pred`` and the encoded targets ``y`` (both standardized with the training split's ``mean``/``std``).
+    outputs ``pred`` and the encoded targets ``y`` (both standardized with the training split's ``mean``/``std``;
+    several targets: lists of them, and arrays of one column per target).
 
     >>> [v.tolist() for v in regression_points([0.0, 1.0], [1.0, 1.0], mean=10.0, std=2.0)]
     [[12.0, 12.0], [10.0, 12.0], [2.0, 0.0]]
+    >>> regression_points([[0.0, 1.0]], [[1.0, 1.0]], mean=[10.0, 0.0], std=[2.0, 3.0])[1].tolist()
+    [[10.0, 3.0]]
     """
+    if isinstance(mean, list):  # several targets: one column each
+        mean, std = np.asarray(mean), np.asarray(std)
+        true = np.asarray(y, dtype=np.float64).reshape(-1, len(mean)) * std + mean
+        predicted = np.asarray(pred, dtype=np.float64).reshape(-1, len(mean)) * std + mean
+        return true, predicted, true - predicted
     true = np.asarray(y, dtype=np.float64).reshape(-1) * std + mean
     predicted = np.asarray(pred, dtype=np.float64).reshape(-1) * std + mean
     return true, predicted, true - predicted
@@ -257,21 +265,30 @@ def plot_test_predictions(images: np.ndarray, y_true, y_pred, class_names: list[
     return shown
 
 
-def plot_regression(y_true, y_pred, path: str | Path, *, target_name: str = "target") -> None:
+def plot_regression(y_true, y_pred, path: str | Path, *, target_name: str | list[str] = "target") -> None:
     """Test split in original units: predicted vs true with the line y = x, and residuals (true - predicted)
-    vs predicted with the zero line.
+    vs predicted with the zero line; several targets (arrays of one column each, a list of names): one row of
+    the two panels per target.
 
     >>> import tempfile; path = Path(tempfile.mkdtemp()) / "regression.png"
     >>> plot_regression([1.0, 2.0, 3.0], [1.1, 1.9, 3.4], path, target_name="price"); path.is_file()
     True
     """
     plt = _pyplot()
-    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    names = [target_name] if isinstance(target_name, str) else list(target_name)
+    y_true = np.asarray(y_true, dtype=float).reshape(-1, len(names))
+    y_pred = np.asarray(y_pred, dtype=float).reshape(-1, len(names))
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 4.3 * len(names)), squeeze=False)
+    for (a, b), name, t, p in zip(axes, names, y_true.T, y_pred.T):
+        _regression_panels(a, b, t, p, name)
+    _save(fig, path)
+
+
+def _regression_panels(a, b, y_true: np.ndarray, y_pred: np.ndarray, target_name: str) -> None:
     resid = y_true - y_pred
     ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
     r2 = f", R² {1 - float((resid ** 2).sum()) / ss_tot:.3f}" if ss_tot > 0 else ""
     alpha = 0.7 if len(y_true) <= 500 else 0.3
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.3))
     a.scatter(y_true, y_pred, s=14, alpha=alpha)
     lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
     a.plot([lo, hi], [lo, hi], "--", color="tab:red", label="y = x (perfect)")
@@ -286,4 +303,3 @@ def plot_regression(y_true, y_pred, path: str | Path, *, target_name: str = "tar
     b.set_title(f"residuals: RMSE {float(np.sqrt((resid ** 2).mean())):.4g}, mean {float(resid.mean()):.3g}")
     for ax in (a, b):
         ax.grid(alpha=0.3)
-    _save(fig, path)

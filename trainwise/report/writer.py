@@ -186,10 +186,9 @@ class RunWriter:
                 plot_test_predictions(test[0], test[1], pred, result.class_names, self.run_dir / "test_predictions.png",
                                       mean=pre.mean_, std=pre.std_)
         if regression and test is not None and pred is not None:
-            first = lambda v: v[0] if isinstance(v, list) else v  # noqa: E731 - several targets: the first one is drawn
-            y_test = test[1][:, 0] if test[1].ndim == 2 else test[1]
-            true, predicted, _ = regression_points(pred, y_test, mean=first(prep.target.mean), std=first(prep.target.std))
-            plot_regression(true, predicted, self.run_dir / "regression.png", target_name=prep.target_name.split(",")[0])
+            true, predicted, _ = regression_points(pred, test[1], mean=prep.target.mean, std=prep.target.std)
+            names = prep.target_name.split(",") if isinstance(prep.target.mean, list) else prep.target_name  # one panel row each
+            plot_regression(true, predicted, self.run_dir / "regression.png", target_name=names)
 
     def write_json(self, name: str, obj: Any) -> None:
         write_json(self.run_dir / name, obj)
