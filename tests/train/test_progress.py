@@ -45,3 +45,19 @@ def test_fit_adds_the_bar_only_for_a_terminal():
     piped = Console(file=io.StringIO(), force_terminal=False)
     assert "BatchProgress" not in kinds(trainwise.fit("iris", epochs=1, console=piped))
     assert "BatchProgress" not in kinds(trainwise.fit("iris", epochs=1, console=console, quiet=True))
+
+
+def test_the_table_marks_the_epoch_early_stopping_keeps_equal_accuracies_by_loss():
+    from trainwise.train import EarlyStopping, ProgressTable
+
+    out = io.StringIO()
+    table = ProgressTable("val/accuracy", console=Console(file=out, width=200, color_system=None))
+    stopper = EarlyStopping("val/accuracy", patience=10)
+    trainer = type("T", (), {"model": torch.nn.Linear(1, 1)})()
+    epochs = [(0.80, 0.50), (0.90, 0.40), (0.90, 0.30), (0.90, 0.35), (0.85, 0.20)]  # (val/accuracy, val/loss)
+    for epoch, (acc, loss) in enumerate(epochs, 1):
+        logs = {"val/accuracy": acc, "val/loss": loss, "time/epoch_s": 0.1}
+        table.on_epoch_end(trainer, epoch=epoch, logs=logs)
+        stopper.on_epoch_end(trainer, epoch=epoch, logs=logs)
+    starred = [int(line.split()[0]) for line in out.getvalue().splitlines()[1:] if line.rstrip().endswith("*")]
+    assert starred == [1, 2, 3] and stopper.best_epoch_ == 3  # epoch 3 ties 0.90 with a lower loss: the kept one

@@ -199,12 +199,14 @@ class MetricsCSV(Callback):
 
 
 class ProgressTable(Callback):
-    """A live per-epoch table in the terminal (rich): losses, metrics, lr, time; the best epoch marked."""
+    """A live per-epoch table in the terminal (rich): losses, metrics, lr, time; the best epoch so far marked,
+    equal values of an accuracy ordered by the loss as early stopping orders them (`tie_breaker`)."""
 
     def __init__(self, monitor: str = "val/loss", mode: str = "auto", console=None):
         self.console = console or make_console()
-        self.monitor, self.mode = monitor, resolve_mode(monitor, mode)
+        self.monitor, self.mode, self.tie = monitor, resolve_mode(monitor, mode), tie_breaker(monitor)
         self.best_: float | None = None
+        self.best_tie_: float | None = None
         self.columns_: list[str] = []
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
@@ -212,10 +214,11 @@ class ProgressTable(Callback):
             self.columns_ = [k for k in logs if k not in ("epoch", "time/epoch_s")]
             head = "epoch  " + "  ".join(f"{k:>12}" for k in self.columns_) + "     time"
             self.console.print(f"[bold]{head}[/bold]")
-        value = logs.get(self.monitor)
-        better = is_better(value, self.best_, self.mode)
+        value, tie = logs.get(self.monitor), logs.get(self.tie) if self.tie else None
+        tied = tie is not None and self.best_tie_ is not None and value == self.best_ and is_better(tie, self.best_tie_, "min")
+        better = is_better(value, self.best_, self.mode) or tied
         if better:
-            self.best_ = value
+            self.best_, self.best_tie_ = value, tie
         cells = "  ".join(f"{logs[k]:>12.4g}" if k != "lr" else f"{logs[k]:>12.2e}" for k in self.columns_)
         row = f"{epoch:>5}  {cells}  {logs['time/epoch_s']:>6.2f}s" + ("  *" if better else "")
         self.console.print(f"[green]{row}[/green]" if better else row)
