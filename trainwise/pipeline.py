@@ -158,7 +158,7 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
                              hint="drop --class-weight, or use --task classification")
     table = prep.n_numeric is not None
     cfg = cfg.model_copy(update={"loss": loss, "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"]), table=table),
-                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, nproc=cfg.nproc)})
+                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes)})
     if recipe is None:
         recipe = model_recipe(cfg, prep, output_size(loss, prep.n_classes, prep.target.n_targets), target_kind(loss))
     if user_model is not None:
@@ -179,7 +179,7 @@ def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:
     prep = setup.prep
     cfg = cfg.model_copy(update={"loss": resolve_loss(cfg.loss, prep.task, prep.n_classes),
                                  "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"]), table=prep.n_numeric is not None),
-                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, nproc=cfg.nproc)})
+                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes)})
     changed = [k for k in DATA_OPTIONS if getattr(cfg, k) != getattr(setup.cfg, k)]
     assert not changed, f"vary() cannot change the data options {changed}"
     return replace(setup, cfg=cfg, recipe=model_recipe(cfg, setup.prep, setup.output_size, setup.kind))

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -117,8 +119,13 @@ def test_a_tabular_model_trains_on_two_ranks_as_in_one_process(tmp_path):
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=0)
     m1, m2 = (list(csv.DictReader((tmp_path / r / "metrics.csv").read_text().splitlines())) for r in ("one", "two"))
-    for k in ("train/accuracy", "train/loss", "val/accuracy", "val/loss"):  # training: the members combined, summed over ranks
-        assert [float(r[k]) for r in m2] == pytest.approx([float(r[k]) for r in m1], abs=1e-5)
+    for k in ("train/accuracy", "train/loss", "val/accuracy", "val/loss", "val/f1", "val/auroc", "val/average_precision"):
+        # training: the members combined, summed over ranks; F1, AUROC, ...: from the outputs gathered from both ranks
+        assert [float(r[k]) for r in m2] == pytest.approx([float(r[k]) for r in m1], abs=1e-5), k
+    s1, s2 = (json.loads((tmp_path / r / "summary.json").read_text())["test"] for r in ("one", "two"))
+    assert s2.keys() == s1.keys() and "test/auroc" in s2
+    for k, v in s1.items():
+        assert s2[k] == pytest.approx(v, abs=1e-5), k
 
 
 def _rank_pid(run: Path, rank: int) -> int | None:
@@ -160,3 +167,19 @@ def test_a_killed_rank_stops_the_job_with_a_message_and_resume_finishes_it_exact
     rows = [[line.split(",")[:-1] for line in (r / "metrics.csv").read_text().splitlines()] for r in (run, tmp_path / "whole")]
     assert rows[0] == rows[1]  # every column but the epoch time
     assert json.loads((run / "summary.json").read_text())["test"] == json.loads((tmp_path / "whole" / "summary.json").read_text())["test"]
+
+
+def test_several_targets_train_on_two_ranks_as_in_one_process(tmp_path):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(240, 3))
+    df = pd.DataFrame(X, columns=["a", "b", "c"]).assign(price=100 + 30 * X[:, 0], rooms=3 + X[:, 1] - X[:, 2])
+    df.to_csv(tmp_path / "t.csv", index=False)
+    common = ["fit", "--data", str(tmp_path / "t.csv"), "--target", "price,rooms", "--model", "mlp:16", "--epochs", "2",
+              "--dropout", "0", "--metrics", "mape", "--quiet"]
+    started = _start(*common, "--batch-size", "32", "--run-dir", str(tmp_path / "one"))
+    two = _trainwise(*common, "--batch-size", "16", "--nproc", "2", "--run-dir", str(tmp_path / "two"))
+    one = _finished(started)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    m1, m2 = (list(csv.DictReader((tmp_path / r / "metrics.csv").read_text().splitlines())) for r in ("one", "two"))
+    for k in ("train/loss", "val/loss", "val/mae", "val/rmse", "val/r2", "val/mape"):  # averaged over both targets
+        assert [float(r[k]) for r in m2] == pytest.approx([float(r[k]) for r in m1], rel=1e-5), k

@@ -97,15 +97,12 @@ def test_resolving_metrics_by_task():
     assert resolve_extra_metrics("auto", task="classification", n_classes=2) == \
         ("balanced_accuracy", "f1", "precision", "recall", "auroc", "average_precision")
     assert resolve_extra_metrics("auto", task="classification", n_classes=10) == ()
-    assert resolve_extra_metrics("auto", task="classification", n_classes=2, nproc=2) == ()
     assert resolve_extra_metrics(("mape",), task="regression", n_classes=None) == ("mape",)
     with pytest.raises(TrainwiseError, match="mape: not a classification metric") as e:
         resolve_extra_metrics(("mape",), task="classification", n_classes=3)
     assert "balanced_accuracy" in e.value.hint
     with pytest.raises(TrainwiseError, match="data has 5 classes, so the true class is always among the top 5"):
         resolve_extra_metrics(("top5_accuracy",), task="classification", n_classes=5)
-    with pytest.raises(TrainwiseError, match="--nproc 2"):
-        resolve_extra_metrics(("f1",), task="classification", n_classes=3, nproc=2)
 
 
 def test_binary_run_reports_the_imbalance_metrics_by_default(cli, tmp_path):

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import torch
@@ -131,9 +132,14 @@ class ShardedBatches:
 
 
 class ReducedMetrics(MetricAccumulator):
-    """A `MetricAccumulator` whose sums are added up over all ranks (one collective) before they are read."""
+    """A `MetricAccumulator` whose sums are added up over all ranks (one collective) before they are read; the
+    outputs kept for ``--metrics`` (F1, AUROC, ...) are gathered from all ranks, so every rank computes them on the
+    whole split (these metrics do not depend on the order of the rows)."""
 
     def compute(self, prefix: str) -> dict[str, float]:
+        if self.extra_metrics and self.outputs:
+            self.outputs = [_gather_rows(torch.cat(t)) for t in zip(*self.outputs)]
+            self.outputs = [tuple(self.outputs)]
         names = ["loss_sum", "correct"] + (["abs_err", "sq_err", "y_sum", "y_sq"] if self.kind == "regression" else [])
         parts = [getattr(self, k) for k in names] + [s for s, _ in self.extra.values()]
         counts = [self.count] + [c for _, c in self.extra.values()]
@@ -173,7 +179,11 @@ class DistributedTraining(Callback):
             for t in list(trainer.model.parameters()) + list(trainer.model.buffers()):
                 _collective(dist.broadcast, t, 0)
         members = isinstance(trainer.metrics, type) and issubclass(trainer.metrics, MemberMetrics)
-        self._metrics, trainer.metrics = trainer.metrics, ReducedMemberMetrics if members else ReducedMetrics
+        self._metrics = (trainer.metrics, trainer.eval_metrics)
+        trainer.metrics = ReducedMemberMetrics if members else ReducedMetrics
+        extra = trainer.eval_metrics  # validation with --metrics: `partial(MetricAccumulator, extra_metrics=...)`
+        if isinstance(extra, partial) and extra.func is MetricAccumulator:
+            trainer.eval_metrics = partial(ReducedMetrics, *extra.args, **extra.keywords)
 
     def on_epoch_start(self, trainer: Trainer, *, epoch: int) -> None:
         torch.manual_seed(hash((self.seed, epoch, self.world.rank)) & 0x7FFF_FFFF_FFFF)
@@ -200,8 +210,20 @@ class DistributedTraining(Callback):
             trainer.request_stop("another rank of the job stopped")
 
     def on_fit_end(self, trainer: Trainer) -> None:
-        if self._metrics is not None:
-            trainer.metrics, self._metrics = self._metrics, None  # evaluation after the fit is per process
+        if self._metrics is not None:  # evaluation after the fit is per process
+            (trainer.metrics, trainer.eval_metrics), self._metrics = self._metrics, None
+
+
+def _gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of ``t`` (ranks may hold different numbers of rows), in rank order, on every rank."""
+    sizes = torch.zeros(dist.get_world_size(), dtype=torch.int64, device=t.device)
+    sizes[dist.get_rank()] = len(t)
+    _all_reduce(sizes)
+    longest = int(sizes.max())
+    padded = torch.cat([t, t.new_zeros((longest - len(t), *t.shape[1:]))]) if len(t) < longest else t
+    parts = [torch.empty_like(padded) for _ in range(len(sizes))]
+    _collective(dist.all_gather, parts, padded.contiguous())
+    return torch.cat([p[:n] for p, n in zip(parts, sizes.tolist())])
 
 
 def _all_reduce(t: torch.Tensor, op: Any = None) -> None:
@@ -253,8 +275,7 @@ def check_distributed(cfg: RunConfig, prep: PreparedData) -> None:
     why = "--restarts (each restart is a run: train them stacked in one process, without --nproc)" if cfg.restarts > 1 else \
         "--lr auto (the LR finder runs in one process: run `trainwise lr-find`, then give --lr)" if cfg.lr == "auto" else \
         "data read through a DataLoader (image folders, torch Datasets): it shards in-memory arrays" \
-        if "train" not in prep.arrays else "several target columns (not tested across ranks yet)" \
-        if prep.task == "regression" and prep.target.n_targets > 1 else None
+        if "train" not in prep.arrays else None
     if why:
         raise TrainwiseError(f"data-parallel training (--nproc, torchrun) does not take {why}",
                              hint="train in one process, or change the option named")

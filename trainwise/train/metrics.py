@@ -28,7 +28,7 @@ def main_metric(kind: str) -> str:
     return "r2" if kind == "regression" else "accuracy"
 
 
-def resolve_extra_metrics(spec: str | tuple[str, ...], *, task: str, n_classes: int | None, nproc: int = 1) -> tuple[str, ...]:
+def resolve_extra_metrics(spec: str | tuple[str, ...], *, task: str, n_classes: int | None) -> tuple[str, ...]:
     """The ``--metrics`` a run computes on validation and test: ``auto`` gives `BINARY_DEFAULT_METRICS` for two
     classes and nothing else; names that do not fit the task are an error naming them.
 
@@ -36,7 +36,7 @@ def resolve_extra_metrics(spec: str | tuple[str, ...], *, task: str, n_classes: 
     (('balanced_accuracy', 'f1', 'precision'), ())
     """
     if spec == "auto":
-        return BINARY_DEFAULT_METRICS if task == "classification" and n_classes == 2 and nproc == 1 else ()
+        return BINARY_DEFAULT_METRICS if task == "classification" and n_classes == 2 else ()
     names = tuple(spec)
     allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     wrong = [n for n in names if n not in allowed]
@@ -47,10 +47,6 @@ def resolve_extra_metrics(spec: str | tuple[str, ...], *, task: str, n_classes: 
     if too_wide:
         raise TrainwiseError(f"--metrics {too_wide[0]}: the data has {n_classes} classes, so the true class is always among "
                              f"the top {too_wide[0][3:].split('_')[0]}", hint=f"use top-k with k < {n_classes}, or accuracy alone")
-    if names and nproc > 1:
-        raise TrainwiseError(f"--metrics {','.join(names)} is not computed across the processes of --nproc {nproc} yet "
-                             "(each rank holds a share of the validation outputs)",
-                             hint="drop --metrics for the distributed run (loss and accuracy are reduced over ranks), or train with --nproc 1")
     return names
 
 
