@@ -65,6 +65,8 @@ class ExportedModel(nn.Module):
         out = self.model(x).float()
         if self.kind == "multiclass":
             return out.softmax(-1)
+        if self.kind == "multilabel":  # the probability of a 1 in each label column
+            return out.sigmoid()
         if self.kind == "binary":
             p = out.reshape(-1, 1).sigmoid()
             return torch.cat([1 - p, p], 1)

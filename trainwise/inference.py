@@ -66,13 +66,14 @@ class SavedModel:
 
     def predict(self, X) -> np.ndarray:
         """Class labels (as in training) or values in the target's own units, one per row of ``X`` (several
-        targets: one column each, in ``--target`` order)."""
+        targets: one column each, in ``--target`` order; several label columns: 0/1 each)."""
         frame = self.predict_frame(X)
         several = [c for c in frame.columns if c.startswith("prediction_")]
         return frame[several].to_numpy() if several else frame["prediction"].to_numpy()
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, one column per class in ``classes_`` order."""
+        """Class probabilities, one column per class in ``classes_`` order (several label columns: the
+        probability of a 1 in each)."""
         if self.classes_ is None:
             raise TrainwiseError(f"run '{self.path}' is a regression model: it has no class probabilities", hint="use .predict(X)")
         frame = self.predict_frame(X)
@@ -156,7 +157,7 @@ def _metrics(run, X: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]
     pp = run.preprocessing
     t, cfg = pp["target"], run.config
     n_classes = len(pp["class_names"]) if pp["kind"] != "regression" else None
-    extras = resolve_extra_metrics(cfg.metrics, task=cfg.task, n_classes=n_classes)  # the ones the run reported
+    extras = resolve_extra_metrics(cfg.metrics, task=cfg.task, n_classes=n_classes, multilabel=pp["kind"] == "multilabel")  # as reported
     eval_metrics = partial(MetricAccumulator, extra_metrics=extras, n_classes=n_classes, target_mean=t["mean"]) if extras else None
     weights = run.summary.get("class_weight")  # the loss the run trained and reported: weighted by class, if it was
     loss = make_loss(pp["loss"], torch.tensor([float(weights[c]) for c in pp["class_names"]])) if weights else pp["loss"]
@@ -315,8 +316,12 @@ def _frame(run, out: torch.Tensor):
             values = (out * torch.tensor(t["std"], dtype=out.dtype) + torch.tensor(t["mean"], dtype=out.dtype)).numpy()
             return pd.DataFrame({f"prediction_{name}": values[:, i] for i, name in enumerate(pp["target_name"].split(","))})
         return pd.DataFrame({"prediction": (out[:, 0] * t["std"] + t["mean"]).numpy()})
-    probs = torch.softmax(out, -1) if pp["kind"] == "multiclass" else torch.cat([1 - out.sigmoid(), out.sigmoid()], 1)
     names = pp["class_names"]
+    if pp["kind"] == "multilabel":  # several label columns: 0/1 and the probability of a 1, per label
+        probs = out.sigmoid()
+        return pd.DataFrame({**{f"prediction_{n}": (probs[:, i] > 0.5).long().numpy() for i, n in enumerate(names)},
+                             **{f"prob_{n}": probs[:, i].numpy() for i, n in enumerate(names)}})
+    probs = torch.softmax(out, -1) if pp["kind"] == "multiclass" else torch.cat([1 - out.sigmoid(), out.sigmoid()], 1)
     frame = pd.DataFrame({"prediction": [names[i] for i in probs.argmax(1).tolist()]})
     for i, name in enumerate(names):
         frame[f"prob_{name}"] = probs[:, i].numpy()

@@ -15,13 +15,14 @@ __all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHE
            "BUILTIN_DATA", "MODES", "PENALIZE", "IMAGE_NORMS", "IN_MEMORY",
            "MANY_LEVELS", "CHANNELS", "AUGMENTS", "NA_VALUES", "parse_augment", "parse_image_size",
            "parse_na_values", "CLASSIFICATION_METRICS", "REGRESSION_METRICS", "BINARY_DEFAULT_METRICS", "HIGHER_IS_BETTER",
+           "MULTILABEL_DEFAULT_METRICS", "MULTILABEL_METRICS",
            "parse_metrics"]
 
 # names only (no torch here: the command line's parser and help are built from this module); the layers and
 # loss classes they name are in models.builders and train.components
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu", "selu")  # selu: LeCun-normal init (builders)
-LOSSES = ("cross_entropy", "bce_with_logits", "mse", "l1", "huber")
-CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
+LOSSES = ("cross_entropy", "bce_with_logits", "mse", "l1", "huber", "multilabel_bce")
+CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits", "multilabel_bce")  # multilabel_bce: one BCE per label column
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
 PRECISIONS = ("32", "bf16", "fp16")
@@ -47,11 +48,16 @@ CHANNELS = ("auto", "1", "3")
 # top2_accuracy ... top10_accuracy: the true class among the k highest scores.
 CLASSIFICATION_METRICS = ("balanced_accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro",
                           "precision_micro", "precision_weighted", "recall", "recall_macro", "recall_micro", "recall_weighted",
-                          "auroc", "average_precision", "log_loss", *(f"top{k}_accuracy" for k in range(2, 11)))
+                          "auroc", "average_precision", "log_loss", *(f"top{k}_accuracy" for k in range(2, 11)), "exact_match")
 REGRESSION_METRICS = ("mape",)
 # --metrics auto: nothing beyond accuracy for several classes and R²/MAE/RMSE for regression; for two classes the
 # metrics that imbalance makes necessary
 BINARY_DEFAULT_METRICS = ("balanced_accuracy", "f1", "precision", "recall", "auroc", "average_precision")
+# and for several label columns (multi-label): the rows with every label right, and F1, AUROC, AP over the labels
+MULTILABEL_DEFAULT_METRICS = ("exact_match", "f1_macro", "f1_micro", "auroc", "average_precision")
+MULTILABEL_METRICS = ("exact_match", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro", "precision_micro",
+                      "precision_weighted", "recall", "recall_macro", "recall_micro", "recall_weighted", "auroc", "average_precision",
+                      "log_loss")
 # what an `auto` mode maximizes; every other metric (losses, errors, log_loss, mape) is minimized
 HIGHER_IS_BETTER = frozenset({"accuracy", "r2", *(m for m in CLASSIFICATION_METRICS if m != "log_loss")})
 

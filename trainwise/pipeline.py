@@ -29,7 +29,7 @@ from .data import PreparedData, RawData, TensorBatches, from_arrays, from_table,
 from .data.augment import Augment, AugmentedBatches, check_images
 from .data.columns import ColumnRoles
 from .data.sources import load_split_files
-from .diagnose.doctor import HealthTracker, data_checks, diagnose
+from .diagnose.doctor import HealthTracker, data_checks, diagnose, trivial_baseline
 from .errors import TrainwiseError
 from .models import build_model as build_module
 from .models import init_weights, resolve_model
@@ -44,7 +44,7 @@ from .train.callbacks import BatchProgress, check_monitor, logged_metrics, resol
 from .train.components import class_weights, make_loss, output_size, resolve_device, target_kind
 from .train.distributed import DistributedTraining, ShardedBatches, World, check_distributed, join, shard_rows
 from .train.lr_finder import auto_lr, auto_lr_value  # auto_lr: part of this module's API (sanity, populations)
-from .train.metrics import MemberMetrics, MetricAccumulator, load_extra_metrics, per_class_table, resolve_extra_metrics
+from .train.metrics import MemberMetrics, MetricAccumulator, load_extra_metrics, per_class_table, per_label_table, resolve_extra_metrics
 from .train.transfer import Unfreeze
 
 __all__ = ["RunSetup", "RunResult", "load_raw", "setup_run", "build_model", "build_batches", "build_trainer",
@@ -108,13 +108,7 @@ class RunSetup:
     def baseline(self) -> dict[str, float] | None:
         """The trivial model's train metric and loss: majority class / class priors, or the mean (R² 0)."""
         y = self.prep.arrays["train"][1] if "train" in self.prep.arrays else None  # a torch Dataset has no arrays
-        if y is None:
-            return None
-        if self.kind == "regression":
-            return {"metric": 0.0, "loss": 1.0 if self.loss == "mse" and self.cfg.standardize else None}
-        p = np.bincount(y.astype(int)) / len(y)
-        p = p[p > 0]
-        return {"metric": float(p.max()), "loss": float(-(p * np.log(p)).sum())}
+        return None if y is None else trivial_baseline(y, self.kind, known_loss=self.loss == "mse" and self.cfg.standardize)
 
 
 def in_memory_name(data: Any) -> str:
@@ -152,13 +146,15 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
     if world is not None:
         check_distributed(cfg, prep)
         device = join(world, device, nproc=cfg.nproc)
-    loss = resolve_loss(cfg.loss, prep.task, prep.n_classes)
-    if cfg.class_weight and prep.task != "classification":
-        raise TrainwiseError(f"--class-weight {cfg.class_weight} weights classes, but the task is {prep.task}",
+    loss = resolve_loss(cfg.loss, prep.task, prep.n_classes, multilabel=prep.target.multilabel)
+    if cfg.class_weight and (prep.task != "classification" or prep.target.multilabel):
+        raise TrainwiseError(f"--class-weight {cfg.class_weight} weights classes, but the task is "
+                             f"{'multi-label (several label columns)' if prep.target.multilabel else prep.task}",
                              hint="drop --class-weight, or use --task classification")
     table = prep.n_numeric is not None
     cfg = cfg.model_copy(update={"loss": loss, "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"]), table=table),
-                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes)})
+                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes,
+                                                                  multilabel=prep.target.multilabel)})
     if recipe is None:
         recipe = model_recipe(cfg, prep, output_size(loss, prep.n_classes, prep.target.n_targets), target_kind(loss))
     if user_model is not None:
@@ -177,9 +173,10 @@ def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:
     (dropout, learning rate, ...): the data is shared, not loaded and prepared again (search trials trained
     as one stacked population). A ``cfg`` that would prepare other data is an internal error."""
     prep = setup.prep
-    cfg = cfg.model_copy(update={"loss": resolve_loss(cfg.loss, prep.task, prep.n_classes),
+    cfg = cfg.model_copy(update={"loss": resolve_loss(cfg.loss, prep.task, prep.n_classes, multilabel=prep.target.multilabel),
                                  "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"]), table=prep.n_numeric is not None),
-                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes)})
+                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes,
+                                                                  multilabel=prep.target.multilabel)})
     changed = [k for k in DATA_OPTIONS if getattr(cfg, k) != getattr(setup.cfg, k)]
     assert not changed, f"vary() cannot change the data options {changed}"
     return replace(setup, cfg=cfg, recipe=model_recipe(cfg, setup.prep, setup.output_size, setup.kind))
@@ -347,6 +344,8 @@ class RunResult:
             out = self.trainer.predict(test.X)
             if self.setup.kind == "regression":
                 self.test_predictions = out.reshape(len(out), -1).squeeze(1).cpu().numpy()  # several targets: a column each
+            elif self.setup.kind == "multilabel":  # no confusion matrix of classes: a table of the labels
+                self.per_class = per_label_table((out > 0).cpu().numpy(), test.y.cpu().numpy(), self.class_names)
             else:
                 pred = out.argmax(-1) if self.setup.kind == "multiclass" else (out[:, 0] > 0).long()
                 self.test_predictions = pred.cpu().numpy()

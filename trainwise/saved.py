@@ -137,6 +137,7 @@ def _encoding(e: Any) -> bool:
             and len(rows) == len(e["levels"]) and all(_NUMBERS[0](r) and len(r) == width for r in [*rows, e["default"]]))
 _TARGET = {"task": (lambda v: v in ("classification", "regression"), "classification or regression"),
            "classes": _optional((lambda v: isinstance(v, list) and all(_scalar(x) for x in v), "a list of labels")),
+           "multilabel": (lambda v: isinstance(v, bool), "true or false"),
            "mean": (lambda v: is_number(v) or _NUMBERS[0](v), "a number (a list: one per target)"),
            "std": (lambda v: (is_number(v) and v != 0) or (_NUMBERS[0](v) and all(x != 0 for x in v)),
                    "a non-zero number (a list: one per target)")}
@@ -153,13 +154,15 @@ def read_preprocessing(path: str | Path, *, recipe: dict[str, Any] | None = None
     pp = check_fields(read_json(path), _PREPROCESS, path=path)
     features = check_fields(pp["features"], _FEATURES, path=path, where="features.", optional=["image_norm", "categorical", "pooled", "robust",
                                                                                                         "many_levels", "encoded", "robust_scale"])
-    target = check_fields(pp["target"], _TARGET, path=path, where="target.")
+    target = check_fields(pp["target"], _TARGET, path=path, where="target.", optional=["multilabel"])
     if pp["image"] is not None:
         check_fields(pp["image"], _IMAGE, path=path, where="image.")
     if (features["mean"] is None) != (features["std"] is None) or len(features["mean"] or ()) != len(features["std"] or ()):
         raise damaged(path, "'features.mean' and 'features.std' do not match in length")
     if pp["kind"] != target_kind(pp["loss"]) or (pp["kind"] == "regression") != (target["task"] == "regression"):
         raise damaged(path, f"kind '{pp['kind']}', loss '{pp['loss']}' and task '{target['task']}' contradict each other")
+    if (pp["kind"] == "multilabel") != bool(target.get("multilabel")):
+        raise damaged(path, f"kind '{pp['kind']}' and 'target.multilabel' ({target.get('multilabel', False)}) contradict each other")
     if pp["kind"] != "regression":
         names, classes = pp["class_names"], target["classes"]
         if not names or not classes or len(names) != len(classes) or (pp["kind"] == "binary" and len(names) != 2):

@@ -11,7 +11,7 @@ from torch.utils.data import Subset
 
 from ..errors import TrainwiseError
 from .batching import DeviceLoader, TensorBatches, to_tensors
-from .preprocess import Preprocessor, TargetEncoder
+from .preprocess import Preprocessor, TargetEncoder, label_matrix
 from .raw import RawData
 from .splits import split_indices
 
@@ -57,7 +57,10 @@ class PreparedData:
         d: dict[str, Any] = {"name": self.name, "task": self.task, "target": self.target_name,
                              "input_shape": list(self.input_shape),
                              "sizes": {k: int(len(v)) for k, v in self.indices.items() if len(v)}}
-        if self.task == "classification":
+        if self.task == "classification" and self.target.multilabel:
+            d["labels"] = self.class_names
+            d["train_label_counts"] = dict(zip(self.class_names, self._train_labels().sum(0).astype(int).tolist()))  # rows with a 1
+        elif self.task == "classification":
             d["n_classes"] = self.n_classes
             d["class_names"] = self.class_names
             counts = np.bincount(self._train_labels(), minlength=self.n_classes)
@@ -76,21 +79,27 @@ def infer_task(y: np.ndarray) -> str:
     return "classification" if integral and len(values) <= max(20, int(0.05 * len(y))) and len(values) < len(y) else "regression"
 
 
-def _several_targets(raw: RawData, task: str) -> str:
-    """Several target columns are a multi-output regression; 0/1 columns (multi-label classification) are not
-    trained yet, and say so."""
-    y = raw.y
+def _several_targets(raw: RawData, task: str) -> tuple[str, bool]:
+    """Several target columns: 0/1 (true/false, yes/no) label columns are a multi-label classification (unless
+    ``--task regression``), numeric ones a multi-output regression. Returns (task, multilabel)."""
+    y, names = raw.y, raw.target_name.split(",")
+    try:
+        label_matrix(y, names)
+        labels = True
+    except TrainwiseError as e:
+        labels, why = False, e
+    if labels and task in ("auto", "classification"):
+        return "classification", True
+    if task == "classification":
+        raise TrainwiseError(f"{raw.name}: several target columns '{raw.target_name}' are a multi-label classification, "
+                             f"so each must hold 0/1 labels: {why}", hint="give 0/1 (true/false, yes/no) label columns, "
+                             "or one target column with the class labels")
     numeric = np.issubdtype(y.dtype, np.number) or all(pd.api.types.is_number(v) for v in y.ravel()[:1000])
-    binary = numeric and np.isin(y.astype(np.float64), (0.0, 1.0)).all()
-    if task == "classification" or (task == "auto" and (binary or not numeric)):
-        raise TrainwiseError(f"{raw.name}: the targets '{raw.target_name}' are several "
-                             f"{'0/1 label' if binary else 'label'} columns: multi-label classification is not supported yet",
-                             hint="train one model per label column (--target one_label), or --task regression to "
-                                  "predict the columns as numbers")
     if not numeric:
-        raise TrainwiseError(f"{raw.name}: the targets '{raw.target_name}' hold text, but several targets are a regression",
-                             hint="give numeric target columns, or one target column")
-    return "regression"
+        raise TrainwiseError(f"{raw.name}: the targets '{raw.target_name}' hold text, but several targets are a regression "
+                             "(or, as 0/1 label columns, a multi-label classification)",
+                             hint="give numeric target columns, 0/1 label columns, or one target column")
+    return "regression", False
 
 
 def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: int = 0,
@@ -98,14 +107,14 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
             robust_scale: bool = True) -> PreparedData:
     """Split ``raw`` (stratified for classification), fit preprocessing on train only, transform all splits.
     ``many_levels``: how text columns of many levels become inputs (`Preprocessor`)."""
-    y = raw.y
+    y, multilabel = raw.y, False
     if y.ndim == 2 and y.shape[1] > 1:  # several target columns
-        task = _several_targets(raw, task)
+        task, multilabel = _several_targets(raw, task)
     task = raw.task if task == "auto" and raw.task else (infer_task(raw.y) if task == "auto" else task)
     if task == "regression" and not np.issubdtype(y.dtype, np.number):
         raise TrainwiseError(f"{raw.name}: target '{raw.target_name}' holds text values like {y[:3].tolist()} but the task is regression",
                              hint="use --task classification, or a numeric target")
-    if task == "classification":
+    if task == "classification" and not multilabel:
         if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0):
             raise TrainwiseError(f"{raw.name}: target '{raw.target_name}' has non-integer values like {y[np.mod(y, 1) != 0][:3].tolist()} "
                                  "but the task is classification", hint="use --task regression, or integer/text class labels")
@@ -124,7 +133,7 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
                                       stratify=y[idx["train"]] if task == "classification" else None)
                 idx["train"], idx[name] = idx["train"][inner["train"]], idx["train"][inner["val"]]
     else:
-        plain = raw.groups is None and raw.times is None  # group and time splits keep their own order, not the classes'
+        plain = raw.groups is None and raw.times is None and not multilabel  # (groups, times, several labels: not by class)
         idx = split_indices(len(y), split, seed=seed, stratify=y if task == "classification" and plain else None,
                             regression_target=y if task == "regression" and plain else None, groups=raw.groups, times=raw.times)
 
@@ -132,7 +141,8 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
     pre = Preprocessor(standardize=standardize, impute=impute, image_norm=image_norm, categorical=raw.categorical,
                        many_levels=many_levels, robust=robust_scale)
     train_X = pre.fit_transform(take(raw.X, idx["train"]), y[idx["train"]], task=task, seed=seed)
-    target = TargetEncoder.fit(task, y, idx["train"], standardize=standardize)
+    target = TargetEncoder.fit(task, y, idx["train"], standardize=standardize,
+                               labels=raw.target_name.split(",") if multilabel else None)
     arrays = {}
     for name, rows in idx.items():
         if len(rows) == 0:
@@ -140,7 +150,14 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
         X = train_X if name == "train" else pre.transform(take(raw.X, rows))
         arrays[name] = (X, target.encode(y[rows], what=f"{name} split of {raw.name}"))
         _check_finite(arrays[name], name, raw.name, pre)
-    if task == "classification":
+    if multilabel:
+        positives = arrays["train"][1].sum(0)
+        constant = [(n, int(p)) for n, p in zip(target.classes, positives) if p in (0, len(arrays["train"][1]))]
+        if constant:
+            name, p = constant[0]
+            raise TrainwiseError(f"{raw.name}: label column '{name}' is {1 if p else 0} in every row of the training split",
+                                 hint="drop that label column from --target (nothing to learn), or give rows of both kinds")
+    elif task == "classification":
         seen = set(np.unique(arrays["train"][1]).tolist())
         absent = [target.classes[i] for i in range(len(target.classes)) if i not in seen]
         if absent:

@@ -307,13 +307,16 @@ def _image_stats(X: np.ndarray, norm: str) -> tuple[list[float], list[float]]:
 
 
 class TargetEncoder:
-    """Class labels <-> indices for classification; standardization for a regression target."""
+    """Class labels <-> indices for classification; standardization for a regression target. ``multilabel``:
+    several 0/1 label columns (``classes``: their names), encoded as a float 0/1 per label."""
 
-    def __init__(self, task: str, classes: list | None = None, mean: float = 0.0, std: float = 1.0):
-        self.task, self.classes, self.mean, self.std = task, classes, mean, std
+    def __init__(self, task: str, classes: list | None = None, mean: float = 0.0, std: float = 1.0, multilabel: bool = False):
+        self.task, self.classes, self.mean, self.std, self.multilabel = task, classes, mean, std, multilabel
 
     @classmethod
-    def fit(cls, task: str, y: np.ndarray, train_idx: np.ndarray, *, standardize: bool) -> TargetEncoder:
+    def fit(cls, task: str, y: np.ndarray, train_idx: np.ndarray, *, standardize: bool, labels: list[str] | None = None) -> TargetEncoder:
+        if labels is not None:  # several label columns
+            return cls(task, classes=list(labels), multilabel=True)
         if task == "classification":
             return cls(task, classes=sorted(pd.unique(y).tolist(), key=_sort_key))
         yt = y[train_idx].astype(np.float64)
@@ -325,6 +328,9 @@ class TargetEncoder:
         return cls(task, mean=float(yt.mean()), std=std if std > 1e-12 else 1.0) if standardize else cls(task)
 
     def encode(self, y: np.ndarray, *, what: str = "target") -> np.ndarray:
+        if self.multilabel:
+            values = label_matrix(y, self.classes, what)
+            return values.astype(np.float32)
         if self.task == "classification":
             index = {c: i for i, c in enumerate(self.classes)}
             unknown = sorted({v for v in y.tolist() if v not in index}, key=str)
@@ -340,11 +346,35 @@ class TargetEncoder:
         return len(self.mean) if isinstance(self.mean, list) else 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "classes": self.classes, "mean": self.mean, "std": self.std}
+        return {"task": self.task, "classes": self.classes, "mean": self.mean, "std": self.std} | \
+            ({"multilabel": True} if self.multilabel else {})
 
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> TargetEncoder:
-        return cls(s["task"], s["classes"], s["mean"], s["std"])
+        return cls(s["task"], s["classes"], s["mean"], s["std"], multilabel=bool(s.get("multilabel", False)))
+
+
+_TRUE, _FALSE = ("1", "1.0", "true", "yes"), ("0", "0.0", "false", "no")
+
+
+def label_matrix(y: np.ndarray, labels: list[str], what: str = "target") -> np.ndarray:
+    """Several label columns as a 0/1 matrix: numbers 0/1, booleans, or the words true/false, yes/no (any case);
+    anything else (a gap included) is an error naming the column and the value.
+
+    >>> label_matrix(np.array([[1, "no"], [0, "YES"]], dtype=object), ["spam", "urgent"]).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    y = np.asarray(y).reshape(len(y), -1)
+    out = np.zeros(y.shape, dtype=np.float64)
+    for j, name in enumerate(labels):
+        text = pd.Series(y[:, j]).map(lambda v: str(v).strip().lower() if not pd.isna(v) else "")
+        ones, zeros = text.isin(_TRUE), text.isin(_FALSE)
+        bad = text[~(ones | zeros)]
+        if len(bad):
+            raise TrainwiseError(f"{what}: label column '{name}' holds {y[bad.index[0], j]!r} (row {bad.index[0] + 1}); "
+                                 f"a label column holds 0/1, true/false or yes/no", hint=f"give every row a 0 or 1 in '{name}'")
+        out[:, j] = ones.to_numpy()
+    return out
 
 
 def _sort_key(v):

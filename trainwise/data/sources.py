@@ -136,11 +136,16 @@ def from_arrays(X, y, *, name: str = "arrays") -> RawData:
         X = X[:, None]
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    notes = []
+    notes, labels = [], None
     if y.ndim == 2 and y.shape[1] > 1 and len(y):
-        y, note = _one_hot_labels(y, name)
-        notes.append(note)
-    if y.ndim != 1:
+        if _multi_hot(y):  # several 0/1 labels per row: a multi-label classification, one label per column
+            labels = [f"label_{j}" for j in range(y.shape[1])]
+            notes.append(f"y has {y.shape[1]} columns of 0/1 with rows of several (or no) 1s: a multi-label classification, "
+                         f"one sigmoid per column ({', '.join(labels[:3])}{', ...' if len(labels) > 3 else ''})")
+        else:
+            y, note = _one_hot_labels(y, name)
+            notes.append(note)
+    if y.ndim != 1 and labels is None:
         raise TrainwiseError(f"{name}: y has shape {y.shape}, but trainwise trains one target per row",
                              hint="give y as a 1-D array (class labels or values), e.g. y[:, 0], or one model per target column")
     if len(X) != len(y):
@@ -166,12 +171,25 @@ def from_arrays(X, y, *, name: str = "arrays") -> RawData:
         if bad.any():
             raise TrainwiseError(f"{name}: {int(bad.sum())} values of y are NaN, infinite or too large, e.g. row {int(np.flatnonzero(bad)[0])}",
                                  hint="drop those rows, or give finite targets")
-    return RawData(X.astype(np.float32, copy=False), y, name, notes=notes)
+    return RawData(X.astype(np.float32, copy=False), y, name, notes=notes, **({"target_name": ",".join(labels)} if labels else {}))
+
+
+def _multi_hot(y: np.ndarray) -> bool:
+    """0/1 rows of which some hold several 1s or none: label columns, not one-hot classes.
+
+    >>> _multi_hot(np.array([[1, 1, 0], [0, 0, 0]])), _multi_hot(np.array([[1, 0], [0, 1]]))
+    (True, False)
+    """
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        return False
+    v = y.astype(np.float64)
+    return bool(np.isin(v, (0.0, 1.0)).all() and ((v == 1).sum(axis=1) != 1).any())
 
 
 def _one_hot_labels(y: np.ndarray, name: str) -> tuple[np.ndarray, str]:
     """Class indices from one-hot target rows (Keras' ``to_categorical`` form: one 1 per row, the rest 0), and
-    a note saying so. Rows of probabilities or with several 1s are an error that says what to give instead.
+    a note saying so. Rows of probabilities are an error that says what to give instead (rows of several or no 1s are
+    label columns: `from_arrays` reads them as a multi-label classification).
 
     >>> _one_hot_labels(np.array([[0, 1, 0], [1, 0, 0]]), "arrays")[0].tolist()
     [1, 0]
@@ -184,12 +202,6 @@ def _one_hot_labels(y: np.ndarray, name: str) -> tuple[np.ndarray, str]:
     ones = (v == 1).sum(axis=1)
     if binary and (ones == 1).all():
         return v.argmax(axis=1).astype(np.int64), f"y is one-hot encoded ({y.shape[1]} columns): trained on the class index of each row's 1"
-    if binary:
-        row = int(np.flatnonzero(ones != 1)[0])
-        raise TrainwiseError(f"{name}: y has shape {y.shape} with 0/1 values, but row {row} has {int(ones[row])} ones, so it is "
-                             "not one-hot (one class per row) and trainwise trains one target per row",
-                             hint="for one class per row give one-hot rows or a 1-D array of labels; for several labels per row "
-                                  "train one model per label column (y[:, k])")
     if (v >= 0).all() and np.allclose(v.sum(axis=1), 1.0, atol=1e-4):
         raise TrainwiseError(f"{name}: y has shape {y.shape} and looks like class probabilities (rows sum to 1); trainwise "
                              "trains on hard class labels",

@@ -162,6 +162,24 @@ def diagnose(history: list[dict[str, float]], stats: dict[str, Any] | None = Non
     return resolve(ev, run_rules(ev, RULES))
 
 
+def trivial_baseline(y: np.ndarray, kind: str, *, known_loss: bool = False) -> dict[str, float | None]:
+    """The trivial model's train metric and loss, which the doctor compares a run with: the majority class and
+    the class priors' cross-entropy; per label column the same, averaged (multilabel); for regression R² 0 and,
+    with ``known_loss`` (MSE on a standardized target), the loss 1.
+
+    >>> trivial_baseline(np.array([0, 0, 0, 1]), "multiclass")["metric"], trivial_baseline(np.array([[1.0, 0.0], [0.0, 0.0]]), "multilabel")["metric"]
+    (0.75, 0.75)
+    """
+    if kind == "regression":
+        return {"metric": 0.0, "loss": 1.0 if known_loss else None}
+    if kind == "multilabel":
+        p = np.clip(np.asarray(y, dtype=np.float64).mean(0), 1e-12, 1 - 1e-12)  # each label's share of 1s
+        return {"metric": float(np.maximum(p, 1 - p).mean()), "loss": float(-(p * np.log(p) + (1 - p) * np.log(1 - p)).mean())}
+    p = np.bincount(np.asarray(y).astype(int)) / len(y)
+    p = p[p > 0]
+    return {"metric": float(p.max()), "loss": float(-(p * np.log(p)).sum())}
+
+
 def data_checks(arrays: dict[str, tuple[np.ndarray, np.ndarray]], task: str,
                 class_names: list[str] | None = None) -> list[dict[str, str]]:
     """Diagnoses of the data itself: class imbalance, and validation/test rows that are copies of training

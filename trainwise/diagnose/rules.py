@@ -425,7 +425,7 @@ class DataEvidence:
                     class_names: list[str] | None = None) -> DataEvidence:
         """The evidence of a data set; the arguments are `data_checks`'."""
         counts = (np.bincount(np.asarray(arrays["train"][1]).astype(int))
-                  if task == "classification" and "train" in arrays else np.zeros(0, int))
+                  if task == "classification" and "train" in arrays and np.ndim(arrays["train"][1]) == 1 else np.zeros(0, int))
         return cls(task=task, class_names=tuple(class_names) if class_names else None, class_counts=counts,
                    inputs={k: _rows(X) for k, (X, _) in arrays.items()},
                    targets={k: _rows(y) for k, (_, y) in arrays.items()})

@@ -22,7 +22,7 @@ from ..runs import DAMAGED_HINT, Check, check_fields, damaged, is_int, is_number
 
 __all__ = ["check_recipe", "user_code", "output_size_of", "KINDS"]
 
-KINDS = ("multiclass", "binary", "regression")
+KINDS = ("multiclass", "binary", "multilabel", "regression")
 _MAX_DEPTH = 4  # ensembles of ensembles: deeper than this is not something trainwise writes
 
 

@@ -89,7 +89,7 @@ def combine_members(out: torch.Tensor, kind: str) -> torch.Tensor:
     """
     if kind == "multiclass":
         return torch.logsumexp(out.log_softmax(-1), 1) - math.log(out.shape[1])
-    if kind == "binary":
+    if kind in ("binary", "multilabel"):  # a logit per label: the mean of the members' probabilities
         return torch.logit(out.sigmoid().mean(1), eps=1e-7)
     return out.mean(1)
 

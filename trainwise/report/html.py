@@ -82,6 +82,10 @@ def write_report(run_dir: str | Path, model=None, *, trust_code: bool = False) -
         parts.append(_figure(run_dir / "test_predictions.png", "test predictions",
                              f"Test images labelled predicted / true: {wrong} of {total} wrong; the wrong ones are shown first, "
                              "in red and framed."))
+    if s.get("test_per_class") and not s.get("test_confusion"):  # several label columns: a row per label
+        parts.append('<h3 id="per-label">Per label (test split; support: rows with a 1)</h3>')
+        parts.append(html_table([[r["label"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+                                 for r in s["test_per_class"]], ["label", "precision", "recall", "F1", "support"]))
     parts.append(_figure(run_dir / "regression.png", "regression: predicted vs true and residuals",
                          f"Test split in the target's own units ({data.get('target')}): predicted vs true (dashed: y = x) "
                          "and residuals (true − predicted) vs predicted."))

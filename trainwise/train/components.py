@@ -10,15 +10,21 @@ from ..options import CLASSIFICATION_LOSSES, LOSSES, OPTIMIZERS
 __all__ = ["LOSSES", "OPTIMIZERS", "resolve_loss", "make_loss", "make_optimizer", "output_size", "target_kind", "class_weights", "resolve_device"]
 
 _LOSS_CLASSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss,
-                 "l1": nn.L1Loss, "huber": nn.HuberLoss}
+                 "l1": nn.L1Loss, "huber": nn.HuberLoss, "multilabel_bce": nn.BCEWithLogitsLoss}
 assert tuple(_LOSS_CLASSES) == LOSSES
 
 
-def resolve_loss(loss: str, task: str, n_classes: int | None) -> str:
-    """The loss name to use: ``auto`` picks cross_entropy / mse; an unfit choice is an error."""
+def resolve_loss(loss: str, task: str, n_classes: int | None, *, multilabel: bool = False) -> str:
+    """The loss name to use: ``auto`` picks cross_entropy / mse (multilabel_bce for several label columns: one
+    sigmoid and binary cross-entropy per label); an unfit choice is an error."""
     if loss == "auto":
-        return "cross_entropy" if task == "classification" else "mse"
+        return "multilabel_bce" if multilabel else "cross_entropy" if task == "classification" else "mse"
     check_choice("loss", loss, LOSSES)
+    if multilabel != (loss == "multilabel_bce"):
+        raise TrainwiseError(f"loss '{loss}' is for {'one target' if multilabel else 'several 0/1 label columns'}, but the data has "
+                             f"{'several label columns' if multilabel else 'one target'}",
+                             hint="leave --loss out (auto picks the loss that fits), or " +
+                                  ("--loss multilabel_bce" if multilabel else "--loss cross_entropy"))
     if task == "classification" and loss not in CLASSIFICATION_LOSSES:
         raise TrainwiseError(f"loss '{loss}' is for regression but the task is classification",
                              hint="use --loss cross_entropy (or bce_with_logits for two classes), or --task regression")
@@ -32,12 +38,15 @@ def resolve_loss(loss: str, task: str, n_classes: int | None) -> str:
 
 
 def target_kind(loss: str) -> str:
-    """How outputs are read: 'multiclass' (argmax of logits), 'binary' (one logit), 'regression'."""
-    return {"cross_entropy": "multiclass", "bce_with_logits": "binary"}.get(loss, "regression")
+    """How outputs are read: 'multiclass' (argmax of logits), 'binary' (one logit), 'multilabel' (one logit per label
+    column), 'regression'."""
+    return {"cross_entropy": "multiclass", "bce_with_logits": "binary", "multilabel_bce": "multilabel"}.get(loss, "regression")
 
 
 def output_size(loss: str, n_classes: int | None, n_targets: int = 1) -> int:
-    return n_classes if loss == "cross_entropy" else 1 if loss == "bce_with_logits" else n_targets
+    """The model's outputs per row: a logit per class (multiclass) or per label (multilabel: ``n_classes`` labels),
+    one logit (binary), one value per target (regression)."""
+    return n_classes if loss in ("cross_entropy", "multilabel_bce") else 1 if loss == "bce_with_logits" else n_targets
 
 
 def make_loss(loss: str, class_weight: torch.Tensor | None = None) -> nn.Module:
@@ -50,6 +59,9 @@ def make_loss(loss: str, class_weight: torch.Tensor | None = None) -> nn.Module:
         return cls(weight=class_weight)
     if loss == "bce_with_logits":
         return cls(pos_weight=class_weight[1:2] / class_weight[0])
+    if loss == "multilabel_bce":
+        raise TrainwiseError("--class-weight weighs the classes of one target; several label columns have no such weights yet",
+                             hint="drop --class-weight (per-label positive weights are not supported yet)")
     raise TrainwiseError(f"class weights need a classification loss, not '{loss}'", hint="drop --class-weight for regression")
 
 

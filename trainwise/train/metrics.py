@@ -8,14 +8,16 @@ at epoch end with torchmetrics' functional API, imported only then (it costs ~1.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..errors import TrainwiseError
 from ..models.tabular import combine_members
-from ..options import BINARY_DEFAULT_METRICS, CLASSIFICATION_METRICS, REGRESSION_METRICS
+from ..options import BINARY_DEFAULT_METRICS, CLASSIFICATION_METRICS, MULTILABEL_DEFAULT_METRICS, MULTILABEL_METRICS, REGRESSION_METRICS
 
-__all__ = ["MetricAccumulator", "MemberMetrics", "main_metric", "extra_metrics", "per_class_table", "resolve_extra_metrics", "load_extra_metrics"]
+__all__ = ["MetricAccumulator", "MemberMetrics", "main_metric", "extra_metrics", "per_class_table", "per_label_table",
+           "resolve_extra_metrics", "load_extra_metrics"]
 
 
 def load_extra_metrics() -> None:
@@ -28,19 +30,21 @@ def main_metric(kind: str) -> str:
     return "r2" if kind == "regression" else "accuracy"
 
 
-def resolve_extra_metrics(spec: str | tuple[str, ...], *, task: str, n_classes: int | None) -> tuple[str, ...]:
+def resolve_extra_metrics(spec: str | tuple[str, ...], *, task: str, n_classes: int | None, multilabel: bool = False) -> tuple[str, ...]:
     """The ``--metrics`` a run computes on validation and test: ``auto`` gives `BINARY_DEFAULT_METRICS` for two
-    classes and nothing else; names that do not fit the task are an error naming them.
+    classes, `MULTILABEL_DEFAULT_METRICS` for several label columns, and nothing else; names that do not fit the
+    task are an error naming them.
 
     >>> resolve_extra_metrics("auto", task="classification", n_classes=2)[:3], resolve_extra_metrics("auto", task="regression", n_classes=None)
     (('balanced_accuracy', 'f1', 'precision'), ())
     """
     if spec == "auto":
-        return BINARY_DEFAULT_METRICS if task == "classification" and n_classes == 2 else ()
+        return MULTILABEL_DEFAULT_METRICS if multilabel else BINARY_DEFAULT_METRICS if task == "classification" and n_classes == 2 else ()
     names = tuple(spec)
-    allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    allowed = MULTILABEL_METRICS if multilabel else CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     wrong = [n for n in names if n not in allowed]
     if wrong:
+        task = "multi-label" if multilabel else task
         raise TrainwiseError(f"--metrics {','.join(wrong)}: not a {task} metric (this run's task is {task})",
                              hint=f"use {', '.join(allowed[:6])}{', ...' if len(allowed) > 6 else ''} for {task}, or --metrics auto")
     too_wide = [n for n in names if n.startswith("top") and n_classes and int(n[3:].split("_")[0]) >= n_classes]
@@ -85,6 +89,8 @@ class MetricAccumulator:
             self.correct.add_((out.argmax(-1) == y).sum())
         elif self.kind == "binary":
             self.correct.add_(((out > 0) == (y > 0.5)).sum())
+        elif self.kind == "multilabel":  # accuracy: the share of the labels right (1 - Hamming loss)
+            self.correct.add_(((out > 0) == (y > 0.5)).sum() / y.shape[1])
         else:
             y = y.reshape(len(y), -1)
             err = out.reshape(y.shape) - y
@@ -154,6 +160,8 @@ def extra_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor, *,
         std, mean = torch.as_tensor(target_std, dtype=out.dtype), torch.as_tensor(target_mean, dtype=out.dtype)  # per column
         pred = out.reshape(y.shape) * std + mean
         return {"mape": float(mean_absolute_percentage_error(pred, y * std + mean))}
+    if kind == "multilabel":
+        return _multilabel_metrics(names, out, y)
     y = y.reshape(-1).long()
     if kind == "binary":
         logit = out.reshape(-1)
@@ -185,6 +193,48 @@ def extra_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor, *,
             v = C.multiclass_accuracy(probs, y, n_classes, average="micro", top_k=min(k, n_classes))
         values[name] = float(v)
     return values
+
+
+def _multilabel_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """`extra_metrics` for several label columns: one logit per label; averages over the labels (f1 alone: macro).
+
+    >>> out = torch.tensor([[2.0, -1.0], [-1.0, 1.0], [1.0, 1.0]]); y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    >>> {k: round(v, 3) for k, v in _multilabel_metrics(("exact_match", "f1_micro", "auroc"), out, y).items()}
+    {'exact_match': 0.667, 'f1_micro': 0.857, 'auroc': 0.75}
+    """
+    import torchmetrics.functional.classification as C  # lazy: see extra_metrics
+
+    probs, target, n = out.sigmoid(), y.long(), y.shape[1]
+    values = {}
+    for name in names:
+        base, _, avg = name.partition("_") if name.split("_")[0] in ("f1", "precision", "recall") else (name, "", "")
+        if base in ("f1", "precision", "recall"):
+            fn = {"f1": "f1_score", "precision": "precision", "recall": "recall"}[base]
+            v = getattr(C, f"multilabel_{fn}")(probs, target, n, average=avg or "macro")
+        elif name == "exact_match":
+            v = C.multilabel_exact_match(probs, target, n)
+        elif name in ("auroc", "average_precision"):
+            v = getattr(C, f"multilabel_{name}")(probs, target, n, average="macro")
+        else:  # log_loss: the mean binary cross-entropy over the labels
+            v = F.binary_cross_entropy(probs.clamp(1e-15, 1 - 1e-15), y.float())
+        values[name] = float(v)
+    return values
+
+
+def per_label_table(pred: torch.Tensor, y: torch.Tensor, labels: list[str]) -> list[dict[str, float | int | str]]:
+    """Precision, recall, F1 and support (rows with a 1) of each label column from 0/1 predictions and targets.
+
+    >>> per_label_table([[1, 0], [1, 1], [0, 1]], [[1, 0], [0, 1], [0, 1]], ["spam", "urgent"])[0]
+    {'label': 'spam', 'precision': 0.5, 'recall': 1.0, 'f1': 0.6667, 'support': 1}
+    """
+    pred, y = np.asarray(pred) > 0.5, np.asarray(y) > 0.5
+    rows = []
+    for j, name in enumerate(labels):
+        tp, predicted, support = int((pred[:, j] & y[:, j]).sum()), int(pred[:, j].sum()), int(y[:, j].sum())
+        p, r = (tp / predicted if predicted else 0.0), (tp / support if support else 0.0)
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        rows.append({"label": name, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4), "support": support})
+    return rows
 
 
 def per_class_table(confusion: list[list[int]], class_names: list[str]) -> list[dict[str, float | int | str]]:

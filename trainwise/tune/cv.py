@@ -59,8 +59,8 @@ def cross_validate(data: Any = None, y: Any = None, *, folds: int = 5, rotate: b
     raw = load_raw(cfg, data, y)
     probe = setup_run(cfg, raw=raw)  # the task, as the fold runs will see it
     check_run(probe)  # input errors before the run directory exists
-    classification = probe.prep.task == "classification"
-    encoded = probe.prep.target.encode(raw.y, what="target") if classification else None
+    classification = probe.prep.task == "classification"  # stratified by class (several label columns: not stratified)
+    encoded = probe.prep.target.encode(raw.y, what="target") if classification and not probe.prep.target.multilabel else None
     grouped = raw.groups is not None  # --group-column: whole groups to the test split and to each fold (no stratification)
     runs = fold_indices(len(raw), folds, seed=cfg.seed, test_fraction=cfg.split[2], rotate=rotate,
                         stratify=None if grouped else encoded,
