@@ -91,6 +91,9 @@ class RunConfig(BaseModel):
     categorical: str | None = Field(None, description="CSV columns of numbers to one-hot encode as categories, comma-separated")
     group_column: str | None = Field(None, description="CSV: a column of groups (patients, users, ...); each group's rows stay "
                                                        "in one split and one cross-validation fold; not a feature")
+    weight_column: str | None = Field(None, description="CSV: a column of sample weights (numbers >= 0); the training loss "
+                                                        "is their weighted mean (validation and test metrics are not "
+                                                        "weighted); not a feature")
     time_column: str | None = Field(None, description="CSV: a column of times or dates; the splits follow it (train the "
                                                       "earliest rows, test the latest); not a feature")
     standardize: bool = Field(True, description="standardize features (and a regression target) with train-split statistics")

@@ -27,6 +27,7 @@ from .config import RunConfig
 from .console import console as make_console
 from .data import PreparedData, RawData, TensorBatches, from_arrays, from_table, load_source, prepare, prepare_dataset
 from .data.augment import Augment, AugmentedBatches, check_images
+from .data.batching import check_batch_size
 from .data.columns import ColumnRoles
 from .data.sources import load_split_files
 from .diagnose.doctor import HealthTracker, data_checks, diagnose, trivial_baseline
@@ -41,7 +42,7 @@ from .report.plots import confusion_matrix
 from .train import Callback, EarlyStopping, LRSchedule, Penalty, ProgressTable, Trainer, resolve_loss
 from .train.auto_settings import resolve_auto
 from .train.callbacks import BatchProgress, check_monitor, logged_metrics, resolve_mode, resolve_monitor
-from .train.components import class_weights, make_loss, output_size, resolve_device, target_kind
+from .train.components import SampleWeighted, class_weights, make_loss, output_size, resolve_device, target_kind
 from .train.distributed import DistributedTraining, ShardedBatches, World, check_distributed, join, shard_rows
 from .train.lr_finder import auto_lr, auto_lr_value  # auto_lr: part of this module's API (sanity, populations)
 from .train.metrics import MemberMetrics, MetricAccumulator, load_extra_metrics, per_class_table, per_label_table, resolve_extra_metrics
@@ -224,12 +225,6 @@ def build_batches(setup: RunSetup, seed: int, *, augment: bool = True) -> dict[s
     return batches
 
 
-def check_batch_size(batch_size: int, n_train: int) -> None:
-    if batch_size > n_train:
-        raise TrainwiseError(f"batch_size={batch_size} is larger than the training split ({n_train} rows)",
-                             hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
-
-
 def check_run(setup: RunSetup) -> None:
     """What `train_run` would find wrong with its parts, found before anything is written (no half-made run
     directory): the model builds (starting weights, frozen layers) and takes two training rows, the batch fits
@@ -260,6 +255,8 @@ def build_trainer(setup: RunSetup, model: nn.Module, callbacks: list[Callback], 
     weights = setup.class_weights()
     if weights is not None:
         loss = make_loss(setup.loss, weights).to(setup.device)
+    if prep.weights is not None:  # --weight-column: the training batches carry their rows' weights
+        loss = SampleWeighted(loss if isinstance(loss, nn.Module) else make_loss(setup.loss))
     if setup.recipe.get("builder") == "tabular":  # an efficient ensemble: each member its own loss, the members combined scored
         loss = MemberLoss(loss if isinstance(loss, nn.Module) else make_loss(setup.loss), smoothing=setup.recipe["smoothing"])
         overrides = {"metrics": MemberMetrics} | overrides

@@ -8,7 +8,14 @@ import torch
 
 from ..errors import TrainwiseError
 
-__all__ = ["TensorBatches", "DeviceLoader", "to_tensors", "shape_targets"]
+__all__ = ["TensorBatches", "DeviceLoader", "to_tensors", "shape_targets", "check_batch_size"]
+
+
+def check_batch_size(batch_size: int, n_train: int) -> None:
+    """A batch larger than the training split is an error that says what to use instead."""
+    if batch_size > n_train:
+        raise TrainwiseError(f"batch_size={batch_size} is larger than the training split ({n_train} rows)",
+                             hint=f"use --batch-size {min(n_train, 32)} or less, or more training data")
 
 
 def shape_targets(y: torch.Tensor, kind: str) -> torch.Tensor:
@@ -25,14 +32,16 @@ class TensorBatches:
     """Shuffled mini-batches of tensors that already live on the training device.
 
     Each epoch draws one permutation from its own seeded generator and yields index slices of it:
-    no per-sample Python, no collate, no host-to-device copies.
+    no per-sample Python, no collate, no host-to-device copies. With ``weights`` (one per row) each batch's
+    target is the pair ``(y, w)``, which a `train.components.SampleWeighted` loss reads.
 
     >>> b = TensorBatches(torch.arange(10.0)[:, None], torch.arange(10), batch_size=4, shuffle=False)
     >>> [len(y) for _, y in b]
     [4, 4, 2]
     """
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor, *, batch_size: int, shuffle: bool = True, seed: int = 0):
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, *, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 weights: torch.Tensor | None = None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise TrainwiseError(f"TensorBatches: batch_size={batch_size!r} is not a positive integer", hint="e.g. batch_size=64")
         for name, t in (("X", X), ("y", y)):
@@ -42,7 +51,7 @@ class TensorBatches:
                                      hint=f"pass torch tensors, e.g. torch.as_tensor({name})")
         if len(X) != len(y):
             raise TrainwiseError(f"TensorBatches: X has {len(X)} rows but y has {len(y)}", hint="give one target per row of X")
-        self.X, self.y, self.batch_size, self.shuffle = X, y, int(batch_size), shuffle
+        self.X, self.y, self.batch_size, self.shuffle, self.weights = X, y, int(batch_size), shuffle, weights
         self.generator = torch.Generator().manual_seed(seed)  # CPU generator: same order on every device
 
     def __len__(self) -> int:
@@ -53,15 +62,15 @@ class TensorBatches:
         return len(self.y)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        X, y, B, n = self.X, self.y, self.batch_size, len(self.y)
+        X, y, B, n, w = self.X, self.y, self.batch_size, len(self.y), self.weights
         if not self.shuffle:
             for i in range(0, n, B):
-                yield X[i:i + B], y[i:i + B]
+                yield X[i:i + B], y[i:i + B] if w is None else (y[i:i + B], w[i:i + B])
             return
         perm = self.permutation()
         for i in range(0, n, B):
             idx = perm[i:i + B]
-            yield X[idx], y[idx]
+            yield X[idx], y[idx] if w is None else (y[idx], w[idx])
 
     def permutation(self) -> torch.Tensor:
         """The next epoch's order of the rows (drawn on the CPU: the same on every device), on the data's device."""

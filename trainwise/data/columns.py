@@ -1,6 +1,7 @@
 """What each column of a table is for, beyond "feature" and "target": left out (``--exclude``), a row identifier
 (``--id-column``, carried into predictions), a group whose rows must stay in one split (``--group-column``), the
-time that orders the splits (``--time-column``), or a numeric code to treat as categories (``--categorical``).
+time that orders the splits (``--time-column``), a row's weight in the training loss (``--weight-column``), or a
+numeric code to treat as categories (``--categorical``).
 Date/time columns are refused as features with a hint: no encoding of them is a safe default."""
 from __future__ import annotations
 
@@ -23,20 +24,21 @@ class ColumnRoles:
     categorical: tuple[str, ...] = ()
     group_column: str | None = None
     time_column: str | None = None
+    weight_column: str | None = None
 
     @classmethod
     def of(cls, cfg) -> ColumnRoles:
         """The roles a `RunConfig` gives (comma-separated lists split)."""
         names = lambda v: tuple(c.strip() for c in v.split(",") if c.strip()) if v else ()  # noqa: E731
         return cls(exclude=names(cfg.exclude), id_column=cfg.id_column, categorical=names(cfg.categorical),
-                   group_column=cfg.group_column, time_column=cfg.time_column)
+                   group_column=cfg.group_column, time_column=cfg.time_column, weight_column=cfg.weight_column)
 
     @property
     def not_features(self) -> list[str]:
-        return [*self.exclude, *(c for c in (self.id_column, self.group_column, self.time_column) if c)]
+        return [*self.exclude, *(c for c in (self.id_column, self.group_column, self.time_column, self.weight_column) if c)]
 
     def __bool__(self) -> bool:
-        return bool(self.exclude or self.id_column or self.categorical or self.group_column or self.time_column)
+        return bool(self.exclude or self.id_column or self.categorical or self.group_column or self.time_column or self.weight_column)
 
 
 def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str | list[str]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -51,7 +53,8 @@ def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str
     columns, targets = [str(c) for c in X.columns], [target] if isinstance(target, str) else list(target)
     for option, names in (("--exclude", roles.exclude), ("--id-column", [roles.id_column] if roles.id_column else []),
                           ("--categorical", roles.categorical), ("--group-column", [roles.group_column] if roles.group_column else []),
-                          ("--time-column", [roles.time_column] if roles.time_column else [])):
+                          ("--time-column", [roles.time_column] if roles.time_column else []),
+                          ("--weight-column", [roles.weight_column] if roles.weight_column else [])):
         for name in names:
             if name in targets:
                 raise TrainwiseError(f"{option} {name}: '{name}' is the target column of '{source}'",
@@ -71,6 +74,8 @@ def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str
         extra["groups"] = groups.astype(str).to_numpy()
     if roles.time_column:
         extra["times"] = _time_key(X[roles.time_column], roles.time_column, source)
+    if roles.weight_column:
+        extra["weights"] = _weights(X[roles.weight_column], roles.weight_column, source)
     features = X.drop(columns=roles.not_features)
     for name in roles.categorical:
         features[name] = as_categories(features[name])
@@ -148,6 +153,20 @@ def date_columns(X: pd.DataFrame) -> list[tuple[str, str]]:
         if parsed.notna().all():
             found.append((str(name), sample.iloc[0]))
     return found
+
+
+def _weights(values: pd.Series, name: str, source: str) -> np.ndarray:
+    """A weight per row: numbers >= 0 and not all 0; anything else is an error naming the rows."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero((numbers.isna() | ~np.isfinite(numbers.fillna(0)) | (numbers < 0)).to_numpy())
+    if len(bad):
+        plain = lambda v: v.item() if isinstance(v, np.generic) else v  # noqa: E731 - -1.0, not np.float64(-1.0)
+        shown = ", ".join(f"{plain(values.iloc[i])!r} (row {i + 1})" for i in bad[:5])
+        raise TrainwiseError(f"'{source}': --weight-column {name} holds {len(bad)} value(s) that are not numbers >= 0: {shown}"
+                             + (", ..." if len(bad) > 5 else ""), hint="give every row a finite weight >= 0 (0 leaves the row out of the loss)")
+    if not (numbers > 0).any():
+        raise TrainwiseError(f"'{source}': --weight-column {name} is 0 in every row", hint="give some rows a positive weight")
+    return numbers.to_numpy(dtype=np.float64)
 
 
 def _time_key(values: pd.Series, name: str, source: str) -> np.ndarray:

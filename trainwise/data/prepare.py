@@ -31,6 +31,7 @@ class PreparedData:
     class_names: list[str] | None = None
     indices: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    weights: np.ndarray | None = None  # --weight-column: the training rows' weights in the loss (None: all 1)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -46,9 +47,12 @@ class PreparedData:
         return self.preprocessor.n_numeric_inputs
 
     def batches(self, *, kind: str, device, batch_size: int, seed: int, num_workers: int = 0) -> dict[str, TensorBatches]:
-        """Per split: in-memory device tensors; train shuffled (seeded), val/test in large ordered batches."""
+        """Per split: in-memory device tensors; train shuffled (seeded, with its rows' weights if any), val/test in
+        large ordered batches."""
+        w = None if self.weights is None else torch.as_tensor(self.weights, dtype=torch.float32, device=device)
         return {k: TensorBatches(*to_tensors(X, y, kind, device), batch_size=batch_size if k == "train" else 4096,
-                                 shuffle=k == "train", seed=seed) for k, (X, y) in self.arrays.items()}
+                                 shuffle=k == "train", seed=seed, weights=w if k == "train" else None)
+                for k, (X, y) in self.arrays.items()}
 
     def _train_labels(self) -> np.ndarray:
         return self.arrays["train"][1]
@@ -65,6 +69,8 @@ class PreparedData:
             d["class_names"] = self.class_names
             counts = np.bincount(self._train_labels(), minlength=self.n_classes)
             d["train_class_counts"] = dict(zip(self.class_names, counts.tolist()))
+        if self.weights is not None:
+            d["train_weights"] = {"sum": round(float(self.weights.sum()), 6), "zero": int((self.weights == 0).sum())}
         if self.notes:
             d["notes"] = self.notes
         return d
@@ -164,7 +170,10 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
             raise TrainwiseError(f"{raw.name}: labels {absent} appear outside the training split but never in it",
                                  hint="put examples of every class in the training data")
     names = raw.class_names or ([str(c) for c in target.classes] if task == "classification" else None)
-    return PreparedData(arrays, task, pre, target, raw.name, raw.target_name, names, idx, list(raw.notes))
+    weights = raw.weights[idx["train"]] if raw.weights is not None else None
+    if weights is not None and not (weights > 0).any():
+        raise TrainwiseError(f"{raw.name}: every row of the training split has weight 0", hint="give training rows positive weights")
+    return PreparedData(arrays, task, pre, target, raw.name, raw.target_name, names, idx, list(raw.notes), weights)
 
 
 def _check_finite(arrays: tuple[np.ndarray, np.ndarray], split: str, name: str, pre: Preprocessor) -> None:

@@ -24,6 +24,7 @@ class RawData:
     notes: list[str] = field(default_factory=list)
     groups: np.ndarray | None = None  # --group-column: each row's group (a group's rows stay in one split)
     times: np.ndarray | None = None   # --time-column: a sortable time per row (splits in time order)
+    weights: np.ndarray | None = None  # --weight-column: each row's weight in the training loss
     categorical: tuple[str, ...] = ()  # --categorical: numeric columns read as categories
     carve_test: bool = False  # given splits without a test split get one from the training rows (--val-data alone)
 

@@ -36,7 +36,7 @@ def load_source(data: str, *, target: str | None = None, missing: str = "error",
     """Load a built-in data set by name, a .csv / .npz file, or a folder of images (one subfolder per class).
     ``na_values``: the CSV cells read as missing (see `read_table`); ``roles``: what some CSV columns are for."""
     if roles and not str(data).lower().endswith(".csv"):
-        raise TrainwiseError(f"--exclude, --id-column, --categorical, --group-column and --time-column name CSV columns; "
+        raise TrainwiseError(f"--exclude, --id-column, --categorical, --group-column, --time-column and --weight-column name CSV columns; "
                              f"'{data}' is not a CSV file", hint="drop those options, or give the data as a .csv file")
     if data in _SKLEARN:
         return _sklearn(data)
@@ -338,6 +338,7 @@ def _table(df: pd.DataFrame, path: str, target: str, missing: str, roles: Column
         raw.X, raw.y = raw.X[keep.to_numpy()].reset_index(drop=True), raw.y[keep.to_numpy()]
         raw.groups = raw.groups[keep.to_numpy()] if raw.groups is not None else None
         raw.times = raw.times[keep.to_numpy()] if raw.times is not None else None
+        raw.weights = raw.weights[keep.to_numpy()] if raw.weights is not None else None
         raw.dropped_rows = int((~keep).sum())
         raw.notes.append(f"missing values in {listing}: " + (f"dropped {raw.dropped_rows} rows" if missing == "drop" else
                                                                f"filled with train-split medians ({raw.dropped_rows} rows without a target dropped)"))
@@ -376,7 +377,8 @@ def load_split_files(data: str, val_data: str | None, test_data: str | None, **o
     y = np.concatenate([np.asarray(r.y, dtype=object) if r.y.dtype == object else r.y for r in parts.values()])
     raw = RawData(X, y, first.name, task=first.task, class_names=first.class_names, target_name=first.target_name,
                   notes=[n for r in parts.values() for n in r.notes], categorical=first.categorical,
-                  dropped_rows=sum(r.dropped_rows for r in parts.values()))
+                  dropped_rows=sum(r.dropped_rows for r in parts.values()),
+                  weights=np.concatenate([r.weights for r in parts.values()]) if first.weights is not None else None)
     raw.given_splits = {name: np.arange(bounds[i], bounds[i + 1]) for i, name in enumerate(parts)}
     raw.carve_test = "test" not in parts
     raw.notes.append("splits from files: " + ", ".join(f"{k} {r.name} ({len(r)} rows)" for k, r in parts.items()))

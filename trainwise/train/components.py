@@ -1,13 +1,17 @@
 """Losses and optimizers by name, with the task/loss compatibility rules in one place."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import TrainwiseError, check_choice
 from ..options import CLASSIFICATION_LOSSES, LOSSES, OPTIMIZERS
 
-__all__ = ["LOSSES", "OPTIMIZERS", "resolve_loss", "make_loss", "make_optimizer", "output_size", "target_kind", "class_weights", "resolve_device"]
+__all__ = ["LOSSES", "OPTIMIZERS", "SampleWeighted", "resolve_loss", "make_loss", "make_optimizer", "output_size", "target_kind", "class_weights",
+           "resolve_device"]
 
 _LOSS_CLASSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss,
                  "l1": nn.L1Loss, "huber": nn.HuberLoss, "multilabel_bce": nn.BCEWithLogitsLoss}
@@ -63,6 +67,39 @@ def make_loss(loss: str, class_weight: torch.Tensor | None = None) -> nn.Module:
         raise TrainwiseError("--class-weight weighs the classes of one target; several label columns have no such weights yet",
                              hint="drop --class-weight (per-label positive weights are not supported yet)")
     raise TrainwiseError(f"class weights need a classification loss, not '{loss}'", hint="drop --class-weight for regression")
+
+
+class SampleWeighted(nn.Module):
+    """A loss whose training batches carry a weight per row (``--weight-column``): with a target ``(y, w)`` the
+    weighted mean of the rows' losses, sum(w · loss) / sum(w) (a row's loss: the mean over its outputs); with a
+    plain target (validation, test) the ``base`` loss as it is.
+
+    >>> loss = SampleWeighted(nn.MSELoss())
+    >>> out, y = torch.tensor([[1.0], [3.0]]), torch.tensor([[0.0], [0.0]])
+    >>> float(loss(out, (y, torch.tensor([1.0, 0.0])))), float(loss(out, (y, torch.tensor([1.0, 1.0])))), float(loss(out, y))
+    (1.0, 5.0, 5.0)
+    """
+
+    def __init__(self, base: nn.Module):
+        super().__init__()
+        self.base = base
+        self.rows = copy.copy(base)  # the same loss (class weights included), one value per output
+        self.rows.reduction = "none"
+
+    def forward(self, out: torch.Tensor, y, *, smoothing: float = 0.0) -> torch.Tensor:
+        """``smoothing``: label smoothing of a classification loss (a `models.tabular.MemberLoss` asks for it)."""
+        if not isinstance(y, tuple):
+            return self.base(out, y)
+        y, w = y
+        if smoothing and isinstance(self.base, nn.CrossEntropyLoss):
+            per_row = F.cross_entropy(out, y, weight=self.base.weight, reduction="none", label_smoothing=smoothing)
+        else:
+            per_row = self.rows(out, y * (1 - smoothing) + smoothing / 2 if smoothing else y)
+        per_row = per_row.reshape(len(per_row), -1).mean(1)
+        total = w
+        if isinstance(self.base, nn.CrossEntropyLoss) and self.base.weight is not None:
+            total = w * self.base.weight[y]  # class weights count in the denominator too, as in torch's weighted mean
+        return (per_row * w).sum() / total.sum()
 
 
 def class_weights(spec: str, y_train, class_names: list[str]) -> torch.Tensor:

@@ -79,6 +79,8 @@ class MetricAccumulator:
 
     @torch.no_grad()
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        if isinstance(y, tuple):  # a weighted training batch (y, w): the loss is weighted, the metrics count rows
+            y = y[0]
         n = y.shape[0]
         self.count += n
         if self.extra_metrics:

@@ -1,0 +1,83 @@
+"""A sample-weight column (--weight-column): the training loss is the rows' weighted mean; the column is not a
+feature; bad weights are refused naming the rows."""
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import trainwise
+from trainwise.train.components import SampleWeighted
+
+
+@pytest.mark.parametrize("base, out, y", [
+    (nn.CrossEntropyLoss(), torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])),
+    (nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5])), torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])),
+    (nn.BCEWithLogitsLoss(), torch.randn(5, 2), torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])),
+    (nn.MSELoss(), torch.randn(5, 2), torch.randn(5, 2)),
+])
+def test_the_weighted_loss_is_the_weighted_mean_of_the_rows(base, out, y):
+    w = torch.tensor([1.0, 0.0, 2.0, 0.5, 1.0])
+    loss = SampleWeighted(base)
+    rows = [base(out[i:i + 1], y[i:i + 1]) for i in range(5)]
+    if isinstance(base, nn.CrossEntropyLoss) and base.weight is not None:  # torch's weighted mean: class weights in the total
+        c = base.weight[y]
+        expected = sum(w[i] * c[i] * rows[i] for i in range(5)) / (w * c).sum()
+    else:
+        expected = sum(w[i] * rows[i] for i in range(5)) / w.sum()
+    torch.testing.assert_close(loss(out, (y, w)), expected)
+    torch.testing.assert_close(loss(out, y), base(out, y))  # validation and test: the plain loss
+    torch.testing.assert_close(loss(out, (y, torch.full((5,), 3.0))), base(out, y))  # equal weights: the plain mean
+
+
+def _table(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    df = pd.DataFrame(x, columns=["a", "b"]).assign(y=np.where(x[:, 0] > 0, "pos", "neg"))
+    return df.assign(w=np.where(df["y"] == "pos", 1.0, 0.0))  # the class 'neg' never counts
+
+
+@pytest.mark.parametrize("model", ["mlp:16", "tabular:k=2,width=16"])
+def test_rows_of_weight_zero_do_not_count(tmp_path, model):
+    df = _table()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    run = tmp_path / "run"
+    r = trainwise.fit(str(tmp_path / "t.csv"), target="y", weight_column="w", model=model, epochs=6, quiet=True, run_dir=str(run))
+    assert r.data.preprocessor.columns_ == ["a", "b"]  # the weights are not a feature
+    train = df.iloc[r.data.indices["train"]]
+    assert r.summary["data"]["train_weights"] == {"sum": float(train["w"].sum()), "zero": int((train["w"] == 0).sum())}
+    test = df.iloc[r.data.indices["test"]]
+    assert r.summary["test"]["test/accuracy"] == pytest.approx((test["y"] == "pos").mean())  # only 'pos' was ever learned
+    assert (trainwise.load(run).predict(test) == "pos").all()
+    assert "weight_column: w" in (run / "config.yaml").read_text()
+
+
+def test_equal_weights_train_as_no_weights():
+    df = _table().assign(w=2.5)
+    a = trainwise.fit(df, target="y", weight_column="w", model="mlp:16", epochs=3, quiet=True)
+    b = trainwise.fit(df.drop(columns="w"), target="y", model="mlp:16", epochs=3, quiet=True)
+    for (k, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=k)
+
+
+@pytest.mark.parametrize("weights, message", [
+    ([1.0, -1.0] * 100, "--weight-column w holds 100 value(s) that are not numbers >= 0: -1.0 (row 2)"),
+    (["heavy", "light"] * 100, "holds 200 value(s) that are not numbers >= 0: 'heavy' (row 1)"),
+    ([np.nan] + [1.0] * 199, "not numbers >= 0: nan (row 1)"),
+    ([0.0] * 200, "--weight-column w is 0 in every row"),
+])
+def test_bad_weights_are_refused_naming_the_rows(weights, message):
+    df = _table(200).assign(w=weights)
+    with pytest.raises(trainwise.TrainwiseError, match=re.escape(message)):
+        trainwise.fit(df, target="y", weight_column="w", epochs=1, quiet=True)
+
+
+def test_what_weights_do_not_combine_with_is_refused_before_anything_is_written(tmp_path, cli):
+    _table().to_csv(tmp_path / "t.csv", index=False)
+    code, _, err = cli("fit", "--data", str(tmp_path / "t.csv"), "--target", "y", "--weight-column", "w", "--nproc", "2",
+                       "--run-dir", str(tmp_path / "run"))
+    assert code == 2 and "does not take --weight-column" in err and not (tmp_path / "run").exists()
+    with pytest.raises(trainwise.TrainwiseError, match="--weight-column y: 'y' is the target column"):
+        trainwise.fit(_table(), target="y", weight_column="y", epochs=1)
