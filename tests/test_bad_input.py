@@ -348,7 +348,7 @@ def _space():
 # (call, exception type, what the message must name, what the HINT must say)
 API_CASES = [
     (lambda: trainwise.fit(X, quiet=True), TrainwiseError, "features X were given without targets y", "fit(X, y)"),
-    (lambda: trainwise.fit(X, np.stack([Y, Y], 1), quiet=True), TrainwiseError, "y has shape (50, 2)", "1-D"),
+    (lambda: trainwise.fit(X, np.stack([Y, Y + 2], 1), quiet=True), TrainwiseError, "y has shape (50, 2)", "1-D"),
     (lambda: trainwise.fit(X, Y[:-1], quiet=True), TrainwiseError, "X has 50 rows but y has 49", "one target per row"),
     (lambda: trainwise.fit(X, Y, batch_size=0, quiet=True), TrainwiseError, "batch_size=0", "> 0"),
     (lambda: trainwise.fit(X, Y, lr=float("inf"), quiet=True), TrainwiseError, "lr=inf", "0.001"),

@@ -42,6 +42,7 @@ NOT_PARAMETERS = {
     "nproc",                                # data-parallel processes come from torch's launcher, not an estimator
     "val_data", "test_data", "exclude", "id_column", "categorical", "group_column", "time_column",  # files and CSV columns
     "many_levels", "robust_scale",          # CSV text and heavy-tailed columns: the estimators take numeric arrays
+    "weight_column",                        # a CSV column of sample weights
     "mlflow",                               # tracking of `trainwise fit`'s run directory, not of an estimator
 }
 ESTIMATOR_ONLY = {"validation_fraction": 0.15, "verbose": False}

@@ -48,7 +48,7 @@ CHANNELS = ("auto", "1", "3")
 # top2_accuracy ... top10_accuracy: the true class among the k highest scores.
 CLASSIFICATION_METRICS = ("balanced_accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro",
                           "precision_micro", "precision_weighted", "recall", "recall_macro", "recall_micro", "recall_weighted",
-                          "auroc", "average_precision", "log_loss", *(f"top{k}_accuracy" for k in range(2, 11)), "exact_match")
+                          "auroc", "average_precision", "log_loss", *(f"top{k}_accuracy" for k in range(2, 11)))
 REGRESSION_METRICS = ("mape",)
 # --metrics auto: nothing beyond accuracy for several classes and R²/MAE/RMSE for regression; for two classes the
 # metrics that imbalance makes necessary
@@ -59,7 +59,7 @@ MULTILABEL_METRICS = ("exact_match", "f1", "f1_macro", "f1_micro", "f1_weighted"
                       "precision_weighted", "recall", "recall_macro", "recall_micro", "recall_weighted", "auroc", "average_precision",
                       "log_loss")
 # what an `auto` mode maximizes; every other metric (losses, errors, log_loss, mape) is minimized
-HIGHER_IS_BETTER = frozenset({"accuracy", "r2", *(m for m in CLASSIFICATION_METRICS if m != "log_loss")})
+HIGHER_IS_BETTER = frozenset({"accuracy", "r2", "exact_match", *(m for m in CLASSIFICATION_METRICS if m != "log_loss")})
 
 # augmentation name -> (default value, what the value means, allowed range)
 AUGMENTS = {"flip": (0.5, "probability of a horizontal flip", (0, 1)),
@@ -145,5 +145,5 @@ def parse_metrics(spec: str | list | tuple | None) -> tuple[str, ...] | str:
     # loss, accuracy, MAE, RMSE and R² are always computed: naming them (as Keras users do) asks for nothing more
     names = [n for n in (str(n).strip().lower() for n in spec) if n and n not in ALWAYS_COMPUTED]
     for n in names:
-        check_choice("metrics", n, (*CLASSIFICATION_METRICS, *REGRESSION_METRICS))
+        check_choice("metrics", n, tuple(dict.fromkeys((*CLASSIFICATION_METRICS, *REGRESSION_METRICS, *MULTILABEL_METRICS))))
     return tuple(dict.fromkeys(names))

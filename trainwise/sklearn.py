@@ -77,6 +77,7 @@ EXCLUDED = {
     "categorical": "CSV columns; put a OneHotEncoder in front",
     "many_levels": "CSV text columns; put a TargetEncoder in front",
     "robust_scale": "CSV columns; put a RobustScaler in front",
+    "weight_column": "a CSV column; the estimators take arrays (sample_weight in fit: not yet)",
     "group_column": "splits of fit's rows are random; group-aware cross-validation is scikit-learn's (GroupKFold)",
     "time_column": "splits of fit's rows are random; time-ordered cross-validation is scikit-learn's (TimeSeriesSplit)",
     "mlflow": "experiment tracking of `trainwise fit`'s run directory; an estimator is a step inside your own script",

@@ -173,8 +173,9 @@ def trivial_baseline(y: np.ndarray, kind: str, *, known_loss: bool = False) -> d
     if kind == "regression":
         return {"metric": 0.0, "loss": 1.0 if known_loss else None}
     if kind == "multilabel":
-        p = np.clip(np.asarray(y, dtype=np.float64).mean(0), 1e-12, 1 - 1e-12)  # each label's share of 1s
-        return {"metric": float(np.maximum(p, 1 - p).mean()), "loss": float(-(p * np.log(p) + (1 - p) * np.log(1 - p)).mean())}
+        p = np.asarray(y, dtype=np.float64).mean(0)  # each label's share of 1s
+        q = np.clip(p, 1e-12, 1 - 1e-12)
+        return {"metric": float(np.maximum(p, 1 - p).mean()), "loss": float(-(q * np.log(q) + (1 - q) * np.log(1 - q)).mean())}
     p = np.bincount(np.asarray(y).astype(int)) / len(y)
     p = p[p > 0]
     return {"metric": float(p.max()), "loss": float(-(p * np.log(p)).sum())}
