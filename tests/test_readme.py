@@ -1,5 +1,5 @@
 """The README's Python code blocks run as printed, on data the test provides for the names they leave open
-(X, y, my_module, X_new, X_train, ...), in a scratch folder (they write runs/ and read new.csv there)."""
+(X, y, df, my_module, X_new, X_train, ...), in a scratch folder (they write runs/ and read new.csv there)."""
 import re
 from pathlib import Path
 
@@ -18,7 +18,9 @@ def _namespace():
     y = (X @ np.array([1.0, -2.0, 0.5, 0.0, 1.5]) + 0.1 * rng.normal(size=200)).astype(np.float32)
     digits = load_digits()
     pd.DataFrame(digits.data[:20], columns=[f"pixel_{i}" for i in range(64)]).to_csv("new.csv", index=False)
-    return {"X": X, "y": y, "my_module": torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)),
+    df = pd.DataFrame({"area": rng.uniform(30, 200, 100), "city": rng.choice(["a", "b", "c"], 100)})
+    df["price"] = 3 * df["area"] + np.where(df["city"] == "a", 100, 0) + rng.normal(0, 10, 100)
+    return {"X": X, "y": y, "df": df, "my_module": torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)),
             "X_new": digits.data[:10], "X_val": digits.data[-100:], "y_val": digits.target[-100:]}
 
 

@@ -110,7 +110,7 @@ class RunConfig(BaseModel):
     image_norm: str = Field("half", description="images: half ((x-0.5)/0.5, the lecture's), train (per-channel train stats), imagenet, none")
     augment: str | None = Field(None, description="training-batch augmentation, e.g. flip,rotate=10,crop=0.8,jitter=0.2 (also vflip, translate)")
     # --- model ---
-    model: str = Field("auto", description="auto: tabular for a table read from a CSV file, mlp:128,64 otherwise; "
+    model: str = Field("auto", description="auto: tabular for a table (a CSV file, a DataFrame), mlp:128,64 otherwise; "
                                            "mlp:H1,H2,..., resmlp:WIDTH,BLOCKS, cnn:C1,C2[:D1], resnet:C1,C2,...[:BLOCKS], "
                                            "tabular[:key=value,...], linear, path/file.py:function or package.module:function")
     activation: str = Field("relu", description="hidden-layer activation of the built-in models")

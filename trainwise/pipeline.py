@@ -103,7 +103,7 @@ class RunSetup:
         however many runs (restarts) share it."""
         if self._data_findings is None:
             p = self.prep
-            self._data_findings = data_checks(p.arrays, p.task, p.class_names)
+            self._data_findings = data_checks(p.arrays_for_checks(), p.task, p.class_names)
         return [dict(f) for f in self._data_findings]
 
     def baseline(self) -> dict[str, float] | None:
@@ -166,7 +166,7 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
 # what decides the prepared data: configs that agree on these can share one set-up (`vary`)
 DATA_OPTIONS = ("data", "target", "task", "split", "seed", "standardize", "missing", "image_norm", "data_dir",
                 "image_size", "channels", "na_values", "loss", "val_data", "test_data", "exclude", "id_column", "categorical",
-                "group_column", "time_column", "many_levels", "robust_scale")
+                "group_column", "time_column", "many_levels", "robust_scale", "weight_column")
 
 
 def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:

@@ -183,6 +183,30 @@ def test_a_dataframe_is_a_table_like_a_csv_file(tmp_path):
         trainwise.load(tmp_path / "run").predict(df.drop(columns="survived").head(4)).tolist()
 
 
+def test_dataframe_errors_name_its_own_index_and_duplicate_columns():
+    df = _passengers(40).set_axis(range(1000, 1040))
+    df.loc[1005, "age"] = float("inf")
+    with pytest.raises(trainwise.TrainwiseError, match=r"column 'age' holds 1 infinite or too large number\(s\).*: inf \(index 1005\)"):
+        trainwise.fit(df, target="survived", epochs=1)
+    twice = pd.concat([_passengers(40), _passengers(40)[["age"]]], axis=1)
+    with pytest.raises(trainwise.TrainwiseError, match="column name\\(s\\) 'age' appear more than once"):
+        trainwise.fit(twice, target="survived", epochs=1)
+    labels = pd.DataFrame({"old": (df["age"] > 40).astype(int), "f": (df["sex"] == "f").astype(int)})
+    r = trainwise.fit(df[["sex", "age"]].assign(age=20.0), labels, epochs=1, quiet=True)  # several label columns as y
+    assert r.summary["data"]["labels"] == ["old", "f"]
+
+
+def test_copies_of_training_rows_are_found_through_a_target_encoded_column():
+    rng = np.random.default_rng(5)
+    base = pd.DataFrame({"shop": [f"s{i}" for i in rng.integers(0, 40, 150)], "x": rng.normal(size=150)})
+    df = pd.concat([base, base]).reset_index(drop=True)  # every row twice
+    df["y"] = np.where(df["x"] > 0, "a", "b")
+    r = trainwise.fit(df, target="y", model="mlp:8", epochs=1, quiet=True)
+    assert "shop" in r.data.preprocessor.encoded_
+    overlap = [d for d in r.summary["diagnostics"] if d["code"] == "train_test_overlap"]
+    assert overlap and "identical to training rows" in overlap[0]["evidence"]
+
+
 def _csv(df, tmp_path):
     path = tmp_path / "table.csv"
     df.to_csv(path, index=False)

@@ -81,3 +81,11 @@ def test_what_weights_do_not_combine_with_is_refused_before_anything_is_written(
     assert code == 2 and "does not take --weight-column" in err and not (tmp_path / "run").exists()
     with pytest.raises(trainwise.TrainwiseError, match="--weight-column y: 'y' is the target column"):
         trainwise.fit(_table(), target="y", weight_column="y", epochs=1)
+
+
+def test_a_batch_of_weight_zero_rows_adds_nothing_and_regression_targets_are_never_smoothed():
+    out, y = torch.randn(4, 2), torch.randn(4, 2)
+    loss = SampleWeighted(nn.MSELoss())
+    assert float(loss(out, (y, torch.zeros(4)))) == 0.0  # not 0/0 = NaN
+    w = torch.tensor([1.0, 2.0, 0.0, 1.0])
+    torch.testing.assert_close(loss(out, (y, w), smoothing=0.1), loss(out, (y, w)))

@@ -32,6 +32,16 @@ class PreparedData:
     indices: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     weights: np.ndarray | None = None  # --weight-column: the training rows' weights in the loss (None: all 1)
+    # the training rows encoded as new rows would be (target encodings fit on the whole training split, not
+    # cross-fitted): what the data checks compare validation and test rows with; None when the two are the same
+    train_as_new: np.ndarray | None = None
+
+    def arrays_for_checks(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The splits as the data checks (copies of training rows in validation/test) should see them: every
+        split encoded the same way."""
+        if self.train_as_new is None:
+            return self.arrays
+        return {**self.arrays, "train": (self.train_as_new, self.arrays["train"][1])}
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -173,7 +183,8 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
     weights = raw.weights[idx["train"]] if raw.weights is not None else None
     if weights is not None and not (weights > 0).any():
         raise TrainwiseError(f"{raw.name}: every row of the training split has weight 0", hint="give training rows positive weights")
-    return PreparedData(arrays, task, pre, target, raw.name, raw.target_name, names, idx, list(raw.notes), weights)
+    as_new = pre.transform(take(raw.X, idx["train"])) if pre.encoded_ else None
+    return PreparedData(arrays, task, pre, target, raw.name, raw.target_name, names, idx, list(raw.notes), weights, as_new)
 
 
 def _check_finite(arrays: tuple[np.ndarray, np.ndarray], split: str, name: str, pre: Preprocessor) -> None:

@@ -287,7 +287,21 @@ def from_table(df: pd.DataFrame, y=None, *, target: str | None = None, missing: 
     """A DataFrame as a table, as if read from a CSV file (text columns encoded, the column rules applied, a
     tabular model by default): its ``target`` column, or the features with their targets ``y`` (a Series keeps
     its name)."""
-    df = df.set_axis([str(c) for c in df.columns], axis=1)
+    names = [str(c) for c in df.columns]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise TrainwiseError(f"{name}: column name(s) {', '.join(map(repr, twice))} appear more than once",
+                             hint="give every column its own name (df.columns = [...])")
+    df = check_table(df.set_axis(names, axis=1), name)  # rows named by the DataFrame's own index
+    if isinstance(y, pd.DataFrame) and y.shape[1] > 1:  # several target columns (labels, or values)
+        if len(y) != len(df):
+            raise TrainwiseError(f"{name}: y has {len(y)} rows but the DataFrame has {len(df)}", hint="give one target row per row")
+        clash = [str(c) for c in y.columns if str(c) in df.columns]
+        if clash or target is not None:
+            raise TrainwiseError(f"{name}: the target columns {clash or list(y.columns)} are also given as features or as target=",
+                                 hint="give the targets once: as y, or as columns named by target='a,b'")
+        target, df = ",".join(str(c) for c in y.columns), pd.concat([df, y.set_axis(df.index).rename(columns=str)], axis=1)
+        y = None
     if y is not None:
         if target is not None:
             raise TrainwiseError(f"fit(DataFrame, y, target='{target}'): the target is given twice",
@@ -300,11 +314,11 @@ def from_table(df: pd.DataFrame, y=None, *, target: str | None = None, missing: 
         if target in df.columns:
             raise TrainwiseError(f"{name}: y is named '{target}', which is also a column of the DataFrame",
                                  hint=f"rename y, or drop column '{target}' from the features")
-        df = df.assign(**{target: values})
+        df = df.assign(**{target: values})  # by position: y's own index, if any, is not aligned
     if target is None:
         raise TrainwiseError(f"fit(DataFrame) without a target; columns: {', '.join(df.columns)}",
                              hint="name the target column, fit(df, target='COLUMN'), or give it: fit(features, y)")
-    return _table(check_table(df.reset_index(drop=True), name), name, target, missing, roles)
+    return _table(df.reset_index(drop=True), name, target, missing, roles)
 
 
 def _table(df: pd.DataFrame, path: str, target: str, missing: str, roles: ColumnRoles | None) -> RawData:

@@ -43,9 +43,9 @@ def auto_warmup(schedule: str, epochs: int) -> float:
 
 
 def auto_model(table: bool) -> str:
-    """``model: auto``: the tabular model for a table read from a CSV file (columns with names and types), where
-    it matched gradient boosting and beat the plain MLP by 1 point of accuracy on average in benchmarks/vs_boosting.py
-    (README: Tabular data); mlp:128,64 for arrays and images.
+    """``model: auto``: the tabular model for a table (a CSV file or a DataFrame: columns with names and types),
+    where it beat gradient boosting and the plain MLP on average in benchmarks/vs_boosting.py (README: Tabular
+    data); mlp:128,64 for arrays and images.
 
     >>> auto_model(True), auto_model(False)
     ('tabular', 'mlp:128,64')

@@ -93,13 +93,15 @@ class SampleWeighted(nn.Module):
         y, w = y
         if smoothing and isinstance(self.base, nn.CrossEntropyLoss):
             per_row = F.cross_entropy(out, y, weight=self.base.weight, reduction="none", label_smoothing=smoothing)
+        elif smoothing and isinstance(self.base, nn.BCEWithLogitsLoss):  # regression targets are never smoothed
+            per_row = self.rows(out, y * (1 - smoothing) + smoothing / 2)
         else:
-            per_row = self.rows(out, y * (1 - smoothing) + smoothing / 2 if smoothing else y)
+            per_row = self.rows(out, y)
         per_row = per_row.reshape(len(per_row), -1).mean(1)
         total = w
         if isinstance(self.base, nn.CrossEntropyLoss) and self.base.weight is not None:
             total = w * self.base.weight[y]  # class weights count in the denominator too, as in torch's weighted mean
-        return (per_row * w).sum() / total.sum()
+        return (per_row * w).sum() / total.sum().clamp_min(1e-12)  # a batch of weight-0 rows adds 0, not NaN
 
 
 def class_weights(spec: str, y_train, class_names: list[str]) -> torch.Tensor:

@@ -137,9 +137,8 @@ class ReducedMetrics(MetricAccumulator):
     whole split (these metrics do not depend on the order of the rows)."""
 
     def compute(self, prefix: str) -> dict[str, float]:
-        if self.extra_metrics and self.outputs:
-            self.outputs = [_gather_rows(torch.cat(t)) for t in zip(*self.outputs)]
-            self.outputs = [tuple(self.outputs)]
+        if self.extra_metrics:  # every rank takes part, also one whose validation shard is empty
+            self.outputs = _gather_outputs(self.outputs, self.device)
         names = ["loss_sum", "correct"] + (["abs_err", "sq_err", "y_sum", "y_sq"] if self.kind == "regression" else [])
         parts = [getattr(self, k) for k in names] + [s for s, _ in self.extra.values()]
         counts = [self.count] + [c for _, c in self.extra.values()]
@@ -214,16 +213,13 @@ class DistributedTraining(Callback):
             (trainer.metrics, trainer.eval_metrics), self._metrics = self._metrics, None
 
 
-def _gather_rows(t: torch.Tensor) -> torch.Tensor:
-    """Every rank's rows of ``t`` (ranks may hold different numbers of rows), in rank order, on every rank."""
-    sizes = torch.zeros(dist.get_world_size(), dtype=torch.int64, device=t.device)
-    sizes[dist.get_rank()] = len(t)
-    _all_reduce(sizes)
-    longest = int(sizes.max())
-    padded = torch.cat([t, t.new_zeros((longest - len(t), *t.shape[1:]))]) if len(t) < longest else t
-    parts = [torch.empty_like(padded) for _ in range(len(sizes))]
-    _collective(dist.all_gather, parts, padded.contiguous())
-    return torch.cat([p[:n] for p, n in zip(parts, sizes.tolist())])
+def _gather_outputs(outputs: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every rank's kept ``(out, y)`` batches, in rank order, on every rank (as CPU tensors through
+    ``all_gather_object``: shards may be empty or differ in length; this runs once per evaluation)."""
+    local = tuple(torch.cat(t).cpu() for t in zip(*outputs)) if outputs else None
+    parts: list[Any] = [None] * dist.get_world_size()
+    _collective(dist.all_gather_object, parts, local)
+    return [(out.to(device), y.to(device)) for out, y in (p for p in parts if p is not None)]
 
 
 def _all_reduce(t: torch.Tensor, op: Any = None) -> None:
