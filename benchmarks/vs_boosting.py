@@ -203,8 +203,12 @@ def run(method: str, train, test, target, seed) -> dict[str, float]:
 
 
 # --- table -----------------------------------------------------------------------------------------------------------
-def _cell(values: list[float]) -> str:
-    return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if values else "-"
+def _cell(values: list[float], seeds: int = 3) -> str:
+    """mean ± std over the seeds run; fewer seeds than asked for are marked (a single seed has no spread)."""
+    if not values:
+        return "-"
+    return f"{values[0]:.4f} (1 seed)" if len(values) == 1 else \
+        f"{np.mean(values):.4f} ± {np.std(values):.4f}" + (f" ({len(values)} seeds)" if len(values) < seeds else "")
 
 
 def report(results: dict, sets: list[str], methods: list[str], seeds: list[int]) -> None:
@@ -219,7 +223,7 @@ def report(results: dict, sets: list[str], methods: list[str], seeds: list[int])
         print("| set | " + " | ".join(methods) + " |")
         print("|---|" + "---|" * len(methods))
         for s in rows:
-            print(f"| {s} | " + " | ".join(_cell(get(s, m, key)) for m in methods) + " |")
+            print(f"| {s} | " + " | ".join(_cell(get(s, m, key), len(seeds)) for m in methods) + " |")
         means = [[np.mean(get(s, m, key)) for s in rows if get(s, m, key)] for m in methods]
         print("| **mean over sets** | " + " | ".join(f"{np.mean(v):.4f}" if len(v) == len(rows) else "-" for v in means) + " |")
     print("\nwall time per fit, seconds (mean over sets and seeds)")
