@@ -142,6 +142,9 @@ def parse_metrics(spec: str | list | tuple | None) -> tuple[str, ...] | str:
         if spec.strip().lower() in ("auto", "none", ""):
             return "auto" if spec.strip().lower() == "auto" else ()
         spec = spec.split(",")
+    if not isinstance(spec, (list, tuple)):
+        raise TrainwiseError(f"metrics: {spec!r} is not a list of metric names",
+                             hint="e.g. --metrics f1,auroc (metrics: [f1, auroc] in a config file), auto or none")
     # loss, accuracy, MAE, RMSE and R² are always computed: naming them (as Keras users do) asks for nothing more
     names = [n for n in (str(n).strip().lower() for n in spec) if n and n not in ALWAYS_COMPUTED]
     for n in names:

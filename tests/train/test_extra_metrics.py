@@ -199,3 +199,11 @@ def test_class_weights_reach_restarts_and_evaluate(tmp_path):
     assert r.trainer.loss_fn.weight.tolist() == [1.0, 1.0, 100.0]  # the chosen member's own trainer
     again = trainwise.evaluate(run, force_test=True)  # the same weighted loss the run reported
     assert again["test/loss"] == pytest.approx(r.summary["test"]["test/loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("value", [False, 3, 1.5])
+def test_metrics_that_are_not_names_are_refused(value):
+    from trainwise.options import parse_metrics
+
+    with pytest.raises(TrainwiseError, match=f"metrics: {value!r} is not a list of metric names"):
+        parse_metrics(value)

@@ -9,7 +9,7 @@ from trainwise.tune.auto import auto
 
 @pytest.mark.slow
 def test_auto_runs_the_recipe_within_budget(tmp_path):
-    s = auto("wine", budget_minutes=0.5, out=tmp_path / "a", epochs=15, monitor="val/loss")  # short trials: several complete even on a busy machine
+    s = auto("wine", budget_minutes=0.5, out=tmp_path / "a", epochs=8, monitor="val/loss")  # short trials: several complete even on a busy machine
     assert s["status"] == "done" and s["wall_time_s"] <= 30 + 10  # the budget, plus the final retrain's margin
     assert [st["stage"] for st in s["stages"]] == ["sanity", "lr_finder", "search", "final"]
     assert s["stages"][0]["can_learn"] and s["test_evaluations"] == 1 and s["test"]["test/accuracy"] > 0.8
