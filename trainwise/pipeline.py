@@ -147,20 +147,26 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
     if world is not None:
         check_distributed(cfg, prep)
         device = join(world, device, nproc=cfg.nproc)
-    loss = resolve_loss(cfg.loss, prep.task, prep.n_classes, multilabel=prep.target.multilabel)
+    resolved = _resolved(cfg, prep)
+    loss = resolved["loss"]
     if cfg.class_weight and (prep.task != "classification" or prep.target.multilabel):
         raise TrainwiseError(f"--class-weight {cfg.class_weight} weights classes, but the task is "
                              f"{'multi-label (several label columns)' if prep.target.multilabel else prep.task}",
                              hint="drop --class-weight, or use --task classification")
-    table = prep.n_numeric is not None
-    cfg = cfg.model_copy(update={"loss": loss, "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"]), table=table),
-                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes,
-                                                                  multilabel=prep.target.multilabel)})
+    cfg = cfg.model_copy(update=resolved)
     if recipe is None:
         recipe = model_recipe(cfg, prep, output_size(loss, prep.n_classes, prep.target.n_targets), target_kind(loss))
     if user_model is not None:
         recipe = {"builder": "python", "class": type(user_model).__qualname__}
     return RunSetup(cfg, prep, loss, target_kind(loss), recipe, device, user_model, t_start, world=world)
+
+
+def _resolved(cfg: RunConfig, prep: PreparedData) -> dict[str, Any]:
+    """What the config's ``auto`` settings (loss, model, batch size, monitor, metrics, ...) are for this data."""
+    multilabel = prep.target.multilabel
+    return {"loss": resolve_loss(cfg.loss, prep.task, prep.n_classes, multilabel=multilabel), "task": prep.task,
+            **resolve_auto(cfg, prep.task, len(prep.indices["train"]), table=prep.n_numeric is not None),
+            "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, multilabel=multilabel)}
 
 
 # what decides the prepared data: configs that agree on these can share one set-up (`vary`)
@@ -174,10 +180,7 @@ def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:
     (dropout, learning rate, ...): the data is shared, not loaded and prepared again (search trials trained
     as one stacked population). A ``cfg`` that would prepare other data is an internal error."""
     prep = setup.prep
-    cfg = cfg.model_copy(update={"loss": resolve_loss(cfg.loss, prep.task, prep.n_classes, multilabel=prep.target.multilabel),
-                                 "task": prep.task, **resolve_auto(cfg, prep.task, len(prep.indices["train"]), table=prep.n_numeric is not None),
-                                 "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes,
-                                                                  multilabel=prep.target.multilabel)})
+    cfg = cfg.model_copy(update=_resolved(cfg, prep))
     changed = [k for k in DATA_OPTIONS if getattr(cfg, k) != getattr(setup.cfg, k)]
     assert not changed, f"vary() cannot change the data options {changed}"
     return replace(setup, cfg=cfg, recipe=model_recipe(cfg, setup.prep, setup.output_size, setup.kind))

@@ -66,22 +66,23 @@ class Preprocessor:
         # text columns of many levels, target-encoded: column -> {"names": its inputs, "levels": [...], "values": one list
         # of numbers per level, "default": the numbers of a level the training split never had (the target's mean)}
         self.encoded_: dict[str, dict[str, list]] = {}
-        self._cross_fitted: np.ndarray | None = None  # the training rows' encodings, each from the other folds (not saved)
 
     # --- fitting -------------------------------------------------------------------------------
     def fit_transform(self, X: np.ndarray | pd.DataFrame, y: np.ndarray | None = None, *, task: str | None = None,
                       seed: int = 0) -> np.ndarray:
         """Fit on the training rows and transform them; their target encodings are the cross-fitted ones."""
-        self.fit(X, y, task=task, seed=seed)
-        try:
-            return self.transform(X, _training=True)
-        finally:
-            self._cross_fitted = None
+        return self._transform(X, encoded=self._fit(X, y, task=task, seed=seed))
 
     def fit(self, X: np.ndarray | pd.DataFrame, y: np.ndarray | None = None, *, task: str | None = None,
             seed: int = 0) -> Preprocessor:
         """Learn the preprocessing from the training rows ``X``; their target ``y`` (and ``task``) lets text columns
         of many levels be target-encoded (without it they are pooled)."""
+        self._fit(X, y, task=task, seed=seed)
+        return self
+
+    def _fit(self, X, y, *, task: str | None, seed: int) -> np.ndarray | None:
+        """`fit`, returning the training rows' cross-fitted target encodings (None without such columns)."""
+        cross_fitted = None
         encodable = self.many_levels == "target" and y is not None and task is not None and np.asarray(y).ndim == 1
         many: list[str] = []
         if isinstance(X, pd.DataFrame):
@@ -102,8 +103,8 @@ class Preprocessor:
                         self.pooled_.append(col)
                     self.categories_[col] = sorted(levels.index.tolist(), key=str)
             if many:
-                self._fit_encoding(X, many, np.asarray(y), task, seed)
-        numeric_block = self._numeric(X, fitting=True)
+                cross_fitted = self._fit_encoding(X, many, np.asarray(y), task, seed)
+        numeric_block = self._numeric(X, fitting=True, encoded=cross_fitted)
         if numeric_block.ndim == 4:
             self.mean_, self.std_ = _image_stats(numeric_block, self.image_norm if self.standardize else "none")
         elif self.standardize and numeric_block.size:
@@ -118,7 +119,7 @@ class Preprocessor:
                     mean[j], std[j] = med[j], iqr[j] / 1.349  # the IQR of a normal distribution is 1.349 sigma
                     self.robust_.append(cols[j])
             self.mean_, self.std_ = mean.tolist(), np.where(std > 1e-12, std, 1.0).tolist()
-        return self
+        return cross_fitted
 
     # --- applying ------------------------------------------------------------------------------
     def _labels(self, X):
@@ -131,8 +132,8 @@ class Preprocessor:
                 X[col] = as_categories(X[col])
         return X
 
-    def _fit_encoding(self, X: pd.DataFrame, columns: list[str], y: np.ndarray, task: str, seed: int) -> None:
-        """Target-encode ``columns`` (scikit-learn's TargetEncoder); keep the training rows' cross-fitted encodings."""
+    def _fit_encoding(self, X: pd.DataFrame, columns: list[str], y: np.ndarray, task: str, seed: int) -> np.ndarray:
+        """Target-encode ``columns`` (scikit-learn's TargetEncoder); return the training rows' cross-fitted encodings."""
         from sklearn.model_selection import KFold, StratifiedKFold  # scikit-learn is slow to import: only for such columns
         from sklearn.preprocessing import TargetEncoder as SkTargetEncoder  # same reason
 
@@ -145,7 +146,7 @@ class Preprocessor:
         enc = SkTargetEncoder(target_type=target_type, cv=folds)
         with warnings.catch_warnings():  # a class with fewer than 5 training rows: folds without it, which is fine here
             warnings.simplefilter("ignore", UserWarning)
-            self._cross_fitted = enc.fit_transform(values, y if classification else y.astype(np.float64))
+            cross_fitted = enc.fit_transform(values, y if classification else y.astype(np.float64))
         width = len(enc.classes_) if target_type == "multiclass" else 1
         default = np.atleast_1d(enc.target_mean_).astype(float).tolist()
         for i, col in enumerate(columns):
@@ -153,6 +154,7 @@ class Preprocessor:
             levels = [None if pd.isna(v) else str(v) for v in enc.categories_[i]]
             names = [f"{col}~{k}" for k in enc.classes_] if width > 1 else [f"{col}~target"]
             self.encoded_[col] = {"names": names, "levels": levels, "values": table.astype(float).tolist(), "default": default}
+        return cross_fitted
 
     @staticmethod
     def _level_text(s: pd.Series) -> pd.Series:
@@ -181,9 +183,13 @@ class Preprocessor:
         """How many leading inputs are numbers (numeric columns, target encodings); None: not a table."""
         return None if self.columns_ is None else len(self._block_names())
 
-    def transform(self, X: np.ndarray | pd.DataFrame, *, _training: bool = False) -> np.ndarray:
+    def transform(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+        return self._transform(X)
+
+    def _transform(self, X, *, encoded: np.ndarray | None = None) -> np.ndarray:
+        """`transform`; ``encoded``: the rows' target encodings as given (the training rows' cross-fitted ones)."""
         X = self._labels(X)
-        numeric = self._numeric(X, fitting=False, training=_training)
+        numeric = self._numeric(X, fitting=False, encoded=encoded)
         if self.mean_ is not None:
             mean, std = np.asarray(self.mean_), np.asarray(self.std_)
             if numeric.ndim == 4:  # images: one statistic per channel
@@ -206,7 +212,7 @@ class Preprocessor:
                 blocks.append(onehot)
         return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
 
-    def _numeric(self, X, *, fitting: bool, training: bool = False) -> np.ndarray:
+    def _numeric(self, X, *, fitting: bool, encoded: np.ndarray | None = None) -> np.ndarray:
         if self.columns_ is None:
             if isinstance(X, pd.DataFrame):
                 raise TrainwiseError("expected a numeric array, got a table", hint="use the same kind of input as in training")
@@ -226,16 +232,15 @@ class Preprocessor:
         if fitting:
             self.feature_names_ = self._block_names() + [f"{c}={v}" for c, cats in self.categories_.items()
                                                          for v in [*cats, *[OTHER] * (c in self.pooled_)]]
-        text = [c for c in [*self.categories_, *self.encoded_] if c not in self.fill_]
         if not fitting:
+            text = [c for c in [*self.categories_, *self.encoded_] if c not in self.fill_]
             bad = pd.concat([block.isna().sum(), X[text].isna().sum()])
             if bad.any():
                 raise TrainwiseError("input has missing values in " + ", ".join(f"'{c}' ({n})" for c, n in bad[bad > 0].items()),
                                      hint="fill them, or train with --missing median so they are filled the same way")
         if not self.encoded_:
             return block.to_numpy()
-        encoded = self._cross_fitted if (fitting or training) and self._cross_fitted is not None else self._encode(X)
-        return np.concatenate([block.to_numpy(), encoded], axis=1)
+        return np.concatenate([block.to_numpy(), self._encode(X) if encoded is None else encoded], axis=1)
 
     def unseen_categories(self, X: np.ndarray | pd.DataFrame) -> dict[str, dict[str, int]]:
         """Per one-hot column, the values in ``X`` that the training split never had, with their counts:

@@ -33,6 +33,18 @@ def resolve_monitor(monitor: str, task: str, *, has_val: bool = True) -> str:
     return monitor if has_val or not monitor.startswith("val/") else "train/loss"
 
 
+def wins_tie(value: float | None, tie: float | None, best: float | None, best_tie: float | None, mode: str) -> bool:
+    """``value`` is no worse than ``best`` and its tie-breaker (a loss) is lower than ``best_tie``: the epoch that
+    early stopping keeps, and the live table stars, among equal accuracies.
+
+    >>> wins_tie(0.9, 0.3, 0.9, 0.4, "max"), wins_tie(0.9, 0.5, 0.9, 0.4, "max"), wins_tie(0.8, 0.1, 0.9, 0.4, "max")
+    (True, False, False)
+    """
+    if tie is None or best_tie is None or value is None or math.isnan(value):
+        return False
+    return not is_better(best, value, mode) and is_better(tie, best_tie, "min")
+
+
 def tie_breaker(monitor: str) -> str | None:
     """The metric that orders epochs whose ``monitor`` is equal: the loss of the same split for an accuracy,
     which moves in steps of one sample (many epochs share the best value); None for a continuous monitor.
@@ -125,10 +137,7 @@ class EarlyStopping(Callback):
         return is_better(value, self.best_ - self.min_delta if self.mode == "min" else self.best_ + self.min_delta, self.mode)
 
     def _tied(self, value: float, logs: dict[str, float]) -> bool:
-        """Not better than the best, not worse either, and better by the tie-breaker."""
-        if self.tie_ is None or self.best_tie_ is None or self.tie_ not in logs or math.isnan(value):
-            return False
-        return not is_better(self.best_, value, self.mode) and is_better(logs[self.tie_], self.best_tie_, "min")
+        return wins_tie(value, logs.get(self.tie_) if self.tie_ else None, self.best_, self.best_tie_, self.mode)
 
     def worse_streak(self, value: float) -> int:
         """The consecutive rule's count after ``value``: epochs in a row that were worse than the one before
@@ -215,8 +224,7 @@ class ProgressTable(Callback):
             head = "epoch  " + "  ".join(f"{k:>12}" for k in self.columns_) + "     time"
             self.console.print(f"[bold]{head}[/bold]")
         value, tie = logs.get(self.monitor), logs.get(self.tie) if self.tie else None
-        tied = tie is not None and self.best_tie_ is not None and value == self.best_ and is_better(tie, self.best_tie_, "min")
-        better = is_better(value, self.best_, self.mode) or tied
+        better = is_better(value, self.best_, self.mode) or wins_tie(value, tie, self.best_, self.best_tie_, self.mode)
         if better:
             self.best_, self.best_tie_ = value, tie
         cells = "  ".join(f"{logs[k]:>12.4g}" if k != "lr" else f"{logs[k]:>12.2e}" for k in self.columns_)

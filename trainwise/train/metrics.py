@@ -175,9 +175,8 @@ def extra_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor, *,
     pred, values = probs.argmax(-1), {}
     two = n_classes == 2
     for name in names:
-        base, _, avg = name.partition("_") if name.split("_")[0] in ("f1", "precision", "recall") else (name, "", "")
-        if base in ("f1", "precision", "recall"):
-            fn = {"f1": "f1_score", "precision": "precision", "recall": "recall"}[base]
+        fn, avg = _averaged(name)
+        if fn:
             if two and not avg:
                 v = getattr(C, f"binary_{fn}")(pred, y)
             else:
@@ -197,6 +196,18 @@ def extra_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor, *,
     return values
 
 
+def _averaged(name: str) -> tuple[str | None, str]:
+    """A metric name as torchmetrics' function and average: ``f1_micro`` -> (f1_score, micro); not F1, precision
+    or recall -> (None, "").
+
+    >>> _averaged("f1_micro"), _averaged("recall"), _averaged("auroc")
+    (('f1_score', 'micro'), ('recall', ''), (None, ''))
+    """
+    base, _, avg = name.partition("_")
+    fn = {"f1": "f1_score", "precision": "precision", "recall": "recall"}.get(base)
+    return (fn, avg) if fn else (None, "")
+
+
 def _multilabel_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """`extra_metrics` for several label columns: one logit per label; averages over the labels (f1 alone: macro).
 
@@ -209,9 +220,8 @@ def _multilabel_metrics(names: tuple[str, ...], out: torch.Tensor, y: torch.Tens
     probs, target, n = out.sigmoid(), y.long(), y.shape[1]
     values = {}
     for name in names:
-        base, _, avg = name.partition("_") if name.split("_")[0] in ("f1", "precision", "recall") else (name, "", "")
-        if base in ("f1", "precision", "recall"):
-            fn = {"f1": "f1_score", "precision": "precision", "recall": "recall"}[base]
+        fn, avg = _averaged(name)
+        if fn:
             v = getattr(C, f"multilabel_{fn}")(probs, target, n, average=avg or "macro")
         elif name == "exact_match":
             v = C.multilabel_exact_match(probs, target, n)
@@ -230,13 +240,16 @@ def per_label_table(pred: torch.Tensor, y: torch.Tensor, labels: list[str]) -> l
     {'label': 'spam', 'precision': 0.5, 'recall': 1.0, 'f1': 0.6667, 'support': 1}
     """
     pred, y = np.asarray(pred) > 0.5, np.asarray(y) > 0.5
-    rows = []
-    for j, name in enumerate(labels):
-        tp, predicted, support = int((pred[:, j] & y[:, j]).sum()), int(pred[:, j].sum()), int(y[:, j].sum())
-        p, r = (tp / predicted if predicted else 0.0), (tp / support if support else 0.0)
-        f1 = 2 * p * r / (p + r) if p + r else 0.0
-        rows.append({"label": name, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4), "support": support})
-    return rows
+    return [{"label": name, **_scores(int((pred[:, j] & y[:, j]).sum()), int(pred[:, j].sum()), int(y[:, j].sum()))}
+            for j, name in enumerate(labels)]
+
+
+def _scores(tp: int, predicted: int, support: int) -> dict[str, float | int]:
+    """Precision, recall, F1 (rounded to 4 places) and support from the counts of true positives, predicted
+    positives and actual positives; 0 where a count is 0."""
+    p, r = (tp / predicted if predicted else 0.0), (tp / support if support else 0.0)
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4), "support": int(support)}
 
 
 def per_class_table(confusion: list[list[int]], class_names: list[str]) -> list[dict[str, float | int | str]]:
@@ -245,13 +258,5 @@ def per_class_table(confusion: list[list[int]], class_names: list[str]) -> list[
     >>> per_class_table([[3, 1], [0, 4]], ["no", "yes"])[1]
     {'class': 'yes', 'precision': 0.8, 'recall': 1.0, 'f1': 0.8889, 'support': 4}
     """
-    rows = []
-    for i, name in enumerate(class_names):
-        tp = confusion[i][i]
-        predicted = sum(r[i] for r in confusion)
-        support = sum(confusion[i])
-        p = tp / predicted if predicted else 0.0
-        r = tp / support if support else 0.0
-        f1 = 2 * p * r / (p + r) if p + r else 0.0
-        rows.append({"class": name, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4), "support": int(support)})
-    return rows
+    return [{"class": name, **_scores(confusion[i][i], sum(r[i] for r in confusion), sum(confusion[i]))}
+            for i, name in enumerate(class_names)]
