@@ -124,3 +124,28 @@ def test_one_hot_targets_train_on_class_indices(tmp_path):
 def test_two_column_targets_that_are_not_one_hot_are_refused(y, message):
     with pytest.raises(TrainwiseError, match=re.escape(message)):
         from_arrays(np.zeros((2, 3)), y)
+
+
+@pytest.mark.parametrize("name", ["digits", "breast-cancer", "wine", "iris", "diabetes"])
+def test_builtin_sets_equal_scikit_learns_loaders(name):
+    """The four sets read from scikit-learn's shipped files (start-up time) hold its loaders' arrays exactly."""
+    import sklearn.datasets
+
+    from trainwise.data.builtin import SKLEARN_SETS
+
+    bunch = getattr(sklearn.datasets, SKLEARN_SETS[name][0])()
+    raw = load_source(name)
+    assert raw.X.dtype == np.float32 and np.array_equal(raw.X, bunch.data.astype(np.float32))
+    assert np.array_equal(raw.y, bunch.target) and raw.y.dtype == bunch.target.dtype
+    if raw.task == "classification":
+        assert raw.class_names == [str(n) for n in bunch.target_names]
+    else:
+        assert raw.class_names is None
+
+
+def test_builtin_sets_fall_back_to_scikit_learns_loader_when_its_file_moved(monkeypatch):
+    from trainwise.data import builtin
+
+    monkeypatch.setattr(builtin, "_data_file", lambda file: None)
+    raw = load_source("iris")
+    assert raw.X.shape == (150, 4) and raw.class_names == ["setosa", "versicolor", "virginica"]

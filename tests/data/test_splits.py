@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trainwise.data import load_source, prepare, split_indices
+from trainwise.data.splits import _cut
 from trainwise.errors import TrainwiseError
 
 
@@ -53,3 +56,31 @@ def test_regression_target_standardized_with_train_statistics():
     raw_y = load_source("diabetes").y
     assert prep.target.mean == pytest.approx(raw_y[prep.indices["train"]].mean())
     assert prep.arrays["train"][1].mean() == pytest.approx(0, abs=1e-5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(4, 300), n_classes=st.integers(1, 6), frac=st.floats(0.05, 0.6), seed=st.integers(0, 2**31 - 1),
+       stratified=st.booleans(), offset=st.integers(0, 5), data=st.data())
+def test_cuts_equal_scikit_learns_train_test_split(n, n_classes, frac, seed, stratified, offset, data):
+    """The split code keeps its own copy of train_test_split's draws (start-up time): same cuts, same order."""
+    from sklearn.model_selection import train_test_split
+
+    size = max(1, min(n - 1, round(frac * n)))
+    labels = np.array(data.draw(st.lists(st.integers(0, n_classes - 1), min_size=n, max_size=n))) if stratified else None
+    idx = np.arange(n) + offset
+    try:
+        want = train_test_split(idx, test_size=size, random_state=seed, stratify=labels)
+    except ValueError:
+        with pytest.raises(TrainwiseError, match="cannot make a stratified split"):
+            _cut(idx, size, seed, labels)
+        return
+    got = _cut(idx, size, seed, labels)
+    assert [g.tolist() for g in got] == [w.tolist() for w in want]
+
+
+def test_cuts_equal_scikit_learns_for_multilabel_rows():
+    from sklearn.model_selection import train_test_split
+
+    y = np.random.default_rng(0).integers(0, 2, (60, 2))
+    want = train_test_split(np.arange(60), test_size=15, random_state=7, stratify=y)
+    assert [g.tolist() for g in _cut(np.arange(60), 15, 7, y)] == [w.tolist() for w in want]

@@ -10,6 +10,7 @@ import torch
 
 from ..errors import TrainwiseError, check_choice
 from ..options import BUILTIN_DATA, NA_VALUES, parse_na_values
+from .builtin import SKLEARN_SETS, load_builtin
 from .columns import ColumnRoles, apply_roles
 from .images import load_idx_set, load_image_folder
 from .raw import RawData
@@ -18,16 +19,8 @@ __all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "from_table", "c
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: a larger number would become inf
 
-# name -> (sklearn loader, task)
-_SKLEARN = {
-    "digits": ("load_digits", "classification"),
-    "breast-cancer": ("load_breast_cancer", "classification"),
-    "wine": ("load_wine", "classification"),
-    "iris": ("load_iris", "classification"),
-    "diabetes": ("load_diabetes", "regression"),
-}
 BUILTINS = BUILTIN_DATA  # declared in options (config needs the names too)
-assert set(_SKLEARN) <= set(BUILTINS)
+assert set(SKLEARN_SETS) <= set(BUILTINS)
 
 
 def load_source(data: str, *, target: str | None = None, missing: str = "error", seed: int = 0,
@@ -38,8 +31,8 @@ def load_source(data: str, *, target: str | None = None, missing: str = "error",
     if roles and not str(data).lower().endswith(".csv"):
         raise TrainwiseError(f"--exclude, --id-column, --categorical, --group-column, --time-column and --weight-column name CSV columns; "
                              f"'{data}' is not a CSV file", hint="drop those options, or give the data as a .csv file")
-    if data in _SKLEARN:
-        return _sklearn(data)
+    if data in SKLEARN_SETS:
+        return load_builtin(data)
     if data == "toy-regression":
         return toy_regression(seed)
     if data in ("fashion-mnist", "mnist"):
@@ -54,15 +47,6 @@ def load_source(data: str, *, target: str | None = None, missing: str = "error",
         return _csv(path, target, missing, na_values, roles) if path.suffix.lower() == ".csv" else _npz(path)
     check_choice("data set", data, BUILTINS)  # raises with a suggestion
     raise AssertionError("unreachable")
-
-
-def _sklearn(name: str) -> RawData:
-    import sklearn.datasets  # scikit-learn's loaders are slow to import: only for a built-in set
-
-    loader, task = _SKLEARN[name]
-    bunch = getattr(sklearn.datasets, loader)()
-    names = [str(n) for n in bunch.target_names] if task == "classification" else None
-    return RawData(bunch.data.astype(np.float32), bunch.target, name, task, class_names=names)
 
 
 def toy_regression(seed: int = 0) -> RawData:

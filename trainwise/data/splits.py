@@ -134,13 +134,57 @@ def quantile_bins(y: np.ndarray, bins: int) -> np.ndarray | None:
     return np.digitize(np.asarray(y, dtype=np.float64).reshape(len(y), -1)[:, 0], edges)
 
 
-def _cut(idx: np.ndarray, size: int, seed: int, stratify: np.ndarray | None):
-    from sklearn.model_selection import train_test_split  # slow to import: only when splitting
+def _cut(idx: np.ndarray, size: int, seed: int, stratify: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``idx`` cut into (rest, ``size`` rows), seeded, stratified by ``stratify`` when given.
 
+    The same cut as scikit-learn's ``train_test_split(idx, test_size=size, random_state=seed, stratify=...)``
+    (its ShuffleSplit / StratifiedShuffleSplit draws, in the same order from the same RandomState), kept here
+    because importing ``sklearn.model_selection`` costs about 1 s of every run's start-up (scipy with it), more
+    than the digits main job spends training. tests/data/test_splits.py checks the cuts equal scikit-learn's
+    on generated inputs.
+    """
     if size == 0:
         return idx, idx[:0]
-    try:
-        return train_test_split(idx, test_size=size, random_state=seed, stratify=stratify)
-    except ValueError as e:  # e.g. a split smaller than the number of classes
-        raise TrainwiseError(f"cannot make a stratified split of {size} rows from {len(idx)}: {e}",
-                             hint="use larger validation/test fractions or more data") from None
+    n = len(idx)
+    if size >= n:
+        raise TrainwiseError(f"cannot cut {size} rows from {n}", hint="use smaller validation/test fractions or more data")
+    rng = np.random.RandomState(seed)
+    if stratify is None:
+        order = rng.permutation(n)
+        return idx[order[size:]], idx[order[:size]]
+    labels = np.asarray(stratify)
+    if labels.ndim == 2:  # a multi-label row is one class, as scikit-learn does
+        labels = np.array([" ".join(row.astype("str")) for row in labels])
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    n_rest = n - size
+    if counts.min() < 2 or n_rest < len(classes) or size < len(classes):
+        raise TrainwiseError(f"cannot make a stratified split of {size} rows from {n}: each of the {len(classes)} classes "
+                             f"needs 2 or more rows (the smallest has {counts.min()}) and a row in every split",
+                             hint="use larger validation/test fractions or more data")
+    by_class = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    n_rest_i = _approximate_mode(counts, n_rest, rng)
+    n_cut_i = _approximate_mode(counts - n_rest_i, size, rng)
+    rest, cut = [], []
+    for i in range(len(classes)):
+        rows = by_class[i].take(rng.permutation(counts[i]), mode="clip")
+        rest.extend(rows[:n_rest_i[i]])
+        cut.extend(rows[n_rest_i[i]:n_rest_i[i] + n_cut_i[i]])
+    return idx[rng.permutation(rest)], idx[rng.permutation(cut)]
+
+
+def _approximate_mode(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """How many of ``draws`` rows each class gets: its share rounded down, the rows left over going to the largest
+    remainders (ties broken by ``rng``) -- scikit-learn's ``_approximate_mode``, the same draws."""
+    continuous = counts / counts.sum() * draws
+    floored = np.floor(continuous)
+    need = int(draws - floored.sum())
+    if need > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (tied,) = np.where(remainder == value)
+            add = min(len(tied), need)
+            floored[rng.choice(tied, size=add, replace=False)] += 1
+            need -= add
+            if need == 0:
+                break
+    return floored.astype(int)
