@@ -148,3 +148,24 @@ def test_help_and_version_start_without_importing_torch(argv):
             "print('torch' in sys.modules, 'pandas' in sys.modules, code)")
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "False False 0", out.stderr
+
+
+def _run_exit(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_the_command_exits_fast_but_runs_atexit_functions_and_flushes_output():
+    """`run` skips the interpreter's teardown (os._exit) after flushing and running the atexit functions."""
+    p = _run_exit("import atexit, sys\natexit.register(print, 'atexit ran')\nsys.argv = ['trainwise', '--version']\n"
+                  "print('unflushed', end='')\nfrom trainwise.cli import run\nrun()")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("unflushed") and "trainwise" in p.stdout and p.stdout.rstrip().endswith("atexit ran")
+    bad = _run_exit("import sys\nsys.argv = ['trainwise', 'fit', '--data', 'nope']\nfrom trainwise.cli import run\nrun()")
+    assert bad.returncode == 2 and "data set 'nope'" in bad.stderr
+
+
+def test_the_command_waits_for_a_running_non_daemon_thread_before_exiting():
+    p = _run_exit("import sys, threading, time\n"
+                  "threading.Thread(target=lambda: (time.sleep(0.5), print('thread finished', flush=True))).start()\n"
+                  "sys.argv = ['trainwise', '--version']\nfrom trainwise.cli import run\nrun()")
+    assert p.returncode == 0 and "thread finished" in p.stdout

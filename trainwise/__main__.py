@@ -1,6 +1,4 @@
 """`python -m trainwise`: the same as the `trainwise` command."""
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

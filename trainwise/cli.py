@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
 import signal
 import sys
+import threading
 from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
 
 from . import signals
 from .config import CHOICES, RunConfig, suggest_key
@@ -221,6 +224,33 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BUG
 
 
+def run() -> NoReturn:
+    """The `trainwise` command (console script and `python -m trainwise`): `main`, then `exit_now`."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` without tearing the interpreter down: with torch loaded, freeing every module
+    and object at exit costs about 0.45 s here, a tenth of the digits main job, and the operating system frees
+    it all anyway. Output is flushed and the atexit functions run first (libraries close what they registered
+    there; every file of a run is already written and closed, atomically). Where another non-daemon thread still
+    runs, Python's own exit waits for it as usual."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what Python runs at exit: the only part of the teardown that has effects
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 class _Signals:
     """SIGTERM is handled like Ctrl-C (the run checkpoints, writes its summary and can be resumed). While the run
     is being saved after the first signal, a second one is only announced, so the summary still gets written;
@@ -265,4 +295,4 @@ def _quiet_stdout() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
