@@ -197,9 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigs:
             from trainwise import commands  # torch and the rest load only for a command that runs, not for --help
-            handler = commands.HANDLERS.get(args.command)
-            if handler is not None:
-                code = handler(args)
+            code = commands.run_command(args)
+            if code is not None:
                 if sigs.received and code == EXIT_OK:  # a signal came while the finished run was saved
                     code = EXIT_INTERRUPTED
                 return EXIT_TERMINATED if code == EXIT_INTERRUPTED and sigs.received == "SIGTERM" else code

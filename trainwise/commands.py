@@ -23,6 +23,7 @@ from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Trai
 from .export import export
 from .models.summary import summarize
 from .pipeline import build_batches, build_trainer, model_for
+from .report import drawing
 from .report.compare import RUN_COLUMNS, compare_runs, list_runs
 from .report.html import write_report
 from .report.writer import save_lr_find
@@ -33,7 +34,7 @@ from .train.lr_finder import lr_find
 from .tune import cross_validate, sanity, tune
 from .tune.auto import auto
 
-__all__ = ["HANDLERS", "print_diagnostics"]
+__all__ = ["HANDLERS", "run_command", "print_diagnostics"]
 
 
 def _config_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -68,12 +69,16 @@ def _fit(args: argparse.Namespace) -> int:
         nproc = load_config(saved).nproc if saved.is_file() else 1
         if nproc > 1 and world_from_env() is None:
             return launch(args.argv, nproc, run_dir=args.resume)
+        if not secondary_rank():
+            drawing.start()
         result = fit(resume=args.resume, console=console, trust_code=args.trust_code, **overrides)
         quiet = overrides.get("quiet", False)
     else:
         cfg = load_config(args.config, overrides) if args.config else RunConfig.build(overrides, source="option")
         if cfg.nproc > 1 and world_from_env() is None:
             return _launch(args, cfg)
+        if not secondary_rank():
+            drawing.start()  # matplotlib loads and the figures are drawn beside the training
         result = fit(config=cfg, console=console, to_disk=True)
         quiet = cfg.quiet
     s = result.summary
@@ -294,3 +299,15 @@ HANDLERS = {"fit": _fit, "runs": _runs, "compare": _compare, "evaluate": _evalua
             "sanity": _sanity, "summary": _inspect,
              "gradcheck": _inspect, "backprop": _backprop, "lr-find": _lr_find, "cv": _cv, "tune": _tune,
              "auto": _auto, "report": _report}
+
+
+def run_command(args: argparse.Namespace) -> int | None:
+    """Run ``args.command`` (None: there is no such command). Figures still being drawn by the helpers are on disk
+    before it returns, whichever command sent them and however it ends."""
+    handler = HANDLERS.get(args.command)
+    if handler is None:
+        return None
+    try:
+        return handler(args)
+    finally:
+        drawing.finish()

@@ -8,15 +8,16 @@ import sys
 import warnings
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
 from .data import Preprocessor, TargetEncoder, TensorBatches, load_source, open_npz, prepare, read_npz_array, read_table, to_tensors
 from .data.columns import ColumnRoles
 from .data.images import IMAGE_SUFFIXES, read_image, to_unit
 from .errors import TrainwiseError
+from .frames import is_frame, is_series, pandas
 from .models.check import check_model_fits
 from .pipeline import load_raw
 from .runs import atomic_write, check_output_file, write_json
@@ -24,6 +25,9 @@ from .saved import LoadedRun, load_run
 from .train import Trainer
 from .train.components import make_loss
 from .train.metrics import MetricAccumulator, resolve_extra_metrics
+
+if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
+    import pandas as pd
 
 __all__ = ["evaluate", "predict", "load", "SavedModel"]
 
@@ -60,7 +64,7 @@ class SavedModel:
         features = _features(self._run, X, source)
         frame = _frame(self._run, _forward(self._run, _transform(self.preprocess, features, source)))
         id_column = self.config.id_column
-        if id_column and isinstance(features, pd.DataFrame) and id_column in features.columns:
+        if id_column and is_frame(features) and id_column in features.columns:
             frame.insert(0, id_column, features[id_column].to_numpy())
         return frame
 
@@ -95,7 +99,7 @@ class SavedModel:
                 X = _transform(self.preprocess, raw.X, data)
                 return _metrics(self._run, X, self.target.encode(raw.y, what=f"target of '{data}'"), "eval")
         if y is None:
-            if not isinstance(data, pd.DataFrame) or not set(target.split(",")) <= set(data.columns) and target not in data.columns:
+            if not is_frame(data) or not set(target.split(",")) <= set(data.columns) and target not in data.columns:
                 raise TrainwiseError("evaluate needs targets: got features without y", hint=f"pass y=..., or a DataFrame/CSV with the "
                                                                                             f"target column '{target}'")
             y = data[target.split(",") if target not in data.columns else target].to_numpy()
@@ -207,11 +211,12 @@ def _features(run, X, source: str):
     """Feature rows from what a user holds: a path (.csv, .npz; ``-`` is CSV on standard input), a DataFrame (a
     target column in it is dropped), an array, a tensor or a list of rows. A table run given an array gets the
     training columns' names, in order."""
+    pd = pandas()
     pp = run.preprocessing
     columns = pp["features"].get("columns")
     if isinstance(X, (str, os.PathLike)):
         X = _read_table(run, X)
-    if isinstance(X, pd.DataFrame):
+    if is_frame(X):
         X = X.drop(columns=[c for c in {pp["target_name"], *pp["target_name"].split(",")} if c in X.columns])
         if columns is not None:
             return X
@@ -220,7 +225,7 @@ def _features(run, X, source: str):
             raise TrainwiseError(f"{source}: column(s) {', '.join(text[:5])} hold text, but this run was trained on an array of numbers",
                                  hint="give only the numeric feature columns, in training order")
         X = X.to_numpy(dtype=np.float64)
-    if isinstance(X, pd.Series):
+    if is_series(X):
         raise TrainwiseError(f"{source}: got a pandas Series (one column)", hint="pass a DataFrame, e.g. df[[column]] or series.to_frame()")
     X = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
     if X.ndim == 1:
@@ -280,6 +285,7 @@ def _transform(pre: Preprocessor, X, source) -> np.ndarray:
 
 
 def _predict_images(run, paths: list[Path]):
+    pd = pandas()
     image = run.preprocessing.get("image")
     if not image:
         raise TrainwiseError(f"run '{run.path}' was trained on table rows (input shape {run.summary['data']['input_shape']}), "
@@ -309,6 +315,7 @@ def _forward(run, X: np.ndarray) -> torch.Tensor:
 
 
 def _frame(run, out: torch.Tensor):
+    pd = pandas()
     pp = run.preprocessing
     t = pp["target"]
     if pp["kind"] == "regression":

@@ -19,7 +19,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -32,6 +31,7 @@ from .data.columns import ColumnRoles
 from .data.sources import load_split_files
 from .diagnose.doctor import HealthTracker, data_checks, diagnose, trivial_baseline
 from .errors import TrainwiseError
+from .frames import is_frame
 from .models import build_model as build_module
 from .models import init_weights, resolve_model
 from .models.check import check_model_fits
@@ -114,12 +114,12 @@ class RunSetup:
 
 def in_memory_name(data: Any) -> str:
     """The ``data`` name a config records for data given in memory: a DataFrame is a table, the rest arrays."""
-    return "dataframe" if isinstance(data, pd.DataFrame) else "arrays"
+    return "dataframe" if is_frame(data) else "arrays"
 
 
 def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
     """The unsplit data a config names (or ``data``/``y`` arrays, or a DataFrame: a table as from a CSV file)."""
-    if isinstance(data, pd.DataFrame):
+    if is_frame(data):
         return from_table(data, y, target=cfg.target, missing=cfg.missing, roles=ColumnRoles.of(cfg))
     if data is not None and not isinstance(data, str):
         return from_arrays(data, y)

@@ -6,11 +6,15 @@ Date/time columns are refused as features with a hint: no encoding of them is a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..errors import TrainwiseError, check_choice
+from ..frames import pandas
+
+if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
+    import pandas as pd
 
 __all__ = ["ColumnRoles", "apply_roles", "as_categories", "date_columns", "identifier_columns"]
 
@@ -45,6 +49,7 @@ def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str
     """The feature columns of ``X`` (the table without its target) and, by role, the rows' ``groups`` and
     ``times`` (a sortable key). Unknown names are errors with "did you mean"; so is a role given to the target.
 
+    >>> import pandas as pd
     >>> X = pd.DataFrame({"id": [1, 2], "a": [0.5, 1.5], "city": [3, 4]})
     >>> feats, extra = apply_roles(X, ColumnRoles(id_column="id", categorical=("city",)), source="t.csv", target="y")
     >>> list(feats.columns), feats["city"].tolist()
@@ -99,9 +104,11 @@ def apply_roles(X: pd.DataFrame, roles: ColumnRoles, *, source: str, target: str
 def as_categories(values: pd.Series) -> pd.Series:
     """A column as category labels: numbers become their text (1.0 and 1 both '1'), missing stays missing.
 
+    >>> import pandas as pd
     >>> as_categories(pd.Series([1.0, 2.0, None, 3.5])).tolist()
     ['1', '2', nan, '3.5']
     """
+    pd = pandas()
     def label(v):
         if pd.isna(v):
             return np.nan
@@ -118,10 +125,12 @@ def identifier_columns(X: pd.DataFrame, *, share: float = 0.95, min_rows: int = 
     """Text columns with a distinct value in (nearly) every row — names, ids, free text — with that share: one-hot
     encoded they would add a column per row, which a model can only memorize.
 
+    >>> import pandas as pd
     >>> X = pd.DataFrame({"name": [f"p{i}" for i in range(40)], "sex": ["m", "f"] * 20, "age": range(40)})
     >>> identifier_columns(X)
     [('name', 1.0)]
     """
+    pd = pandas()
     found = []
     for name in X.columns:
         s = X[name].dropna()
@@ -135,9 +144,11 @@ def identifier_columns(X: pd.DataFrame, *, share: float = 0.95, min_rows: int = 
 def date_columns(X: pd.DataFrame) -> list[tuple[str, str]]:
     """The text columns whose values all read as dates or times (checked on up to 50 of them), with an example.
 
+    >>> import pandas as pd
     >>> date_columns(pd.DataFrame({"d": ["2024-01-03", "2024-02-01"], "c": ["red", "blue"], "n": [1, 2], "r": ["16:9", "4:3"]}))
     [('d', '2024-01-03')]
     """
+    pd = pandas()
     found = []
     for name in X.columns:
         s = X[name]
@@ -157,6 +168,7 @@ def date_columns(X: pd.DataFrame) -> list[tuple[str, str]]:
 
 def _weights(values: pd.Series, name: str, source: str) -> np.ndarray:
     """A weight per row: numbers >= 0 and not all 0; anything else is an error naming the rows."""
+    pd = pandas()
     numbers = pd.to_numeric(values, errors="coerce")
     bad = np.flatnonzero((numbers.isna() | ~np.isfinite(numbers.fillna(0)) | (numbers < 0)).to_numpy())
     if len(bad):
@@ -171,6 +183,7 @@ def _weights(values: pd.Series, name: str, source: str) -> np.ndarray:
 
 def _time_key(values: pd.Series, name: str, source: str) -> np.ndarray:
     """A sortable number per row from a time column of numbers or dates/times."""
+    pd = pandas()
     if values.isna().any():
         raise TrainwiseError(f"'{source}': --time-column {name} is empty in {int(values.isna().sum())} rows",
                              hint="give every row its time, or drop those rows")

@@ -5,11 +5,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Subset
 
 from ..errors import TrainwiseError
+from ..frames import is_frame, pandas
 from .batching import DeviceLoader, TensorBatches, to_tensors
 from .preprocess import Preprocessor, TargetEncoder, label_matrix
 from .raw import RawData
@@ -90,7 +90,7 @@ def infer_task(y: np.ndarray) -> str:
     """Classification for text/bool labels or few distinct integer values; regression otherwise."""
     if y.dtype == object or y.dtype == bool or not np.issubdtype(y.dtype, np.number):
         return "classification"
-    values = pd.unique(y)
+    values = np.unique(y)  # numbers (NaN counted once, as pandas does)
     integral = np.all(np.mod(y.astype(np.float64), 1) == 0)
     return "classification" if integral and len(values) <= max(20, int(0.05 * len(y))) and len(values) < len(y) else "regression"
 
@@ -98,6 +98,7 @@ def infer_task(y: np.ndarray) -> str:
 def _several_targets(raw: RawData, task: str) -> tuple[str, bool]:
     """Several target columns: 0/1 (true/false, yes/no) label columns are a multi-label classification (unless
     ``--task regression``), numeric ones a multi-output regression. Returns (task, multilabel)."""
+    pd = pandas()
     y, names = raw.y, raw.target_name.split(",")
     try:
         label_matrix(y, names)
@@ -134,8 +135,9 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
         if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0):
             raise TrainwiseError(f"{raw.name}: target '{raw.target_name}' has non-integer values like {y[np.mod(y, 1) != 0][:3].tolist()} "
                                  "but the task is classification", hint="use --task regression, or integer/text class labels")
-        if len(pd.unique(y)) < 2:
-            raise TrainwiseError(f"{raw.name}: target '{raw.target_name}' has a single class {pd.unique(y).tolist()}",
+        classes = np.unique(y) if np.issubdtype(y.dtype, np.number) else pandas().unique(y)  # text labels: None and NaN kept
+        if len(classes) < 2:
+            raise TrainwiseError(f"{raw.name}: target '{raw.target_name}' has a single class {classes.tolist()}",
                                  hint="classification needs at least two classes")
         y = y.astype(np.int64) if np.issubdtype(y.dtype, np.floating) else y
 
@@ -153,7 +155,7 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
         idx = split_indices(len(y), split, seed=seed, stratify=y if task == "classification" and plain else None,
                             regression_target=y if task == "regression" and plain else None, groups=raw.groups, times=raw.times)
 
-    take = (lambda a, i: a.iloc[i].reset_index(drop=True)) if isinstance(raw.X, pd.DataFrame) else (lambda a, i: a[i])
+    take = (lambda a, i: a.iloc[i].reset_index(drop=True)) if is_frame(raw.X) else (lambda a, i: a[i])
     pre = Preprocessor(standardize=standardize, impute=impute, image_norm=image_norm, categorical=raw.categorical,
                        many_levels=many_levels, robust=robust_scale)
     train_X = pre.fit_transform(take(raw.X, idx["train"]), y[idx["train"]], task=task, seed=seed)

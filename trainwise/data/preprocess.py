@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ..errors import TrainwiseError
+from ..frames import is_frame, pandas
 from .columns import as_categories
+
+if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
+    import pandas as pd
 
 __all__ = ["Preprocessor", "TargetEncoder", "soft_clip"]
 
@@ -85,7 +88,8 @@ class Preprocessor:
         cross_fitted = None
         encodable = self.many_levels == "target" and y is not None and task is not None and np.asarray(y).ndim == 1
         many: list[str] = []
-        if isinstance(X, pd.DataFrame):
+        if is_frame(X):
+            pd = pandas()
             self.columns_ = [str(c) for c in X.columns]
             X = self._labels(X.set_axis(self.columns_, axis=1))
             for col in self.columns_:
@@ -124,7 +128,7 @@ class Preprocessor:
     # --- applying ------------------------------------------------------------------------------
     def _labels(self, X):
         """``X`` with the --categorical columns as category labels (numbers in a new file read as in training)."""
-        if not self.categorical or not isinstance(X, pd.DataFrame):
+        if not self.categorical or not is_frame(X):
             return X
         X = X.set_axis([str(c) for c in X.columns], axis=1).copy()
         for col in self.categorical:
@@ -134,6 +138,7 @@ class Preprocessor:
 
     def _fit_encoding(self, X: pd.DataFrame, columns: list[str], y: np.ndarray, task: str, seed: int) -> np.ndarray:
         """Target-encode ``columns`` (scikit-learn's TargetEncoder); return the training rows' cross-fitted encodings."""
+        pd = pandas()
         from sklearn.model_selection import KFold, StratifiedKFold  # scikit-learn is slow to import: only for such columns
         from sklearn.preprocessing import TargetEncoder as SkTargetEncoder  # same reason
 
@@ -159,10 +164,12 @@ class Preprocessor:
     @staticmethod
     def _level_text(s: pd.Series) -> pd.Series:
         """A text column's values as the strings its target encoding is keyed by (missing stays missing)."""
+        pd = pandas()
         return s.map(lambda v: v if pd.isna(v) else str(v)).astype(object)
 
     def _encode(self, X: pd.DataFrame) -> np.ndarray:
         """The target encodings of the many-level columns of ``X``; a level training never had gets the default."""
+        pd = pandas()
         blocks = []
         for col, e in self.encoded_.items():
             values = X[col].where(X[col].notna(), self.fill_.get(col)) if col in self.fill_ else X[col]
@@ -214,12 +221,13 @@ class Preprocessor:
 
     def _numeric(self, X, *, fitting: bool, encoded: np.ndarray | None = None) -> np.ndarray:
         if self.columns_ is None:
-            if isinstance(X, pd.DataFrame):
+            if is_frame(X):
                 raise TrainwiseError("expected a numeric array, got a table", hint="use the same kind of input as in training")
             X = np.asarray(X)
             return X.astype(np.float32 if X.ndim > 2 else np.float64, copy=False)  # images stay float32: memory
-        if not isinstance(X, pd.DataFrame):
+        if not is_frame(X):
             raise TrainwiseError("expected a table with columns " + ", ".join(self.columns_), hint="pass a .csv file with those columns")
+        pd = pandas()
         X = X.set_axis([str(c) for c in X.columns], axis=1)
         missing = [c for c in self.columns_ if c not in X.columns]
         if missing:
@@ -246,11 +254,12 @@ class Preprocessor:
         """Per one-hot column, the values in ``X`` that the training split never had, with their counts:
         `transform` encodes such a value as all zeros (no category), which `predict` warns about.
 
+        >>> import pandas as pd
         >>> p = Preprocessor().fit(pd.DataFrame({"color": ["red", "blue"]}))
         >>> p.unseen_categories(pd.DataFrame({"color": ["red", "pink", "pink"]}))
         {'color': {'pink': 2}}
         """
-        if self.columns_ is None or not isinstance(X, pd.DataFrame):
+        if self.columns_ is None or not is_frame(X):
             return {}
         X = self._labels(X.set_axis([str(c) for c in X.columns], axis=1))
         out = {}
@@ -281,6 +290,7 @@ class Preprocessor:
 
 def _numbers(s: pd.Series, col: str) -> pd.Series:
     """A column that was numeric in training, as numbers; text in it is an error naming the rows."""
+    pd = pandas()
     if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
         return s
     numbers = pd.to_numeric(s.astype(str).str.strip().where(s.notna()), errors="coerce")
@@ -322,8 +332,9 @@ class TargetEncoder:
     def fit(cls, task: str, y: np.ndarray, train_idx: np.ndarray, *, standardize: bool, labels: list[str] | None = None) -> TargetEncoder:
         if labels is not None:  # several label columns
             return cls(task, classes=list(labels), multilabel=True)
-        if task == "classification":
-            return cls(task, classes=sorted(pd.unique(y).tolist(), key=_sort_key))
+        if task == "classification":  # numbers without pandas (start-up); text labels keep None and NaN apart
+            values = np.unique(y) if np.issubdtype(np.asarray(y).dtype, np.number) else pandas().unique(y)
+            return cls(task, classes=sorted(values.tolist(), key=_sort_key))
         yt = y[train_idx].astype(np.float64)
         if yt.ndim == 2 and yt.shape[1] > 1:  # several targets: one mean and std each
             std = yt.std(axis=0)
@@ -369,6 +380,7 @@ def label_matrix(y: np.ndarray, labels: list[str], what: str = "target") -> np.n
     >>> label_matrix(np.array([[1, "no"], [0, "YES"]], dtype=object), ["spam", "urgent"]).tolist()
     [[1.0, 0.0], [0.0, 1.0]]
     """
+    pd = pandas()
     y = np.asarray(y).reshape(len(y), -1)
     out = np.zeros(y.shape, dtype=np.float64)
     for j, name in enumerate(labels):

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
+    import pandas as pd
 
 __all__ = ["RawData"]
 

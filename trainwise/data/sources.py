@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..errors import TrainwiseError, check_choice
+from ..frames import is_frame, pandas
 from ..options import BUILTIN_DATA, NA_VALUES, parse_na_values
 from .builtin import SKLEARN_SETS, load_builtin
 from .columns import ColumnRoles, apply_roles
 from .images import load_idx_set, load_image_folder
 from .raw import RawData
+
+if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
+    import pandas as pd
 
 __all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "from_table", "check_table", "read_table", "open_npz", "read_npz_array"]
 
@@ -207,6 +211,7 @@ def read_table(path: Path, na_values: str = NA_VALUES) -> pd.DataFrame:
     cell or one of the comma-separated ``na_values`` markers is missing; a column of numbers with a few stray words
     is refused naming their rows (rather than one-hot encoded as if it were text); infinite numbers and numbers
     beyond float32's range are refused naming their rows."""
+    pd = pandas()
     markers = parse_na_values(na_values)
     try:
         df = pd.read_csv(path, na_values=markers, keep_default_na=False, low_memory=False)
@@ -223,6 +228,7 @@ def check_table(df: pd.DataFrame, source: str, *, markers: list[str] | None = No
     """The checks every table gets (`read_table`; a DataFrame given to fit): numbers in text form become numbers,
     a column of numbers with a few stray words is refused naming their rows, infinite or too large numbers too.
     Rows are named by their line in a CSV file (``markers``: its missing-value markers) or a DataFrame's index."""
+    pd = pandas()
     csv = markers is not None
     where = (lambda i: f"row {i + 1}") if csv else (lambda i: f"index {df.index[i]!r}")  # noqa: E731
     after = " (rows count from 1 after the header)" if csv else ""
@@ -271,13 +277,14 @@ def from_table(df: pd.DataFrame, y=None, *, target: str | None = None, missing: 
     """A DataFrame as a table, as if read from a CSV file (text columns encoded, the column rules applied, a
     tabular model by default): its ``target`` column, or the features with their targets ``y`` (a Series keeps
     its name)."""
+    pd = pandas()
     names = [str(c) for c in df.columns]
     if len(set(names)) < len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise TrainwiseError(f"{name}: column name(s) {', '.join(map(repr, twice))} appear more than once",
                              hint="give every column its own name (df.columns = [...])")
     df = check_table(df.set_axis(names, axis=1), name)  # rows named by the DataFrame's own index
-    if isinstance(y, pd.DataFrame) and y.shape[1] > 1:  # several target columns (labels, or values)
+    if is_frame(y) and y.shape[1] > 1:  # several target columns (labels, or values)
         if len(y) != len(df):
             raise TrainwiseError(f"{name}: y has {len(y)} rows but the DataFrame has {len(df)}", hint="give one target row per row")
         clash = [str(c) for c in y.columns if str(c) in df.columns]
@@ -307,6 +314,7 @@ def from_table(df: pd.DataFrame, y=None, *, target: str | None = None, missing: 
 
 def _table(df: pd.DataFrame, path: str, target: str, missing: str, roles: ColumnRoles | None) -> RawData:
     """A table with its target column(s): the features after the column rules, the targets, gaps handled."""
+    pd = pandas()
     # several comma-separated target columns: multi-output regression (a column whose name has a comma is one target)
     targets = [target] if target in df.columns else [t.strip() for t in target.split(",") if t.strip()]
     for t in targets:
@@ -354,6 +362,7 @@ def load_split_files(data: str, val_data: str | None, test_data: str | None, **o
     given splits are the files. The files must have the same columns (tables) or feature shape (arrays); without
     a test file, `prepare` carves the test split out of ``data``'s rows (without a validation file, the
     validation split), by the configured fractions."""
+    pd = pandas()
     parts = {"train": load_source(data, **options)}
     for name, path in (("val", val_data), ("test", test_data)):
         if path is not None:
@@ -362,15 +371,15 @@ def load_split_files(data: str, val_data: str | None, test_data: str | None, **o
     for name, raw in parts.items():
         if name == "train":
             continue
-        if isinstance(first.X, pd.DataFrame) != isinstance(raw.X, pd.DataFrame) or (
-                isinstance(first.X, pd.DataFrame) and list(first.X.columns) != list(raw.X.columns)) or (
-                not isinstance(first.X, pd.DataFrame) and first.X.shape[1:] != raw.X.shape[1:]):
-            have = list(raw.X.columns) if isinstance(raw.X, pd.DataFrame) else raw.X.shape[1:]
-            want = list(first.X.columns) if isinstance(first.X, pd.DataFrame) else first.X.shape[1:]
+        if is_frame(first.X) != is_frame(raw.X) or (
+                is_frame(first.X) and list(first.X.columns) != list(raw.X.columns)) or (
+                not is_frame(first.X) and first.X.shape[1:] != raw.X.shape[1:]):
+            have = list(raw.X.columns) if is_frame(raw.X) else raw.X.shape[1:]
+            want = list(first.X.columns) if is_frame(first.X) else first.X.shape[1:]
             raise TrainwiseError(f"--{name}-data '{raw.name}' has features {have}, the data file '{first.name}' has {want}",
                                  hint=f"give a {name} file with the same columns as the training file")
     bounds = np.cumsum([0] + [len(r) for r in parts.values()])
-    X = pd.concat([r.X for r in parts.values()], ignore_index=True) if isinstance(first.X, pd.DataFrame) else \
+    X = pd.concat([r.X for r in parts.values()], ignore_index=True) if is_frame(first.X) else \
         np.concatenate([r.X for r in parts.values()])
     y = np.concatenate([np.asarray(r.y, dtype=object) if r.y.dtype == object else r.y for r in parts.values()])
     raw = RawData(X, y, first.name, task=first.task, class_names=first.class_names, target_name=first.target_name,

@@ -9,12 +9,12 @@ import numpy as np
 
 from ..runs import atomic_write
 
-__all__ = ["plot_curves", "plot_confusion", "plot_gradient_flow", "plot_lr_find", "confusion_matrix", "denormalize_images",
+__all__ = ["pyplot", "plot_curves", "plot_confusion", "plot_gradient_flow", "plot_lr_find", "confusion_matrix", "denormalize_images",
            "pick_by_class", "pick_test_samples", "regression_points", "plot_samples", "plot_test_predictions",
            "plot_regression"]
 
 
-def _pyplot():
+def pyplot():
     import matplotlib  # heavy: loaded at the first plot, so `import trainwise` stays fast
 
     matplotlib.use("Agg")
@@ -24,7 +24,7 @@ def _pyplot():
 
 
 def _save(fig, path: str | Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig.tight_layout()
     buf = BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -34,7 +34,7 @@ def _save(fig, path: str | Path) -> None:
 
 def plot_curves(history: list[dict[str, float]], path: str | Path, *, metric: str, best_epoch: int | None = None) -> None:
     """Loss and ``metric``, train vs validation, per epoch; the best epoch marked with a dashed line."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, name in zip(axes, ("loss", metric)):
@@ -67,7 +67,7 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> list[list[int]]:
 def plot_confusion(matrix: list[list[int]], class_names: list[str], path: str | Path, *, title: str = "test split") -> None:
     """The confusion matrix as a heat map with counts; rows are true classes."""
 
-    plt = _pyplot()
+    plt = pyplot()
     m = np.asarray(matrix)
     k = len(class_names)
     fig, ax = plt.subplots(figsize=(1.2 + 0.5 * k, 1.0 + 0.5 * k))
@@ -87,7 +87,7 @@ def plot_gradient_flow(weight_names: list[str], grad_norms: list[list[float]], p
     """Per-layer gradient norm (log scale), input layer on the left: one faint line per sampled epoch and the
     median in bold. A slope down to the left of several orders of magnitude is vanishing gradients."""
 
-    plt = _pyplot()
+    plt = pyplot()
     g = np.asarray(grad_norms, dtype=float)
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(weight_names) + 2), 4))
     x = np.arange(len(weight_names))
@@ -106,7 +106,7 @@ def plot_gradient_flow(weight_names: list[str], grad_norms: list[list[float]], p
 def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], suggestion: float | None,
                  path: str | Path) -> None:
     """Loss against learning rate (log x axis), raw and smoothed, the suggested LR marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(lrs, losses, color="tab:blue", alpha=0.3, label="loss")
     ax.plot(lrs, smoothed, color="tab:blue", label="smoothed")
@@ -206,7 +206,7 @@ def _mosaic(ax, pixels: np.ndarray, cols: int, labels: list[str], *, lines: int 
     gap_y, gap_x = int(np.ceil(H * 0.22 * lines)) + 2, max(2, W // 8)
     tiles = pixels[:, :3] if C >= 3 else pixels[:, :1].repeat(3, axis=1)  # gray (or other) -> RGB for one colormap
     canvas = np.ones((rows * (H + gap_y), cols * (W + gap_x), 3))
-    plt = _pyplot()
+    plt = pyplot()
     for i in range(n):
         top, left = (i // cols) * (H + gap_y) + gap_y, (i % cols) * (W + gap_x) + gap_x // 2
         canvas[top:top + H, left:left + W] = np.clip(tiles[i], 0, 1).transpose(1, 2, 0)
@@ -231,7 +231,7 @@ def plot_samples(images: np.ndarray, labels: list[str], path: str | Path, *, mea
     >>> plot_samples(np.zeros((2, 1, 8, 8)), ["cat", "dog"], path, mean=[0.5], std=[0.5]); path.read_bytes()[:4]
     b'\\x89PNG'
     """
-    plt = _pyplot()
+    plt = pyplot()
     blocks = [(images, "training images as loaded")]
     if augmented is not None:
         blocks.append((augmented, f"the same images as the training batches see them (--augment {augment})"))
@@ -251,7 +251,7 @@ def plot_test_predictions(images: np.ndarray, y_true, y_pred, class_names: list[
     >>> plot_test_predictions(np.zeros((4, 1, 8, 8)), [0, 1, 0, 1], [0, 1, 1, 1], ["cat", "dog"], path)
     [2, 0, 1, 3]
     """
-    plt = _pyplot()
+    plt = pyplot()
     y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
     shown = pick_test_samples(y_true, y_pred, n)
     labels = [f"{_short(class_names[int(y_pred[i])])} /\n{_short(class_names[int(y_true[i])])}" for i in shown]
@@ -274,7 +274,7 @@ def plot_regression(y_true, y_pred, path: str | Path, *, target_name: str | list
     >>> plot_regression([1.0, 2.0, 3.0], [1.1, 1.9, 3.4], path, target_name="price"); path.is_file()
     True
     """
-    plt = _pyplot()
+    plt = pyplot()
     names = [target_name] if isinstance(target_name, str) else list(target_name)
     y_true = np.asarray(y_true, dtype=float).reshape(-1, len(names))
     y_pred = np.asarray(y_pred, dtype=float).reshape(-1, len(names))

@@ -23,6 +23,8 @@ from ..models import user_code
 from ..runs import RunLock, atomic_write, clean_temp, new_run_dir, save_artifacts, write_json, write_metrics_csv
 from ..train import Callback, Checkpoint, EarlyStopping, MetricsCSV
 from ..train.metrics import main_metric
+from . import drawing
+from .drawing import draw
 from .html import write_report
 from .mlflow import MLflowLogger
 from .plots import (
@@ -49,7 +51,7 @@ def save_lr_find(result, directory: str | Path) -> None:
     rows = ["step,lr,loss,smoothed"] + [f"{i + 1},{lr!r},{loss!r},{s!r}" for i, (lr, loss, s) in
                                        enumerate(zip(result.lrs, result.losses, result.smoothed))]
     atomic_write(directory / "lr_find.csv", "\n".join(rows) + "\n")
-    plot_lr_find(result.lrs, result.losses, result.smoothed, result.suggestion, directory / "lr_find.png")
+    draw(plot_lr_find, result.lrs, result.losses, result.smoothed, result.suggestion, directory / "lr_find.png")
 
 
 class RunWriter:
@@ -76,7 +78,8 @@ class RunWriter:
             clean_temp(self.run_dir)
 
     def close(self) -> None:
-        """Let other processes write this run directory (also happens when this process ends)."""
+        """Let other processes write this run directory (also happens when this process ends), its figures on disk."""
+        drawing.finish()
         if self.lock is not None:
             self.lock.release()
 
@@ -136,7 +139,7 @@ class RunWriter:
         if trainer.history:  # an ensemble of trained runs has none of its own
             write_metrics_csv(self.run_dir / "metrics.csv", trainer.history)
         if trainer.history and self.plots:
-            plot_curves(trainer.history, self.run_dir / "curves.png", metric=main_metric(result.setup.kind),
+            draw(plot_curves, trainer.history, self.run_dir / "curves.png", metric=main_metric(result.setup.kind),
                         best_epoch=result.stopper.best_epoch_ or trainer.epoch)
         if trainer.lr_finder is not None:
             save_lr_find(trainer.lr_finder, self.run_dir)
@@ -145,10 +148,10 @@ class RunWriter:
         """summary.json and what is drawn from it: confusion matrix, gradient flow, the data and test-prediction
         plots, report.html."""
         if result.confusion is not None and self.plots:
-            plot_confusion(result.confusion, result.class_names, self.run_dir / "confusion.png")
+            draw(plot_confusion, result.confusion, result.class_names, self.run_dir / "confusion.png")
         tracker = result.health
         if tracker is not None and tracker.grad_norms_ and tracker.weight_names_ and self.plots:
-            plot_gradient_flow(tracker.weight_names_, tracker.grad_norms_, self.run_dir / "gradient_flow.png")
+            draw(plot_gradient_flow, tracker.weight_names_, tracker.grad_norms_, self.run_dir / "gradient_flow.png")
         if self.plots:
             self.write_data_plots(result)
         write_json(self.run_dir / "summary.json", summary)
@@ -156,6 +159,7 @@ class RunWriter:
             # a built-in model is rebuilt from the files just written (data only); user code is not imported
             # again: the report gets the trained module (an nn.Module passed to fit cannot be rebuilt at all)
             in_memory = result.setup.user_model is not None or bool(user_code(result.setup.recipe))
+            drawing.finish()  # the report embeds the figures
             write_report(self.run_dir, model=result.model if in_memory else None)
         if self.mlflow is not None:
             self.mlflow.finish(summary)
@@ -180,15 +184,15 @@ class RunWriter:
             if cfg.augment:  # the training batches' augmentation, from a fresh generator (training's is left alone)
                 augment = Augment(cfg.augment, mean=pre.mean_, std=pre.std_, seed=result.seed)
                 augmented = augment(torch.from_numpy(np.ascontiguousarray(X[rows]))).numpy()
-            plot_samples(X[rows], labels, self.run_dir / "samples.png", mean=pre.mean_, std=pre.std_,
+            draw(plot_samples, X[rows], labels, self.run_dir / "samples.png", mean=pre.mean_, std=pre.std_,
                          augmented=augmented, augment=cfg.augment or "")
             if not regression and test is not None and pred is not None:
-                plot_test_predictions(test[0], test[1], pred, result.class_names, self.run_dir / "test_predictions.png",
+                draw(plot_test_predictions, test[0], test[1], pred, result.class_names, self.run_dir / "test_predictions.png",
                                       mean=pre.mean_, std=pre.std_)
         if regression and test is not None and pred is not None:
             true, predicted, _ = regression_points(pred, test[1], mean=prep.target.mean, std=prep.target.std)
             names = prep.target_name.split(",") if isinstance(prep.target.mean, list) else prep.target_name  # one panel row each
-            plot_regression(true, predicted, self.run_dir / "regression.png", target_name=names)
+            draw(plot_regression, true, predicted, self.run_dir / "regression.png", target_name=names)
 
     def write_json(self, name: str, obj: Any) -> None:
         write_json(self.run_dir / name, obj)

@@ -24,14 +24,14 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ..api import fit
 from ..config import RunConfig, read_yaml_mapping
 from ..errors import TrainwiseError, check_choice
+from ..frames import pandas
 from ..pipeline import check_run, monitor_of, setup_run
 from ..population import Member, rank, run_population
 from ..report.writer import RunWriter
@@ -55,6 +55,9 @@ from .workers import (
     run_workers,
     worker_id,
 )
+
+if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
+    pass
 
 __all__ = ["load_space", "grid_points", "sample_random", "tune", "METHODS"]
 
@@ -216,6 +219,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     ``heartbeat``: seconds between a running trial's heartbeats (a dead worker's trial is failed after 3).
     ``pruner`` (optuna): 'median' (Optuna's median pruner, after 3 trials and 3 epochs) or 'none'.
     """
+    pd = pandas()
     check_choice("method", method, METHODS)
     check_choice("pruner", pruner, PRUNERS)
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):

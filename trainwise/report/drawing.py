@@ -1,0 +1,179 @@
+"""The run's figures drawn in a helper process, beside the training.
+
+matplotlib's import (~0.4 s) and the digits run's three figures (~0.4 s) were a fifth of the main job's wall
+time, all on one core while the other waited. The `trainwise` command therefore forks one helper at the start
+of a run (`start`): it imports matplotlib while the run trains, then draws each figure it is sent and writes the
+PNG itself (atomically, as in-process drawing does). `draw` sends a figure to the helper with the fewest waiting, or draws it at
+once where there is none (the library API, a helper that failed to start); `finish` waits until every figure sent is
+on disk and is called before anything reads them (the HTML report embeds them) and at exit. A figure the helper
+could not draw, or did not draw because it died, is drawn again in this process, so its error (if any) is the
+same as without a helper. The helper ignores Ctrl-C and SIGTERM (the run handles them) and ends when this
+process closes the pipe or dies.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import plots
+
+__all__ = ["start", "draw", "finish", "running"]
+
+_HEADER = struct.Struct("!I")
+
+
+class _Helper:
+    def __init__(self, pid: int, jobs: int, replies: int):
+        self.pid, self.jobs, self.replies = pid, jobs, replies
+        self.pending: list[tuple[str, tuple, dict]] = []
+
+    def send(self, name: str, args: tuple, kwargs: dict) -> bool:
+        try:
+            _write(self.jobs, pickle.dumps((name, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            return False
+        self.pending.append((name, args, kwargs))
+        return True
+
+    def wait(self) -> list[tuple[str, tuple, dict]]:
+        """Block until every sent figure is answered; the ones to redo here (failed, or the helper died)."""
+        redo = []
+        while self.pending:
+            try:
+                ok = _read(self.replies) == b"ok"
+            except (OSError, EOFError):
+                return redo + self.pending
+            job = self.pending.pop(0)
+            if not ok:
+                redo.append(job)
+        return redo
+
+    def close(self) -> None:
+        for fd in (self.jobs, self.replies):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        # every figure is answered: the helper ends on the pipe's end, unless a process forked since (a data
+        # loader's worker) still holds the pipe open, so it is not waited for long
+        for _ in range(50):
+            try:
+                if os.waitpid(self.pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
+                return
+            time.sleep(0.01)
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+
+
+_HELPERS: list[_Helper] = []
+
+
+def start(helpers: int = 2) -> bool:
+    """Fork the drawing helpers (once per process; POSIX only; not while other threads run: a fork copies only
+    the calling thread). True when they run."""
+    if _HELPERS:
+        return True
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return False
+    for _ in range(helpers):
+        _HELPERS.append(_fork())
+    atexit.register(_shutdown)
+    return True
+
+
+def _fork() -> _Helper:
+    jobs_r, jobs_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    for stream in (sys.stdout, sys.stderr):  # nothing buffered may be written twice
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:  # the helper: it never returns
+        for fd in [jobs_w, replies_r] + [fd for h in _HELPERS for fd in (h.jobs, h.replies)]:  # only its own pipes
+            os.close(fd)
+        _serve(jobs_r, replies_w)
+    os.close(jobs_r)
+    os.close(replies_w)
+    return _Helper(pid, jobs_w, replies_r)
+
+
+def running() -> list[int]:
+    """The process ids of the drawing helpers (none: figures are drawn in this process)."""
+    return [h.pid for h in _HELPERS]
+
+
+def draw(fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """``fn(*args, **kwargs)`` (one of `plots`' figures) in a helper if they run, else here and now."""
+    helper = min(_HELPERS, key=lambda h: len(h.pending), default=None)
+    if helper is None or getattr(plots, fn.__name__, None) is not fn or not helper.send(fn.__name__, args, kwargs):
+        fn(*args, **kwargs)
+
+
+def finish() -> None:
+    """Return once every figure sent to the helper is written; the ones it failed are drawn here (raising as
+    they would without a helper)."""
+    redo = [job for helper in _HELPERS for job in helper.wait()]
+    for name, args, kwargs in redo:
+        getattr(plots, name)(*args, **kwargs)
+
+
+def _shutdown() -> None:
+    try:
+        finish()
+    finally:
+        while _HELPERS:
+            _HELPERS.pop().close()
+
+
+def _serve(jobs: int, replies: int) -> None:
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run handles these; it closes the pipe when done
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        plots.pyplot()  # the import, while the run trains
+        while True:
+            try:
+                name, args, kwargs = pickle.loads(_read(jobs))
+            except EOFError:
+                break
+            try:
+                getattr(plots, name)(*args, **kwargs)
+                reply = b"ok"
+            except Exception:  # noqa: BLE001 - the run draws it again and sees the error itself
+                reply = b"failed"
+            _write(replies, reply)
+    except BaseException:  # noqa: BLE001 - the helper must never fall back into the run's code
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read(fd: int) -> bytes:
+    size = _HEADER.unpack(_read_exactly(fd, _HEADER.size))[0]
+    return _read_exactly(fd, size)
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    parts, left = [], n
+    while left:
+        chunk = os.read(fd, left)
+        if not chunk:
+            raise EOFError("the other end closed the pipe")
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
