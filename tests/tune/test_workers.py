@@ -139,3 +139,17 @@ def test_workers_on_two_machines_share_a_postgresql_study_and_one_process_finish
     assert _study(postgres, "pg-search").user_attrs["trainwise_test_looked_at"] == str(tmp_path / "final" / "best")
     again = subprocess.run(finish, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "was finished already" in again.stderr
+
+
+def test_forked_workers_on_a_postgresql_study_record_every_trial_once(tmp_path, postgres):
+    """`--workers 2` with a database: the second worker is forked from the coordinator, which has the database
+    open; it opens its own connection and the coordinator's keeps working (it records and finishes)."""
+    out = tmp_path / "search"
+    p = subprocess.run(_tune(tmp_path, "--storage", postgres, "--study-name", "pg-forked", "--workers", "2", "--trials", "4",
+                             "--epochs", "3", "--out", str(out)), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    study = _study(postgres, "pg-forked")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both workers ran trials
+    assert json.loads((out / "summary.json").read_text())["test_evaluations"] == 1

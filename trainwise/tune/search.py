@@ -24,7 +24,7 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -55,9 +55,6 @@ from .workers import (
     run_workers,
     worker_id,
 )
-
-if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
-    pass
 
 __all__ = ["load_space", "grid_points", "sample_random", "tune", "METHODS"]
 
