@@ -60,10 +60,15 @@ def _one_thread():
 def _expected_failed_checks(estimator):
     """Checks known to fail with SMALL, with the reason each. (check_array_api_input is skipped by scikit-learn
     itself unless SCIPY_ARRAY_API=1 is set; the estimators take numpy input only.)"""
+    stochastic = {"check_sample_weight_equivalence_on_dense_data":
+                  "a weight of 2 is not a repeated row for mini-batch training: the repeated row is drawn into another batch "
+                  "and the validation split is carved from other rows; test_zero_weights_rows_do_not_train checks the "
+                  "weights' effect exactly"}
     if isinstance(estimator, TrainwiseClassifier):
-        return {"check_class_weight_classifiers": "SMALL's 5 epochs (15 steps) are too few to follow the check's 1000:0.0001 "
+        return {**stochastic,
+                "check_class_weight_classifiers": "SMALL's 5 epochs (15 steps) are too few to follow the check's 1000:0.0001 "
                                                   "weights; test_class_weight_check_with_a_training_budget runs it with 40"}
-    return {}
+    return stochastic
 
 
 def test_class_weight_check_with_a_training_budget():
@@ -257,3 +262,33 @@ def test_trains_on_cuda_and_keeps_the_fitted_model_on_the_cpu(blobs):
     clf.partial_fit(X, y)
     assert next(clf.model_.parameters()).device.type == "cpu"
     assert np.array_equal(pickle.loads(pickle.dumps(clf)).predict(X), clf.predict(X))
+
+
+@pytest.mark.parametrize("Est", [TrainwiseClassifier, TrainwiseRegressor])
+def test_zero_weights_rows_do_not_train(Est):
+    """sample_weight reaches the loss: rows of weight 0 can have any target without changing the model (no validation
+    split, so they are only training rows), and weights of 1 train exactly as no weights."""
+    X, y = (load_breast_cancer if Est is TrainwiseClassifier else load_diabetes)(return_X_y=True)
+    kw = dict(model="mlp:16", epochs=4, batch_size=64, validation_fraction=0.0, early_stopping=False, device="cpu")
+    w = np.where(np.arange(len(y)) % 3 == 0, 0.0, 1.0)
+    other = y.copy()
+    other[w == 0] = (1 - y[w == 0]) if Est is TrainwiseClassifier else y[w == 0][::-1]  # other targets, same label set / scale
+    if Est is TrainwiseRegressor:  # the target's standardization uses every row: keep its mean and std
+        assert np.isclose(other.mean(), y.mean()) and np.isclose(other.std(), y.std())
+    a, b = Est(**kw).fit(X, y, sample_weight=w), Est(**kw).fit(X, other, sample_weight=w)
+    out = (lambda m: m.predict_proba(X)) if Est is TrainwiseClassifier else (lambda m: m.predict(X))
+    assert np.array_equal(out(a), out(b))
+    assert not np.array_equal(out(Est(**kw).fit(X, other)), out(a))  # without the weights the other targets count
+    assert np.array_equal(out(Est(**kw).fit(X, y, sample_weight=np.ones(len(y)))), out(Est(**kw).fit(X, y)))
+    assert a.summary_["data"]["train_weights"] == {"sum": float(w.sum()), "zero": int((w == 0).sum())}
+
+
+def test_sample_weight_errors_name_it():
+    X, y = load_breast_cancer(return_X_y=True)
+    clf = TrainwiseClassifier(model="mlp:8", epochs=1)
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\), but there are 569 rows"):
+        clf.fit(X, y, sample_weight=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"sample_weight holds 1 value\(s\) that are not finite numbers >= 0: -1.0 \(row 2\)"):
+        clf.fit(X, y, sample_weight=np.r_[1.0, -1.0, np.ones(567)])
+    with pytest.raises(trainwise.TrainwiseError, match="sample_weight weighs the rows of arrays or a DataFrame passed to fit; 'iris'"):
+        trainwise.fit("iris", sample_weight=np.ones(150), epochs=1)

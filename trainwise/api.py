@@ -55,7 +55,7 @@ class FitResult:
 
 def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | None = None,
         callbacks: list[Callback] = (), console=None, resume: str | Path | None = None, to_disk: bool | None = None,
-        trust_code: bool = False, **options: Any) -> FitResult:
+        trust_code: bool = False, sample_weight: Any = None, **options: Any) -> FitResult:
     """Train a model the careful way.
 
     ``data`` is a built-in name, a .csv/.npz path, or a feature array/tensor (with ``y``). ``options`` are
@@ -64,7 +64,8 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     to runs/<data>-<time>, as the command line does). ``resume`` continues a stopped run from its last
     checkpoint (only ``epochs`` and ``quiet`` may change); its model is rebuilt from the run's model.json, and
     one that is user code needs ``trust_code=True`` (it is then imported only from the file recorded at fit
-    time, while its SHA-256 matches; ``trust_code`` means nothing without ``resume``).
+    time, while its SHA-256 matches; ``trust_code`` means nothing without ``resume``). ``sample_weight``: a weight
+    per row of the arrays or DataFrame given (numbers >= 0), as ``weight_column`` is for a CSV file's rows.
 
     >>> result = fit("iris", epochs=3, quiet=True)
     >>> sorted(result.summary["test"]), result.run_dir
@@ -88,7 +89,7 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     if to_disk:
         check_output_dir(cfg.run_dir)
     try:
-        setup = setup_run(cfg, data, y, user_model=user_model, world=world)
+        setup = setup_run(cfg, data, y, user_model=user_model, world=world, sample_weight=sample_weight)
         check_run(setup)  # every input error before the run directory exists: nothing half-made is left
         writer = RunWriter.for_config(cfg) if to_disk else None
         with writer or nullcontext():

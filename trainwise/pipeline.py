@@ -24,7 +24,7 @@ from torch import nn
 
 from .config import RunConfig
 from .console import console as make_console
-from .data import PreparedData, RawData, TensorBatches, from_arrays, from_table, load_source, prepare, prepare_dataset
+from .data import PreparedData, RawData, TensorBatches, from_arrays, from_table, load_source, prepare, prepare_dataset, weigh_rows
 from .data.augment import Augment, AugmentedBatches, check_images
 from .data.batching import check_batch_size
 from .data.columns import ColumnRoles
@@ -117,8 +117,11 @@ def in_memory_name(data: Any) -> str:
     return "dataframe" if is_frame(data) else "arrays"
 
 
-def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
-    """The unsplit data a config names (or ``data``/``y`` arrays, or a DataFrame: a table as from a CSV file)."""
+def load_raw(cfg: RunConfig, data: Any = None, y: Any = None, sample_weight: Any = None) -> RawData:
+    """The unsplit data a config names (or ``data``/``y`` arrays, or a DataFrame: a table as from a CSV file), with
+    ``sample_weight`` (arrays or a DataFrame only) as its rows' weights."""
+    if sample_weight is not None:
+        return weigh_rows(load_raw(cfg, data, y) if data is not None and not isinstance(data, str) else None, sample_weight, data, cfg)
     if is_frame(data):
         return from_table(data, y, target=cfg.target, missing=cfg.missing, roles=ColumnRoles.of(cfg))
     if data is not None and not isinstance(data, str):
@@ -131,7 +134,8 @@ def load_raw(cfg: RunConfig, data: Any = None, y: Any = None) -> RawData:
 
 
 def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn.Module | None = None,
-              raw: RawData | None = None, recipe: dict[str, Any] | None = None, world: World | None = None) -> RunSetup:
+              raw: RawData | None = None, recipe: dict[str, Any] | None = None, world: World | None = None,
+              sample_weight: Any = None) -> RunSetup:
     """Data prepared (split, preprocessing fit on train), loss, model recipe and device for ``cfg``.
     ``raw``: already loaded data (cross-validation passes each fold's rows as its given splits).
     ``recipe``: a checked recipe to use instead of resolving ``cfg.model`` (resume: the run's own model.json).
@@ -142,7 +146,7 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
     if isinstance(data, torch.utils.data.Dataset):
         prep = prepare_dataset(data, task=cfg.task, split=cfg.split, seed=cfg.seed)
     else:
-        raw = raw or load_raw(cfg, data, y)
+        raw = raw or load_raw(cfg, data, y, sample_weight)
         prep = prepare(raw, **cfg.prepare_options())
     if world is not None:
         check_distributed(cfg, prep)
@@ -163,10 +167,9 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
 
 def _resolved(cfg: RunConfig, prep: PreparedData) -> dict[str, Any]:
     """What the config's ``auto`` settings (loss, model, batch size, monitor, metrics, ...) are for this data."""
-    multilabel = prep.target.multilabel
-    return {"loss": resolve_loss(cfg.loss, prep.task, prep.n_classes, multilabel=multilabel), "task": prep.task,
+    return {"loss": resolve_loss(cfg.loss, prep.task, prep.n_classes, multilabel=prep.target.multilabel), "task": prep.task,
             **resolve_auto(cfg, prep.task, len(prep.indices["train"]), table=prep.n_numeric is not None),
-            "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, multilabel=multilabel)}
+            "metrics": resolve_extra_metrics(cfg.metrics, task=prep.task, n_classes=prep.n_classes, multilabel=prep.target.multilabel)}
 
 
 # what decides the prepared data: configs that agree on these can share one set-up (`vary`)
@@ -176,9 +179,8 @@ DATA_OPTIONS = ("data", "target", "task", "split", "seed", "standardize", "missi
 
 
 def vary(setup: RunSetup, cfg: RunConfig) -> RunSetup:
-    """``setup``'s prepared data under ``cfg``, a config that changes only how the model is built and trained
-    (dropout, learning rate, ...): the data is shared, not loaded and prepared again (search trials trained
-    as one stacked population). A ``cfg`` that would prepare other data is an internal error."""
+    """``setup``'s prepared data under ``cfg``, which changes only how the model is built and trained (dropout, lr,
+    ...): the data is shared, not prepared again (stacked search trials). Changing the data is an internal error."""
     prep = setup.prep
     cfg = cfg.model_copy(update=_resolved(cfg, prep))
     changed = [k for k in DATA_OPTIONS if getattr(cfg, k) != getattr(setup.cfg, k)]

@@ -48,7 +48,7 @@ from torch import nn
 
 from . import api
 from .config import RunConfig
-from .data import PreparedData
+from .data import PreparedData, check_weights
 from .errors import TrainwiseError
 from .pipeline import RunSetup, resolve_auto, resolve_device, train_run
 from .train.components import target_kind
@@ -77,7 +77,7 @@ EXCLUDED = {
     "categorical": "CSV columns; put a OneHotEncoder in front",
     "many_levels": "CSV text columns; put a TargetEncoder in front",
     "robust_scale": "CSV columns; put a RobustScaler in front",
-    "weight_column": "a CSV column; the estimators take arrays (sample_weight in fit: not yet)",
+    "weight_column": "a CSV column; an estimator's rows are weighted by fit's sample_weight",
     "group_column": "splits of fit's rows are random; group-aware cross-validation is scikit-learn's (GroupKFold)",
     "time_column": "splits of fit's rows are random; time-ordered cross-validation is scikit-learn's (TimeSeriesSplit)",
     "mlflow": "experiment tracking of `trainwise fit`'s run directory; an estimator is a step inside your own script",
@@ -125,10 +125,15 @@ class TrainwiseEstimator(BaseEstimator):
                 setattr(self, name, value)
 
     # --- fitting -------------------------------------------------------------------------------------------
-    def fit(self, X, y):
-        """Train on ``X``, ``y`` (a validation split of ``validation_fraction`` carved from them). Returns self."""
+    def fit(self, X, y, sample_weight=None):
+        """Train on ``X``, ``y`` (a validation split of ``validation_fraction`` carved from them). ``sample_weight``:
+        a weight per row (numbers >= 0); the training loss is the training rows' weighted mean (the validation
+        rows' weights are not used: early stopping and the reported metrics are unweighted). Returns self."""
         X, y = self._validate(X, y, reset=True)
-        self._train(X, y)
+        if sample_weight is not None:
+            with _input_errors():
+                sample_weight = check_weights(sample_weight, len(y))
+        self._train(X, y, sample_weight=sample_weight)
         return self
 
     def _partial_fit(self, X, y):
@@ -162,11 +167,11 @@ class TrainwiseEstimator(BaseEstimator):
         return {"epochs": 1, "split": (1.0, 0.0, 0.0), "early_stopping": False, "schedule": "none", "restarts": 1,
                 "run_dir": None, "batch_size": batch}
 
-    def _train(self, X, y, **overrides: Any) -> None:
+    def _train(self, X, y, *, sample_weight=None, **overrides: Any) -> None:
         if isinstance(self.class_weight, dict):  # scikit-learn's form {label: weight}; a label left out weighs 1
             overrides.setdefault("class_weight", ",".join(str(float(self.class_weight.get(c, 1.0))) for c in np.unique(y)))
         with _input_errors():
-            result = api.fit(X, y, **self._options(len(y), **overrides))
+            result = api.fit(X, y, sample_weight=sample_weight, **self._options(len(y), **overrides))
         self.model_ = result.model.cpu().eval()
         self.preprocessor_, self.target_encoder_ = result.data.preprocessor, result.data.target
         self.loss_ = result.summary["loss"]

@@ -78,7 +78,7 @@ def test_what_weights_do_not_combine_with_is_refused_before_anything_is_written(
     _table().to_csv(tmp_path / "t.csv", index=False)
     code, _, err = cli("fit", "--data", str(tmp_path / "t.csv"), "--target", "y", "--weight-column", "w", "--nproc", "2",
                        "--run-dir", str(tmp_path / "run"))
-    assert code == 2 and "does not take --weight-column" in err and not (tmp_path / "run").exists()
+    assert code == 2 and "does not take sample weights (--weight-column" in err and not (tmp_path / "run").exists()
     with pytest.raises(trainwise.TrainwiseError, match="--weight-column y: 'y' is the target column"):
         trainwise.fit(_table(), target="y", weight_column="y", epochs=1)
 

@@ -19,7 +19,8 @@ from .raw import RawData
 if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
     import pandas as pd
 
-__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "from_table", "check_table", "read_table", "open_npz", "read_npz_array"]
+__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "check_weights", "weigh_rows", "from_table", "check_table",
+           "read_table", "open_npz", "read_npz_array"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: a larger number would become inf
 
@@ -196,6 +197,45 @@ def _one_hot_labels(y: np.ndarray, name: str) -> tuple[np.ndarray, str]:
                              hint="give the most probable class per row, y.argmax(axis=1), or one-hot rows")
     raise TrainwiseError(f"{name}: y has shape {y.shape}, but trainwise trains one target per row",
                          hint="give y as a 1-D array (class labels or values), e.g. y[:, 0], or one model per target column")
+
+
+def weigh_rows(raw: RawData | None, sample_weight, given, cfg) -> RawData:
+    """``raw`` (loaded from the arrays or DataFrame ``given``; None: ``cfg.data`` was a file or a built-in set) with
+    ``sample_weight`` as its rows' weights, checked (`check_weights`) against the rows that remain."""
+    if raw is None or cfg.weight_column:
+        raise TrainwiseError("sample_weight weighs the rows of arrays or a DataFrame passed to fit"
+                             + (f", and weight_column '{cfg.weight_column}' weighs them already" if cfg.weight_column else
+                                f"; '{cfg.data}' is read from a file or a built-in set"),
+                             hint="give one of the two" if cfg.weight_column else "name the CSV file's weight column with --weight-column")
+    if len(raw.y) != len(given):
+        raise TrainwiseError(f"sample_weight has a weight for each of the {len(given)} rows given, but {len(given) - len(raw.y)} "
+                             f"were dropped (missing={cfg.missing!r})", hint="drop those rows (and their weights) before fit")
+    raw.weights = check_weights(sample_weight, len(raw.y))
+    return raw
+
+
+def check_weights(weights, n_rows: int, *, what: str = "sample_weight") -> np.ndarray:
+    """Per-row weights given beside arrays or a DataFrame: ``n_rows`` finite numbers >= 0, not all 0 (the rules of
+    --weight-column); anything else is an error naming ``what``, the first bad rows and the fix.
+
+    >>> check_weights([1, 0, 2.5], 3).tolist()
+    [1.0, 0.0, 2.5]
+    """
+    w = _array(weights, what, what)
+    if w.ndim != 1 or len(w) != n_rows:
+        raise TrainwiseError(f"{what} has shape {w.shape}, but there are {n_rows} rows", hint=f"give one weight per row: shape ({n_rows},)")
+    try:
+        w = w.astype(np.float64)
+    except (TypeError, ValueError):
+        raise TrainwiseError(f"{what} holds values that are not numbers (dtype {w.dtype})", hint="give numbers >= 0") from None
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if len(bad):
+        shown = ", ".join(f"{float(w[i])!r} (row {i + 1})" for i in bad[:5])
+        raise TrainwiseError(f"{what} holds {len(bad)} value(s) that are not finite numbers >= 0: {shown}" + (", ..." if len(bad) > 5 else ""),
+                             hint="give every row a finite weight >= 0 (0 leaves the row out of the loss)")
+    if not (w > 0).any():
+        raise TrainwiseError(f"{what} is zero (0) in every row", hint="give some rows a positive weight")
+    return w
 
 
 def _array(v, what: str, name: str) -> np.ndarray:
