@@ -162,6 +162,7 @@ class RunWriter:
             drawing.finish()  # the report embeds the figures
             write_report(self.run_dir, model=result.model if in_memory else None)
         if self.mlflow is not None:
+            drawing.finish()  # the figures are artifacts too
             self.mlflow.finish(summary)
 
     def write_data_plots(self, result) -> None:
@@ -202,6 +203,7 @@ class RunWriter:
 
     def copy_from(self, sub: RunWriter, names: tuple[str, ...]) -> None:
         """Make a member run's files the run's own (restarts: the chosen seed)."""
+        drawing.finish()  # its figures may still be being drawn
         for name in names:
             src = sub.run_dir / name
             if src.is_file():
