@@ -3,6 +3,10 @@ range), and what `python -X importtime` blames for the import of the training AP
 
     .venv/bin/python benchmarks/startup.py            # N = 5
     .venv/bin/python benchmarks/startup.py --runs 3 --no-fit
+    git worktree add /tmp/before 0717df8 && .venv/bin/python benchmarks/startup.py --before /tmp/before
+
+``--before DIR``: a checkout of an earlier commit; its digits main job alternates with this one's (the same
+runs, so a busy machine slows both) and the ratio is printed, median and [min-max] of the per-run ratios.
 
 Rows: `trainwise --help`; `import torch` (the floor); `import trainwise` (names load on first use);
 `import trainwise; trainwise.fit` (what a script that trains pays before its first epoch); the digits main job
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -23,11 +28,11 @@ from pathlib import Path
 PY = sys.executable
 
 
-def timed(cmd: list[str], runs: int) -> list[float]:
+def timed(cmd: list[str], runs: int, **kwargs) -> list[float]:
     out = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
+        subprocess.run(cmd, check=True, capture_output=True, **kwargs)
         out.append(time.perf_counter() - t0)
     return out
 
@@ -47,6 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-fit", action="store_true", help="skip the digits main job")
+    ap.add_argument("--before", metavar="DIR", help="an earlier checkout whose main job alternates with this one's")
     args = ap.parse_args()
     rows = [("trainwise --help", [PY, "-m", "trainwise", "--help"]),
             ("import torch", [PY, "-c", "import torch"]),
@@ -64,6 +70,17 @@ def main() -> None:
                 works.append(json.loads((Path(tmp) / "r" / "summary.json").read_text())["wall_time_s"])
         print(f"{'digits main job (wall)':<34}{statistics.median(walls):>10.2f}   {min(walls):.2f}-{max(walls):.2f}")
         print(f"{'  of which the run (wall_time_s)':<34}{statistics.median(works):>10.2f}   {min(works):.2f}-{max(works):.2f}")
+    if args.before:
+        before, after = [], []
+        for _ in range(args.runs):  # alternating: each pair ran under the same load
+            with tempfile.TemporaryDirectory() as tmp:
+                env = {**os.environ, "PYTHONPATH": str(Path(args.before).resolve())}
+                before += timed([PY, "-m", "trainwise", "fit", "--quiet", "--run-dir", str(Path(tmp) / "b")], 1, env=env, cwd=tmp)
+                after += timed([PY, "-m", "trainwise", "fit", "--quiet", "--run-dir", str(Path(tmp) / "a")], 1, cwd=tmp)
+        ratios = [a / b for a, b in zip(after, before)]
+        print(f"{'digits main job, ' + Path(args.before).name:<34}{statistics.median(before):>10.2f}   {min(before):.2f}-{max(before):.2f}")
+        print(f"{'  this checkout, same runs':<34}{statistics.median(after):>10.2f}   {min(after):.2f}-{max(after):.2f}")
+        print(f"{'  ratio (this / before)':<34}{statistics.median(ratios):>10.2f}   {min(ratios):.2f}-{max(ratios):.2f}")
     print("\n`import trainwise; trainwise.fit`, slowest top-level imports (cumulative s, one run):")
     for seconds, module in importtime("import trainwise; trainwise.fit"):
         print(f"  {seconds:6.3f}  {module}")
