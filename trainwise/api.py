@@ -72,7 +72,7 @@ def fit(data: Any = None, y: Any = None, *, config: RunConfig | str | Path | Non
     (['test/accuracy', 'test/loss'], None)
     """
     if resume is not None:
-        return _resume(Path(resume), data, y, callbacks, console, options, trust_code=trust_code)
+        return _resume(Path(resume), data, y, callbacks, console, options, trust_code=trust_code, sample_weight=sample_weight)
     user_model = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
     if isinstance(data, (str, os.PathLike)):
         options["data"], data = str(data), str(data)
@@ -199,7 +199,7 @@ def _fit_restarts(setup, writer: RunWriter | None, callbacks, console, *, resume
 
 
 def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[str, Any], *,
-            trust_code: bool = False) -> FitResult:
+            trust_code: bool = False, sample_weight: Any = None) -> FitResult:
     """Continue a stopped run from checkpoints/last.safetensors with the run's own config.
 
     The model is rebuilt from the run's model.json (checked, never from config.yaml's model spec): a built-in
@@ -221,13 +221,13 @@ def _resume(run_dir: Path, data: Any, y: Any, callbacks, console, options: dict[
         writer = RunWriter(run_dir, tensorboard=cfg.tensorboard, histogram_every=cfg.histogram_every, lock=True,
                            mlflow=cfg.mlflow) if writes else None
         with writer or nullcontext():
-            return _resume_locked(run_dir, cfg, writer, data, y, callbacks, console, trust_code, world)
+            return _resume_locked(run_dir, cfg, writer, data, y, callbacks, console, trust_code, world, sample_weight)
     finally:
         leave()
 
 
 def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data: Any, y: Any, callbacks, console,
-                   trust_code: bool, world=None) -> FitResult:
+                   trust_code: bool, world=None, sample_weight: Any = None) -> FitResult:
     summary_path = run_dir / "summary.json"
     done = read_summary(summary_path) if summary_path.is_file() else None
     if done and (done.get("status") == "early_stopped" or (done.get("status") == "completed" and cfg.epochs <= (done.get("epochs_run") or 0))):
@@ -255,7 +255,13 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data
     recipe = _recorded_recipe(run_dir, cfg, trust_code)
     state = load_trainer_state(last, map_location=resolve_device(cfg.device))
     _check_epochs(state["epoch"], last, cfg.epochs, previous.epochs)
-    setup = setup_run(cfg, data, y, recipe=recipe, world=world)
+    setup = setup_run(cfg, data, y, recipe=recipe, world=world, sample_weight=sample_weight)
+    weighted, w = (done or {}).get("data", {}).get("train_weights"), getattr(setup.prep, "weights", None)
+    if done and weighted != (None if w is None else {"sum": round(float(w.sum()), 6), "zero": int((w == 0).sum())}):
+        # an in-memory run's weights are not in its files: the summary of the stopped run has their sum
+        raise TrainwiseError(f"run '{run_dir}' was trained {'with' if weighted else 'without'} sample weights {weighted or ''}, "
+                             f"but {'other' if weighted and sample_weight is not None else 'none' if weighted else ''} weights were given now",
+                             hint="pass the same sample_weight as when it started")
     if recipe is not None and recipe["builder"] != "import" and recipe != model_recipe(
             cfg, setup.prep, setup.output_size, setup.kind):
         raise TrainwiseError(f"'{run_dir / 'model.json'}' does not describe the model of '{run_dir / 'config.yaml'}' "

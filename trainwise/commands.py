@@ -308,6 +308,10 @@ def run_command(args: argparse.Namespace) -> int | None:
     if handler is None:
         return None
     try:
-        return handler(args)
-    finally:
-        drawing.finish()
+        code = handler(args)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the figures are waited for, but the error that ended the run is the one told
+            drawing.finish()
+        raise
+    drawing.finish()
+    return code

@@ -144,6 +144,8 @@ def setup_run(cfg: RunConfig, data: Any = None, y: Any = None, *, user_model: nn
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     if isinstance(data, torch.utils.data.Dataset):
+        if sample_weight is not None:
+            raise TrainwiseError("sample_weight weighs rows of arrays or a DataFrame, not a torch Dataset", hint="give the data as arrays")
         prep = prepare_dataset(data, task=cfg.task, split=cfg.split, seed=cfg.seed)
     else:
         raw = raw or load_raw(cfg, data, y, sample_weight)
@@ -301,9 +303,7 @@ class RunResult:
     test: dict[str, float] | None = None
     confusion: list[list[int]] | None = None
     per_class: list[dict[str, Any]] | None = None  # the test split's precision / recall / F1 / support per class
-    # the test split's predictions from `evaluate_test` (class indices; regression: model outputs, standardized
-    # units), kept so the writer can draw them (test_predictions.png, regression.png) without predicting again
-    test_predictions: np.ndarray | None = None
+    test_predictions: np.ndarray | None = None  # the test split's predictions (`evaluate_test`), for the writer's figures
     diagnostics: list[dict[str, str]] = field(default_factory=list)
 
     @property

@@ -89,3 +89,18 @@ def test_a_batch_of_weight_zero_rows_adds_nothing_and_regression_targets_are_nev
     assert float(loss(out, (y, torch.zeros(4)))) == 0.0  # not 0/0 = NaN
     w = torch.tensor([1.0, 2.0, 0.0, 1.0])
     torch.testing.assert_close(loss(out, (y, w), smoothing=0.1), loss(out, (y, w)))
+
+
+def test_sample_weight_beside_a_dataframe_and_its_refusals():
+    df = pd.DataFrame({"a": np.arange(60.0), "b": np.tile([1.0, 2.0, None], 20), "y": np.tile([0, 1], 30)})
+    w = np.where(np.arange(60) < 30, 1.0, 0.0)
+    r = trainwise.fit(df.fillna(0.0), target="y", sample_weight=w, model="mlp:4", epochs=1, quiet=True)
+    train = r.data.indices["train"]
+    assert r.summary["data"]["train_weights"] == {"sum": float(w[train].sum()), "zero": int((w[train] == 0).sum())}
+    with pytest.raises(trainwise.TrainwiseError, match=r"sample_weight has a weight for each of the 60 rows given, but 20 were dropped"):
+        trainwise.fit(df, target="y", sample_weight=w, missing="drop", epochs=1, quiet=True)
+    with pytest.raises(trainwise.TrainwiseError, match="weight_column 'a' weighs them already"):
+        trainwise.fit(df.fillna(0.0), target="y", sample_weight=w, weight_column="a", epochs=1, quiet=True)
+    dataset = torch.utils.data.TensorDataset(torch.zeros(60, 2), torch.zeros(60, dtype=torch.long))
+    with pytest.raises(trainwise.TrainwiseError, match="not a torch Dataset"):
+        trainwise.fit(dataset, sample_weight=w, epochs=1, quiet=True)

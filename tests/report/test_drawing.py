@@ -91,3 +91,28 @@ def test_the_fit_command_draws_in_helpers_and_leaves_none_behind(tmp_path):
     for pid in map(int, pids):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_figures_pending_in_a_helper_that_dies_are_drawn_here_once(tmp_path):
+    p = _script(f"""
+        import signal
+        calls = []
+        draw_curves = plots.plot_curves
+        def counted(*a, **k):
+            calls.append(os.getpid())
+            draw_curves(*a, **k)
+        counted.__name__ = "plot_curves"
+        plots.plot_curves = counted
+        drawing.start()
+        for i in range(2):  # sent while the helpers still import matplotlib, then they die
+            drawing.draw(plots.plot_curves, {HISTORY!r}, f"{{sys.argv[1]}}/c{{i}}.png", metric="accuracy")
+        for pid in drawing.running():
+            os.kill(pid, signal.SIGKILL)
+        drawing.finish()
+        drawing.finish()
+        drawing.draw(plots.plot_curves, {HISTORY!r}, sys.argv[1] + "/after.png", metric="accuracy")  # no live helper: here
+        print(calls.count(os.getpid()))
+    """, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "3"  # two redrawn once each, the third drawn here at once
+    assert all((tmp_path / n).stat().st_size > 1000 for n in ("c0.png", "c1.png", "after.png"))

@@ -34,8 +34,11 @@ class _Helper:
     def __init__(self, pid: int, jobs: int, replies: int):
         self.pid, self.jobs, self.replies = pid, jobs, replies
         self.pending: list[tuple[str, tuple, dict]] = []
+        self.dead = False
 
     def send(self, name: str, args: tuple, kwargs: dict) -> bool:
+        if self.dead:
+            return False
         try:
             _write(self.jobs, pickle.dumps((name, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, pickle.PicklingError, TypeError, AttributeError):
@@ -49,8 +52,10 @@ class _Helper:
         while self.pending:
             try:
                 ok = _read(self.replies) == b"ok"
-            except (OSError, EOFError):
-                return redo + self.pending
+            except (OSError, EOFError):  # the helper died: what it had not answered is drawn here, once
+                self.dead = True
+                lost, self.pending = self.pending, []
+                return redo + lost
             job = self.pending.pop(0)
             if not ok:
                 redo.append(job)
@@ -83,12 +88,15 @@ def start(helpers: int = 2) -> bool:
     the calling thread). True when they run."""
     if _HELPERS:
         return True
-    if not hasattr(os, "fork") or threading.active_count() > 1:
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:  # fork: Linux (macOS spawns, for safety)
         return False
-    for _ in range(helpers):
-        _HELPERS.append(_fork())
     atexit.register(_shutdown)
-    return True
+    for _ in range(helpers):
+        try:
+            _HELPERS.append(_fork())
+        except OSError:  # no memory or processes left for a fork: what did not start is drawn here
+            break
+    return bool(_HELPERS)
 
 
 def _fork() -> _Helper:
@@ -96,11 +104,20 @@ def _fork() -> _Helper:
     replies_r, replies_w = os.pipe()
     for stream in (sys.stdout, sys.stderr):  # nothing buffered may be written twice
         stream.flush()
-    pid = os.fork()
-    if pid == 0:  # the helper: it never returns
-        for fd in [jobs_w, replies_r] + [fd for h in _HELPERS for fd in (h.jobs, h.replies)]:  # only its own pipes
+    others = [fd for h in _HELPERS for fd in (h.jobs, h.replies)]  # the child closes them (its at-fork hook forgets them)
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (jobs_r, jobs_w, replies_r, replies_w):
             os.close(fd)
-        _serve(jobs_r, replies_w)
+        raise
+    if pid == 0:  # the helper: it never returns, whatever happens (a signal before it ignores them included)
+        try:
+            for fd in [jobs_w, replies_r, *others]:  # only its own pipes stay open
+                os.close(fd)
+            _serve(jobs_r, replies_w)
+        finally:
+            os._exit(1)
     os.close(jobs_r)
     os.close(replies_w)
     return _Helper(pid, jobs_w, replies_r)
@@ -113,7 +130,7 @@ def running() -> list[int]:
 
 def draw(fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     """``fn(*args, **kwargs)`` (one of `plots`' figures) in a helper if they run, else here and now."""
-    helper = min(_HELPERS, key=lambda h: len(h.pending), default=None)
+    helper = min((h for h in _HELPERS if not h.dead), key=lambda h: len(h.pending), default=None)
     if helper is None or getattr(plots, fn.__name__, None) is not fn or not helper.send(fn.__name__, args, kwargs):
         fn(*args, **kwargs)
 
@@ -132,6 +149,16 @@ def _shutdown() -> None:
     finally:
         while _HELPERS:
             _HELPERS.pop().close()
+
+
+def _forget_in_child() -> None:
+    """In a process forked from this one (a search worker, a DataLoader worker): the helpers are not its own, so
+    it draws in-process and never reads their replies (their pipes stay open: closing them is the parent's)."""
+    _HELPERS.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _serve(jobs: int, replies: int) -> None:

@@ -79,9 +79,11 @@ class RunWriter:
 
     def close(self) -> None:
         """Let other processes write this run directory (also happens when this process ends), its figures on disk."""
-        drawing.finish()
-        if self.lock is not None:
-            self.lock.release()
+        try:
+            drawing.finish()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     def __enter__(self) -> RunWriter:
         return self

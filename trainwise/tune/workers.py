@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -146,6 +147,8 @@ def fail_dead(study, workers: set[str] = frozenset()) -> list[int]:
 
 
 def _worker(search: Callable[..., Any], kwargs: dict[str, Any], threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a forked worker has the command's handlers: Ctrl-C and
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # SIGTERM act on it as on a spawned one (the coordinator reports)
     torch.set_num_threads(threads)  # the workers share the machine's cores
     try:
         search(**kwargs)
@@ -166,8 +169,9 @@ def run_workers(search: Callable[..., Any], quotas: list[int], kwargs: dict[str,
     threads = max(1, (os.cpu_count() or 1) // len(quotas))
     # A forked worker starts at once; a spawned one is a fresh interpreter that imports torch again (~2.5 s here,
     # a quarter of 16 short trials). Forking is safe where each worker computes on one thread, as torch's
-    # DataLoader workers do (no OpenMP pool is used after the fork), and no other thread runs in this process.
-    forked = hasattr(os, "fork") and threads == 1 and threading.active_count() == 1
+    # DataLoader workers do (no OpenMP pool is used after the fork), no other thread runs in this process and CUDA
+    # is not in use (a forked process cannot use it); Linux only (macOS forks are unsafe, Python spawns there).
+    forked = sys.platform.startswith("linux") and threads == 1 and threading.active_count() == 1 and not torch.cuda.is_initialized()
     ctx = multiprocessing.get_context("fork" if forked else "spawn")
     procs = []
     own = quotas[0] if here is not None else 0
