@@ -116,3 +116,21 @@ def test_figures_pending_in_a_helper_that_dies_are_drawn_here_once(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "3"  # two redrawn once each, the third drawn here at once
     assert all((tmp_path / n).stat().st_size > 1000 for n in ("c0.png", "c1.png", "after.png"))
+
+
+def test_a_hung_helper_is_killed_and_its_figure_drawn_here(tmp_path):
+    p = _script(f"""
+        import signal, time
+        drawing.ANSWER_S = 1.0
+        drawing.start()
+        pids = drawing.running()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)  # hung: never answers
+        drawing.draw(plots.plot_curves, {HISTORY!r}, sys.argv[1] + "/c.png", metric="accuracy")
+        t = time.perf_counter()
+        drawing.finish()
+        print(round(time.perf_counter() - t), *pids)
+    """, tmp_path)
+    assert p.returncode == 0, p.stderr
+    waited, *pids = p.stdout.split()
+    assert int(waited) <= 3 and (tmp_path / "c.png").stat().st_size > 1000

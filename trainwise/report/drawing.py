@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
+import select
 import signal
 import struct
 import sys
@@ -28,6 +29,7 @@ from . import plots
 __all__ = ["start", "draw", "finish", "running"]
 
 _HEADER = struct.Struct("!I")
+ANSWER_S = 300.0  # the longest a helper may take to answer before it counts as hung
 
 
 class _Helper:
@@ -47,19 +49,35 @@ class _Helper:
         return True
 
     def wait(self) -> list[tuple[str, tuple, dict]]:
-        """Block until every sent figure is answered; the ones to redo here (failed, or the helper died)."""
+        """Block until every sent figure is answered; the ones to redo here (failed, or the helper died). A helper
+        that answers nothing for `ANSWER_S` seconds (a figure takes well under one) is killed as hung; one
+        interrupted mid-answer (Ctrl-C) is killed too, its stream no longer to be trusted."""
         redo = []
-        while self.pending:
+        while self.pending and not self.dead:
             try:
+                if not select.select([self.replies], [], [], ANSWER_S)[0]:
+                    raise EOFError("no answer")
                 ok = _read(self.replies) == b"ok"
-            except (OSError, EOFError):  # the helper died: what it had not answered is drawn here, once
-                self.dead = True
-                lost, self.pending = self.pending, []
-                return redo + lost
+            except (OSError, EOFError):
+                self._die()
+                break
+            except BaseException:
+                self._die()
+                raise
             job = self.pending.pop(0)
             if not ok:
                 redo.append(job)
+        if self.dead:  # what it had not answered is drawn here, once
+            lost, self.pending = self.pending, []
+            redo += lost
         return redo
+
+    def _die(self) -> None:
+        self.dead = True
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def close(self) -> None:
         for fd in (self.jobs, self.replies):
