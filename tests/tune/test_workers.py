@@ -146,7 +146,7 @@ def test_forked_workers_on_a_postgresql_study_record_every_trial_once(tmp_path, 
     open; it opens its own connection and the coordinator's keeps working (it records and finishes)."""
     out = tmp_path / "search"
     p = subprocess.run(_tune(tmp_path, "--storage", postgres, "--study-name", "pg-forked", "--workers", "2", "--trials", "4",
-                             "--epochs", "3", "--out", str(out)), capture_output=True, text=True, timeout=300)
+                             "--epochs", "3", "--pruner", "none", "--out", str(out)), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     study = _study(postgres, "pg-forked")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
