@@ -158,8 +158,9 @@ def _cut(idx: np.ndarray, size: int, seed: int, stratify: np.ndarray | None) -> 
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     n_rest = n - size
     if counts.min() < 2 or n_rest < len(classes) or size < len(classes):
-        raise TrainwiseError(f"cannot make a stratified split of {size} rows from {n}: each of the {len(classes)} classes "
-                             f"needs 2 or more rows (the smallest has {counts.min()}) and a row in every split",
+        why = (f"a class has {counts.min()} row (2 or more are needed)" if counts.min() < 2 else
+               f"{min(size, n_rest)} rows cannot hold one of each of the {len(classes)} classes")
+        raise TrainwiseError(f"cannot make a stratified split of {size} rows from {n}: {why}",
                              hint="use larger validation/test fractions or more data")
     by_class = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
     n_rest_i = _approximate_mode(counts, n_rest, rng)
