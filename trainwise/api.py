@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from .config import RunConfig, load_config
-from .data import PreparedData
+from .data import PreparedData, weights_summary
 from .errors import TrainwiseError
 from .inference import SavedModel, evaluate, load, predict
 from .models import is_builtin_spec
@@ -256,8 +256,8 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data
     state = load_trainer_state(last, map_location=resolve_device(cfg.device))
     _check_epochs(state["epoch"], last, cfg.epochs, previous.epochs)
     setup = setup_run(cfg, data, y, recipe=recipe, world=world, sample_weight=sample_weight)
-    weighted, w = (done or {}).get("data", {}).get("train_weights"), getattr(setup.prep, "weights", None)
-    if done and weighted != (None if w is None else {"sum": round(float(w.sum()), 6), "zero": int((w == 0).sum())}):
+    weighted = (done or {}).get("data", {}).get("train_weights")
+    if done and weighted != weights_summary(getattr(setup.prep, "weights", None)):
         # an in-memory run's weights are not in its files: the summary of the stopped run has their sum
         raise TrainwiseError(f"run '{run_dir}' was trained {'with' if weighted else 'without'} sample weights {weighted or ''}, "
                              f"but {'other' if weighted and sample_weight is not None else 'none' if weighted else ''} weights were given now",

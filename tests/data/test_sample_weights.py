@@ -63,10 +63,10 @@ def test_equal_weights_train_as_no_weights():
 
 
 @pytest.mark.parametrize("weights, message", [
-    ([1.0, -1.0] * 100, "--weight-column w holds 100 value(s) that are not numbers >= 0: -1.0 (row 2)"),
-    (["heavy", "light"] * 100, "holds 200 value(s) that are not numbers >= 0: 'heavy' (row 1)"),
-    ([np.nan] + [1.0] * 199, "not numbers >= 0: nan (row 1)"),
-    ([0.0] * 200, "--weight-column w is 0 in every row"),
+    ([1.0, -1.0] * 100, "--weight-column w holds 100 value(s) that are not finite numbers >= 0: -1.0 (row 2)"),
+    (["heavy", "light"] * 100, "holds 200 value(s) that are not finite numbers >= 0: 'heavy' (row 1)"),
+    ([np.nan] + [1.0] * 199, "not finite numbers >= 0: nan (row 1)"),
+    ([0.0] * 200, "--weight-column w is zero (0) in every row"),
 ])
 def test_bad_weights_are_refused_naming_the_rows(weights, message):
     df = _table(200).assign(w=weights)

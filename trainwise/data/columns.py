@@ -16,7 +16,7 @@ from ..frames import pandas
 if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
     import pandas as pd
 
-__all__ = ["ColumnRoles", "apply_roles", "as_categories", "date_columns", "identifier_columns"]
+__all__ = ["ColumnRoles", "apply_roles", "as_categories", "check_weights", "date_columns", "identifier_columns", "weights_summary"]
 
 
 @dataclass(frozen=True)
@@ -167,18 +167,39 @@ def date_columns(X: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _weights(values: pd.Series, name: str, source: str) -> np.ndarray:
-    """A weight per row: numbers >= 0 and not all 0; anything else is an error naming the rows."""
-    pd = pandas()
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = np.flatnonzero((numbers.isna() | ~np.isfinite(numbers.fillna(0)) | (numbers < 0)).to_numpy())
+    """A weight per row of a --weight-column (`check_weights`; text counts as not a number, shown as written)."""
+    numbers = pandas().to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    return check_weights(numbers, len(values), what=f"'{source}': --weight-column {name}", shown=values.tolist())
+
+
+def check_weights(weights, n_rows: int, *, what: str = "sample_weight", shown: list | None = None) -> np.ndarray:
+    """``n_rows`` weights (a --weight-column's, or fit's ``sample_weight``): finite numbers >= 0, not all 0.
+    Anything else is an error naming ``what``, the first bad rows (as ``shown``, when given) and the fix.
+
+    >>> check_weights([1, 0, 2.5], 3).tolist()
+    [1.0, 0.0, 2.5]
+    """
+    w = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights)
+    if w.ndim != 1 or len(w) != n_rows:
+        raise TrainwiseError(f"{what} has shape {w.shape}, but there are {n_rows} rows", hint=f"give one weight per row: shape ({n_rows},)")
+    try:
+        w = w.astype(np.float64)
+    except (TypeError, ValueError):
+        raise TrainwiseError(f"{what} holds values that are not numbers (dtype {w.dtype})", hint="give numbers >= 0") from None
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
     if len(bad):
         plain = lambda v: v.item() if isinstance(v, np.generic) else v  # noqa: E731 - -1.0, not np.float64(-1.0)
-        shown = ", ".join(f"{plain(values.iloc[i])!r} (row {i + 1})" for i in bad[:5])
-        raise TrainwiseError(f"'{source}': --weight-column {name} holds {len(bad)} value(s) that are not numbers >= 0: {shown}"
-                             + (", ..." if len(bad) > 5 else ""), hint="give every row a finite weight >= 0 (0 leaves the row out of the loss)")
-    if not (numbers > 0).any():
-        raise TrainwiseError(f"'{source}': --weight-column {name} is 0 in every row", hint="give some rows a positive weight")
-    return numbers.to_numpy(dtype=np.float64)
+        listing = ", ".join(f"{plain(shown[i] if shown is not None else w[i])!r} (row {i + 1})" for i in bad[:5])
+        raise TrainwiseError(f"{what} holds {len(bad)} value(s) that are not finite numbers >= 0: {listing}" + (", ..." if len(bad) > 5 else ""),
+                             hint="give every row a finite weight >= 0 (0 leaves the row out of the loss)")
+    if not (w > 0).any():
+        raise TrainwiseError(f"{what} is zero (0) in every row", hint="give some rows a positive weight")
+    return w
+
+
+def weights_summary(w: np.ndarray | None) -> dict[str, float | int] | None:
+    """What a run's summary records of its training rows' weights (their sum, how many are 0); None: unweighted."""
+    return None if w is None else {"sum": round(float(w.sum()), 6), "zero": int((w == 0).sum())}
 
 
 def _time_key(values: pd.Series, name: str, source: str) -> np.ndarray:

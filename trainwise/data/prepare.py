@@ -11,6 +11,7 @@ from torch.utils.data import Subset
 from ..errors import TrainwiseError
 from ..frames import is_frame, pandas
 from .batching import DeviceLoader, TensorBatches, to_tensors
+from .columns import weights_summary
 from .preprocess import Preprocessor, TargetEncoder, label_matrix
 from .raw import RawData
 from .splits import split_indices
@@ -80,7 +81,7 @@ class PreparedData:
             counts = np.bincount(self._train_labels(), minlength=self.n_classes)
             d["train_class_counts"] = dict(zip(self.class_names, counts.tolist()))
         if self.weights is not None:
-            d["train_weights"] = {"sum": round(float(self.weights.sum()), 6), "zero": int((self.weights == 0).sum())}
+            d["train_weights"] = weights_summary(self.weights)
         if self.notes:
             d["notes"] = self.notes
         return d

@@ -12,14 +12,14 @@ from ..errors import TrainwiseError, check_choice
 from ..frames import is_frame, pandas
 from ..options import BUILTIN_DATA, NA_VALUES, parse_na_values
 from .builtin import SKLEARN_SETS, load_builtin
-from .columns import ColumnRoles, apply_roles
+from .columns import ColumnRoles, apply_roles, check_weights
 from .images import load_idx_set, load_image_folder
 from .raw import RawData
 
 if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
     import pandas as pd
 
-__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "check_weights", "weigh_rows", "from_table", "check_table",
+__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "weigh_rows", "from_table", "check_table",
            "read_table", "open_npz", "read_npz_array"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: a larger number would become inf
@@ -212,30 +212,6 @@ def weigh_rows(raw: RawData | None, sample_weight, given, cfg) -> RawData:
                              f"were dropped (missing={cfg.missing!r})", hint="drop those rows (and their weights) before fit")
     raw.weights = check_weights(sample_weight, len(raw.y))
     return raw
-
-
-def check_weights(weights, n_rows: int, *, what: str = "sample_weight") -> np.ndarray:
-    """Per-row weights given beside arrays or a DataFrame: ``n_rows`` finite numbers >= 0, not all 0 (the rules of
-    --weight-column); anything else is an error naming ``what``, the first bad rows and the fix.
-
-    >>> check_weights([1, 0, 2.5], 3).tolist()
-    [1.0, 0.0, 2.5]
-    """
-    w = _array(weights, what, what)
-    if w.ndim != 1 or len(w) != n_rows:
-        raise TrainwiseError(f"{what} has shape {w.shape}, but there are {n_rows} rows", hint=f"give one weight per row: shape ({n_rows},)")
-    try:
-        w = w.astype(np.float64)
-    except (TypeError, ValueError):
-        raise TrainwiseError(f"{what} holds values that are not numbers (dtype {w.dtype})", hint="give numbers >= 0") from None
-    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
-    if len(bad):
-        shown = ", ".join(f"{float(w[i])!r} (row {i + 1})" for i in bad[:5])
-        raise TrainwiseError(f"{what} holds {len(bad)} value(s) that are not finite numbers >= 0: {shown}" + (", ..." if len(bad) > 5 else ""),
-                             hint="give every row a finite weight >= 0 (0 leaves the row out of the loss)")
-    if not (w > 0).any():
-        raise TrainwiseError(f"{what} is zero (0) in every row", hint="give some rows a positive weight")
-    return w
 
 
 def _array(v, what: str, name: str) -> np.ndarray:
