@@ -262,6 +262,12 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data
         raise TrainwiseError(f"run '{run_dir}' was trained {'with' if weighted else 'without'} sample weights {weighted or ''}, "
                              f"but {'other' if weighted and sample_weight is not None else 'none' if weighted else ''} weights were given now",
                              hint="pass the same sample_weight as when it started")
+    probabilities = (done or {}).get("data", {}).get("train_class_probabilities")
+    if done and probabilities != setup.prep.describe().get("train_class_probabilities"):
+        raise TrainwiseError(f"run '{run_dir}' was trained {'on' if probabilities else 'without'} class probabilities (soft targets), "
+                             "but the targets given now " + ("differ" if probabilities and setup.prep.soft is not None else
+                                                             "are not probabilities" if probabilities else "are"),
+                             hint="pass the same y as when it started")
     if recipe is not None and recipe["builder"] != "import" and recipe != model_recipe(
             cfg, setup.prep, setup.output_size, setup.kind):
         raise TrainwiseError(f"'{run_dir / 'model.json'}' does not describe the model of '{run_dir / 'config.yaml'}' "

@@ -96,7 +96,7 @@ class RunSetup:
             raise TrainwiseError("--class-weight needs the training targets in memory; this data is a torch Dataset read batch by batch",
                                  hint="drop --class-weight, or give the data as arrays or a file")
         names = prep.class_names or [str(i) for i in range(prep.n_classes)]
-        return class_weights(cfg.class_weight, prep.arrays["train"][1], names)
+        return class_weights(cfg.class_weight, prep.arrays["train"][1] if prep.soft is None else prep.soft, names)
 
     def data_findings(self) -> list[dict[str, str]]:
         """The doctor's findings about the data itself (imbalance, train/test copies): computed once per set-up,
@@ -262,7 +262,7 @@ def build_trainer(setup: RunSetup, model: nn.Module, callbacks: list[Callback], 
     weights = setup.class_weights()
     if weights is not None:
         loss = make_loss(setup.loss, weights).to(setup.device)
-    if prep.weights is not None:  # --weight-column: the training batches carry their rows' weights
+    if prep.weights is not None or prep.soft is not None:  # the training batches carry their rows' weights, soft targets
         loss = SampleWeighted(loss if isinstance(loss, nn.Module) else make_loss(setup.loss))
     if setup.recipe.get("builder") == "tabular":  # an efficient ensemble: each member its own loss, the members combined scored
         loss = MemberLoss(loss if isinstance(loss, nn.Module) else make_loss(setup.loss), smoothing=setup.recipe["smoothing"])

@@ -73,7 +73,8 @@ def stack_reason(setups: Sequence[RunSetup], *, callbacks: Sequence[Sequence[Cal
                (cfg.compile, "--compile"), (cfg.init_from or cfg.freeze or cfg.train_last or cfg.unfreeze_after, "fine-tuning"),
                (checkpoint, "per-member checkpoints"), (tensorboard, "TensorBoard logs"),
                (setup.prep.task == "regression" and setup.prep.target.n_targets > 1, "several target columns"),
-               (setup.prep.target.multilabel, "several label columns"), (setup.prep.weights is not None, "sample weights")]
+               (setup.prep.target.multilabel, "several label columns"), (setup.prep.weights is not None, "sample weights"),
+               (setup.prep.soft is not None, "training on class probabilities (soft targets)")]
     for flag, why in reasons:
         if flag:
             return f"{why} is not vectorized yet"

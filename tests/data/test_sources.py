@@ -118,7 +118,7 @@ def test_one_hot_targets_train_on_class_indices(tmp_path):
 
 
 @pytest.mark.parametrize("y, message", [
-    (np.array([[0.2, 0.8], [0.5, 0.5]]), "looks like class probabilities"),
+    (np.array([[0.2, 0.7], [0.5, 0.5]]), "neither class probabilities nor 0/1 labels"),
     (np.array([[0.0, 3.0], [1.0, 2.0]]), "y has shape (2, 2), but trainwise trains one target per row"),
 ])
 def test_two_column_targets_that_are_not_one_hot_are_refused(y, message):

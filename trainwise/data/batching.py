@@ -33,7 +33,8 @@ class TensorBatches:
 
     Each epoch draws one permutation from its own seeded generator and yields index slices of it:
     no per-sample Python, no collate, no host-to-device copies. With ``weights`` (one per row) each batch's
-    target is the pair ``(y, w)``, which a `train.components.SampleWeighted` loss reads.
+    target is the pair ``(y, w)``, with ``soft`` (class probabilities, a row per row) the triple ``(y, w, p)`` (``w``
+    None when there are no weights), which a `train.components.SampleWeighted` loss reads (the metrics read ``y``).
 
     >>> b = TensorBatches(torch.arange(10.0)[:, None], torch.arange(10), batch_size=4, shuffle=False)
     >>> [len(y) for _, y in b]
@@ -41,7 +42,7 @@ class TensorBatches:
     """
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, *, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 weights: torch.Tensor | None = None):
+                 weights: torch.Tensor | None = None, soft: torch.Tensor | None = None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise TrainwiseError(f"TensorBatches: batch_size={batch_size!r} is not a positive integer", hint="e.g. batch_size=64")
         for name, t in (("X", X), ("y", y)):
@@ -52,6 +53,7 @@ class TensorBatches:
         if len(X) != len(y):
             raise TrainwiseError(f"TensorBatches: X has {len(X)} rows but y has {len(y)}", hint="give one target per row of X")
         self.X, self.y, self.batch_size, self.shuffle, self.weights = X, y, int(batch_size), shuffle, weights
+        self.soft = soft
         self.generator = torch.Generator().manual_seed(seed)  # CPU generator: same order on every device
 
     def __len__(self) -> int:
@@ -62,7 +64,10 @@ class TensorBatches:
         return len(self.y)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        X, y, B, n, w = self.X, self.y, self.batch_size, len(self.y), self.weights
+        X, y, B, n, w, p = self.X, self.y, self.batch_size, len(self.y), self.weights, self.soft
+        if p is not None:
+            yield from self._with_soft(X, y, B, n, w, p)
+            return
         if not self.shuffle:
             for i in range(0, n, B):
                 yield X[i:i + B], y[i:i + B] if w is None else (y[i:i + B], w[i:i + B])
@@ -71,6 +76,12 @@ class TensorBatches:
         for i in range(0, n, B):
             idx = perm[i:i + B]
             yield X[idx], y[idx] if w is None else (y[idx], w[idx])
+
+    def _with_soft(self, X, y, B, n, w, p):
+        order = self.permutation() if self.shuffle else torch.arange(n, device=X.device)
+        for i in range(0, n, B):
+            idx = order[i:i + B]
+            yield X[idx], (y[idx], None if w is None else w[idx], p[idx])
 
     def permutation(self) -> torch.Tensor:
         """The next epoch's order of the rows (drawn on the CPU: the same on every device), on the data's device."""

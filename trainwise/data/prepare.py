@@ -14,6 +14,7 @@ from .batching import DeviceLoader, TensorBatches, to_tensors
 from .columns import weights_summary
 from .preprocess import Preprocessor, TargetEncoder, label_matrix
 from .raw import RawData
+from .sources import probability_rows
 from .splits import split_indices
 
 __all__ = ["PreparedData", "PreparedDataset", "prepare", "prepare_dataset", "infer_task"]
@@ -33,6 +34,7 @@ class PreparedData:
     indices: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     weights: np.ndarray | None = None  # --weight-column: the training rows' weights in the loss (None: all 1)
+    soft: np.ndarray | None = None  # the training rows' class probabilities (soft targets) for the loss (None: the labels)
     # the training rows encoded as new rows would be (target encodings fit on the whole training split, not
     # cross-fitted): what the data checks compare validation and test rows with; None when the two are the same
     train_as_new: np.ndarray | None = None
@@ -60,9 +62,11 @@ class PreparedData:
     def batches(self, *, kind: str, device, batch_size: int, seed: int, num_workers: int = 0) -> dict[str, TensorBatches]:
         """Per split: in-memory device tensors; train shuffled (seeded, with its rows' weights if any), val/test in
         large ordered batches."""
-        w = None if self.weights is None else torch.as_tensor(self.weights, dtype=torch.float32, device=device)
+        w, p = (None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device) for a in (self.weights, self.soft))
+        if p is not None and kind == "binary":  # one logit: the soft target is the positive class's probability
+            p = p[:, 1:]
         return {k: TensorBatches(*to_tensors(X, y, kind, device), batch_size=batch_size if k == "train" else 4096,
-                                 shuffle=k == "train", seed=seed, weights=w if k == "train" else None)
+                                 shuffle=k == "train", seed=seed, **({"weights": w, "soft": p} if k == "train" else {}))
                 for k, (X, y) in self.arrays.items()}
 
     def _train_labels(self) -> np.ndarray:
@@ -80,6 +84,8 @@ class PreparedData:
             d["class_names"] = self.class_names
             counts = np.bincount(self._train_labels(), minlength=self.n_classes)
             d["train_class_counts"] = dict(zip(self.class_names, counts.tolist()))
+        if self.soft is not None:  # soft targets: the counts above are of each row's most probable class
+            d["train_class_probabilities"] = dict(zip(self.class_names, np.round(self.soft.astype(np.float64).mean(0), 6).tolist()))
         if self.weights is not None:
             d["train_weights"] = weights_summary(self.weights)
         if self.notes:
@@ -125,9 +131,22 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
             robust_scale: bool = True) -> PreparedData:
     """Split ``raw`` (stratified for classification), fit preprocessing on train only, transform all splits.
     ``many_levels``: how text columns of many levels become inputs (`Preprocessor`)."""
-    y, multilabel = raw.y, False
+    y, multilabel, soft = raw.y, False, raw.soft
+    if soft is not None:  # class probabilities: a classification, its labels the most probable classes
+        if task == "regression":
+            raise TrainwiseError(f"{raw.name}: y holds class probabilities (rows summing to 1), but the task is regression",
+                                 hint="drop --task regression to train a classifier on them, or give a 1-D regression target")
+        task = "classification"
+    notes, class_names = list(raw.notes), raw.class_names
     if y.ndim == 2 and y.shape[1] > 1:  # several target columns
-        task, multilabel = _several_targets(raw, task)
+        probs = probability_rows(y) if task == "classification" and soft is None else None
+        if probs is not None:  # --task classification with columns of class probabilities: soft targets
+            y, soft, class_names = probs.argmax(axis=1), probs, raw.target_name.split(",")
+            notes.append(f"the target columns {raw.target_name} hold class probabilities (rows summing to 1): trained on them as "
+                         "soft targets (cross-entropy), one class per column; metrics, splits and the validation and test "
+                         "losses use each row's most probable class")
+        else:
+            task, multilabel = _several_targets(raw, task)
     task = raw.task if task == "auto" and raw.task else (infer_task(raw.y) if task == "auto" else task)
     if task == "regression" and not np.issubdtype(y.dtype, np.number):
         raise TrainwiseError(f"{raw.name}: target '{raw.target_name}' holds text values like {y[:3].tolist()} but the task is regression",
@@ -136,7 +155,8 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
         if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0):
             raise TrainwiseError(f"{raw.name}: target '{raw.target_name}' has non-integer values like {y[np.mod(y, 1) != 0][:3].tolist()} "
                                  "but the task is classification", hint="use --task regression, or integer/text class labels")
-        classes = np.unique(y) if np.issubdtype(y.dtype, np.number) else pandas().unique(y)  # text labels: None and NaN kept
+        classes = np.arange(soft.shape[1]) if soft is not None else \
+            np.unique(y) if np.issubdtype(y.dtype, np.number) else pandas().unique(y)  # text labels: None and NaN kept
         if len(classes) < 2:
             raise TrainwiseError(f"{raw.name}: target '{raw.target_name}' has a single class {classes.tolist()}",
                                  hint="classification needs at least two classes")
@@ -161,7 +181,8 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
                        many_levels=many_levels, robust=robust_scale)
     train_X = pre.fit_transform(take(raw.X, idx["train"]), y[idx["train"]], task=task, seed=seed)
     target = TargetEncoder.fit(task, y, idx["train"], standardize=standardize,
-                               labels=raw.target_name.split(",") if multilabel else None)
+                               labels=raw.target_name.split(",") if multilabel else None) if soft is None else \
+        TargetEncoder(task, classes=list(range(soft.shape[1])))  # every class, the most probable in some row or not
     arrays = {}
     for name, rows in idx.items():
         if len(rows) == 0:
@@ -176,18 +197,19 @@ def prepare(raw: RawData, *, task: str = "auto", split=(0.7, 0.15, 0.15), seed: 
             name, p = constant[0]
             raise TrainwiseError(f"{raw.name}: label column '{name}' is {1 if p else 0} in every row of the training split",
                                  hint="drop that label column from --target (nothing to learn), or give rows of both kinds")
-    elif task == "classification":
+    elif task == "classification" and soft is None:  # (soft targets: a class need not be the most probable in any row)
         seen = set(np.unique(arrays["train"][1]).tolist())
         absent = [target.classes[i] for i in range(len(target.classes)) if i not in seen]
         if absent:
             raise TrainwiseError(f"{raw.name}: labels {absent} appear outside the training split but never in it",
                                  hint="put examples of every class in the training data")
-    names = raw.class_names or ([str(c) for c in target.classes] if task == "classification" else None)
+    names = class_names or ([str(c) for c in target.classes] if task == "classification" else None)
     weights = raw.weights[idx["train"]] if raw.weights is not None else None
     if weights is not None and not (weights > 0).any():
         raise TrainwiseError(f"{raw.name}: every row of the training split has weight 0", hint="give training rows positive weights")
     as_new = pre.transform(take(raw.X, idx["train"])) if pre.encoded_ else None
-    return PreparedData(arrays, task, pre, target, raw.name, raw.target_name, names, idx, list(raw.notes), weights, as_new)
+    return PreparedData(arrays, task, pre, target, raw.name, raw.target_name, names, idx, notes, weights,
+                        None if soft is None else soft[idx["train"]], as_new)
 
 
 def _check_finite(arrays: tuple[np.ndarray, np.ndarray], split: str, name: str, pre: Preprocessor) -> None:

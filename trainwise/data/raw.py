@@ -28,6 +28,7 @@ class RawData:
     groups: np.ndarray | None = None  # --group-column: each row's group (a group's rows stay in one split)
     times: np.ndarray | None = None   # --time-column: a sortable time per row (splits in time order)
     weights: np.ndarray | None = None  # --weight-column: each row's weight in the training loss
+    soft: np.ndarray | None = None  # class probabilities per row (rows x classes, float32): soft targets; y is their argmax
     categorical: tuple[str, ...] = ()  # --categorical: numeric columns read as categories
     carve_test: bool = False  # given splits without a test split get one from the training rows (--val-data alone)
 

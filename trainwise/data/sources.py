@@ -19,7 +19,7 @@ from .raw import RawData
 if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
     import pandas as pd
 
-__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "weigh_rows", "from_table", "check_table",
+__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "weigh_rows", "from_table", "check_table", "probability_rows",
            "read_table", "open_npz", "read_npz_array"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: a larger number would become inf
@@ -125,14 +125,14 @@ def from_arrays(X, y, *, name: str = "arrays") -> RawData:
         X = X[:, None]
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    notes, labels = [], None
+    notes, labels, soft = [], None, None
     if y.ndim == 2 and y.shape[1] > 1 and len(y):
         if _multi_hot(y):  # several 0/1 labels per row: a multi-label classification, one label per column
             labels = [f"label_{j}" for j in range(y.shape[1])]
             notes.append(f"y has {y.shape[1]} columns of 0/1 with rows of several (or no) 1s: a multi-label classification, "
                          f"one sigmoid per column ({', '.join(labels[:3])}{', ...' if len(labels) > 3 else ''})")
         else:
-            y, note = _one_hot_labels(y, name)
+            y, note, soft = _class_targets(y, name)
             notes.append(note)
     if y.ndim != 1 and labels is None:
         raise TrainwiseError(f"{name}: y has shape {y.shape}, but trainwise trains one target per row",
@@ -160,7 +160,8 @@ def from_arrays(X, y, *, name: str = "arrays") -> RawData:
         if bad.any():
             raise TrainwiseError(f"{name}: {int(bad.sum())} values of y are NaN, infinite or too large, e.g. row {int(np.flatnonzero(bad)[0])}",
                                  hint="drop those rows, or give finite targets")
-    return RawData(X.astype(np.float32, copy=False), y, name, notes=notes, **({"target_name": ",".join(labels)} if labels else {}))
+    return RawData(X.astype(np.float32, copy=False), y, name, notes=notes, soft=soft,
+                   **({"target_name": ",".join(labels)} if labels else {}))
 
 
 def _multi_hot(y: np.ndarray) -> bool:
@@ -175,13 +176,35 @@ def _multi_hot(y: np.ndarray) -> bool:
     return bool(np.isin(v, (0.0, 1.0)).all() and ((v == 1).sum(axis=1) != 1).any())
 
 
-def _one_hot_labels(y: np.ndarray, name: str) -> tuple[np.ndarray, str]:
-    """Class indices from one-hot target rows (Keras' ``to_categorical`` form: one 1 per row, the rest 0), and
-    a note saying so. Rows of probabilities are an error that says what to give instead (rows of several or no 1s are
-    label columns: `from_arrays` reads them as a multi-label classification).
+def probability_rows(y: np.ndarray) -> np.ndarray | None:
+    """``y`` (rows x classes) as float32 class probabilities, each row scaled to sum to exactly 1, when its rows are
+    numbers ≥ 0 that sum to 1 (within 1e-4) and not all 0/1 (one-hot rows are labels); None otherwise.
 
-    >>> _one_hot_labels(np.array([[0, 1, 0], [1, 0, 0]]), "arrays")[0].tolist()
+    >>> probability_rows(np.array([[0.25, 0.75]])).tolist(), probability_rows(np.array([[0, 1]])), probability_rows(np.array([[0.5, 0.6]]))
+    ([[0.25, 0.75]], None, None)
+    """
+    try:
+        v = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if v.ndim != 2 or not np.isfinite(v).all() or np.isin(v, (0.0, 1.0)).all() or (v < 0).any():
+        return None
+    sums = v.sum(axis=1)
+    return (v / sums[:, None]).astype(np.float32) if np.allclose(sums, 1.0, atol=1e-4) else None
+
+
+def _class_targets(y: np.ndarray, name: str) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """Class indices from rows of one target per class, a note saying how they were read, and the rows of class
+    probabilities (soft targets) where they are not one-hot. One-hot rows (Keras' ``to_categorical`` form: one 1
+    per row, the rest 0) are class labels; rows of probabilities (≥ 0, summing to 1) are trained on as they are
+    (cross-entropy with soft targets), their most probable class standing for the label (stratified splits, accuracy,
+    confusion matrix, validation and test). Rows of several or no 1s are label columns: `from_arrays` reads them as a
+    multi-label classification.
+
+    >>> _class_targets(np.array([[0, 1, 0], [1, 0, 0]]), "arrays")[0].tolist()
     [1, 0]
+    >>> y, _, soft = _class_targets(np.array([[0.2, 0.8], [0.7, 0.3]]), "arrays"); y.tolist(), soft.tolist()
+    ([1, 0], [[0.20000000298023224, 0.800000011920929], [0.699999988079071, 0.30000001192092896]])
     """
     if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
         raise TrainwiseError(f"{name}: y has shape {y.shape} and non-numeric values, but trainwise trains one target per row",
@@ -190,11 +213,18 @@ def _one_hot_labels(y: np.ndarray, name: str) -> tuple[np.ndarray, str]:
     binary = np.isin(v, (0.0, 1.0)).all()
     ones = (v == 1).sum(axis=1)
     if binary and (ones == 1).all():
-        return v.argmax(axis=1).astype(np.int64), f"y is one-hot encoded ({y.shape[1]} columns): trained on the class index of each row's 1"
-    if (v >= 0).all() and np.allclose(v.sum(axis=1), 1.0, atol=1e-4):
-        raise TrainwiseError(f"{name}: y has shape {y.shape} and looks like class probabilities (rows sum to 1); trainwise "
-                             "trains on hard class labels",
-                             hint="give the most probable class per row, y.argmax(axis=1), or one-hot rows")
+        return v.argmax(axis=1).astype(np.int64), f"y is one-hot encoded ({y.shape[1]} columns): trained on the class index of each row's 1", None
+    soft = probability_rows(v)
+    if soft is not None:
+        return (soft.argmax(axis=1).astype(np.int64),
+                f"y holds class probabilities ({y.shape[1]} classes, rows summing to 1): trained on them as soft targets "
+                "(cross-entropy); metrics, splits and the validation and test losses use each row's most probable class", soft)
+    sums = v.sum(axis=1)
+    if (v >= 0).all() and (v <= 1).all() and not binary:
+        raise TrainwiseError(f"{name}: y has shape {y.shape} and values between 0 and 1 whose rows do not sum to 1 (row "
+                             f"{int(np.flatnonzero(~np.isclose(sums, 1.0, atol=1e-4))[0])} sums to "
+                             f"{float(sums[~np.isclose(sums, 1.0, atol=1e-4)][0]):.4g}), so they are neither class probabilities nor 0/1 labels",
+                             hint="give rows of class probabilities that sum to 1 (e.g. a softmax), one-hot rows, or 0/1 label columns")
     raise TrainwiseError(f"{name}: y has shape {y.shape}, but trainwise trains one target per row",
                          hint="give y as a 1-D array (class labels or values), e.g. y[:, 0], or one model per target column")
 
@@ -300,6 +330,13 @@ def from_table(df: pd.DataFrame, y=None, *, target: str | None = None, missing: 
         raise TrainwiseError(f"{name}: column name(s) {', '.join(map(repr, twice))} appear more than once",
                              hint="give every column its own name (df.columns = [...])")
     df = check_table(df.set_axis(names, axis=1), name)  # rows named by the DataFrame's own index
+    soft, note = None, None
+    if y is not None and not is_frame(y) and getattr(y, "ndim", 1) == 2 and y.shape[1] > 1 and len(y) == len(df):
+        values = _array(y, "y", name)  # rows of one target per class, or several 0/1 label columns (as from_arrays reads them)
+        if _multi_hot(values):
+            y = pd.DataFrame(values, columns=[f"label_{j}" for j in range(values.shape[1])])
+        else:
+            y, note, soft = _class_targets(values, name)
     if is_frame(y) and y.shape[1] > 1:  # several target columns (labels, or values)
         if len(y) != len(df):
             raise TrainwiseError(f"{name}: y has {len(y)} rows but the DataFrame has {len(df)}", hint="give one target row per row")
@@ -325,10 +362,13 @@ def from_table(df: pd.DataFrame, y=None, *, target: str | None = None, missing: 
     if target is None:
         raise TrainwiseError(f"fit(DataFrame) without a target; columns: {', '.join(df.columns)}",
                              hint="name the target column, fit(df, target='COLUMN'), or give it: fit(features, y)")
-    return _table(df.reset_index(drop=True), name, target, missing, roles)
+    raw = _table(df.reset_index(drop=True), name, target, missing, roles, soft=soft)
+    raw.notes[:0] = [note] if note else []
+    return raw
 
 
-def _table(df: pd.DataFrame, path: str, target: str, missing: str, roles: ColumnRoles | None) -> RawData:
+def _table(df: pd.DataFrame, path: str, target: str, missing: str, roles: ColumnRoles | None, *,
+           soft: np.ndarray | None = None) -> RawData:
     """A table with its target column(s): the features after the column rules, the targets, gaps handled."""
     pd = pandas()
     # several comma-separated target columns: multi-output regression (a column whose name has a comma is one target)
@@ -345,7 +385,7 @@ def _table(df: pd.DataFrame, path: str, target: str, missing: str, roles: Column
     features, extra = apply_roles(df.drop(columns=targets), roles or ColumnRoles(), source=path, target=targets)
     y = df[targets[0]].to_numpy() if len(targets) == 1 else df[targets].to_numpy()
     raw = RawData(features, y, path, target_name=",".join(targets), categorical=tuple((roles or ColumnRoles()).categorical),
-                  **extra)
+                  soft=soft, **extra)
     df = pd.concat([features, df[targets]], axis=1)  # what is checked for gaps below: features and targets only
     counts = df.isna().sum()
     counts = counts[counts > 0]
@@ -361,6 +401,7 @@ def _table(df: pd.DataFrame, path: str, target: str, missing: str, roles: Column
         raw.groups = raw.groups[keep.to_numpy()] if raw.groups is not None else None
         raw.times = raw.times[keep.to_numpy()] if raw.times is not None else None
         raw.weights = raw.weights[keep.to_numpy()] if raw.weights is not None else None
+        raw.soft = raw.soft[keep.to_numpy()] if raw.soft is not None else None
         raw.dropped_rows = int((~keep).sum())
         raw.notes.append(f"missing values in {listing}: " + (f"dropped {raw.dropped_rows} rows" if missing == "drop" else
                                                                f"filled with train-split medians ({raw.dropped_rows} rows without a target dropped)"))

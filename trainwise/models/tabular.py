@@ -153,8 +153,9 @@ class MemberLoss(nn.Module):
         if out.ndim != 3:
             return self.base(out, y)
         k = out.shape[1]
-        if isinstance(y, tuple):  # weighted rows (--weight-column): each member's rows weighted alike, by `base`
-            return self.base(out.flatten(0, 1), (y[0].repeat_interleave(k, 0), y[1].repeat_interleave(k, 0)), smoothing=self.smoothing)
+        if isinstance(y, tuple):  # weighted rows or soft targets: each member's rows alike, by `base` (`SampleWeighted`)
+            return self.base(out.flatten(0, 1), tuple(None if t is None else t.repeat_interleave(k, 0) for t in y),
+                             smoothing=self.smoothing)
         flat, target = out.flatten(0, 1), y.repeat_interleave(k, 0)
         if isinstance(self.base, nn.CrossEntropyLoss):
             return F.cross_entropy(flat, target, weight=self.base.weight, label_smoothing=self.smoothing)

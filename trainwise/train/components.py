@@ -70,9 +70,12 @@ def make_loss(loss: str, class_weight: torch.Tensor | None = None) -> nn.Module:
 
 
 class SampleWeighted(nn.Module):
-    """A loss whose training batches carry a weight per row (``--weight-column``): with a target ``(y, w)`` the
-    weighted mean of the rows' losses, sum(w · loss) / sum(w) (a row's loss: the mean over its outputs); with a
-    plain target (validation, test) the ``base`` loss as it is.
+    """A loss whose training batches carry a weight per row (``--weight-column``, ``sample_weight``) and/or class
+    probabilities per row (soft targets): with a target ``(y, w)`` the weighted mean of the rows' losses,
+    sum(w · loss) / sum(w) (a row's loss: the mean over its outputs); with ``(y, w, p)`` the rows' losses against
+    the probabilities ``p`` (``w`` None: every row weighs 1); with a plain target (validation, test) the ``base``
+    loss as it is. Class weights count in the denominator as in torch's weighted mean (for soft targets, each
+    row's expected class weight ``p · weight``), so one-hot ``p`` gives exactly the hard-label loss.
 
     >>> loss = SampleWeighted(nn.MSELoss())
     >>> out, y = torch.tensor([[1.0], [3.0]]), torch.tensor([[0.0], [0.0]])
@@ -90,30 +93,38 @@ class SampleWeighted(nn.Module):
         """``smoothing``: label smoothing of a classification loss (a `models.tabular.MemberLoss` asks for it)."""
         if not isinstance(y, tuple):
             return self.base(out, y)
-        y, w = y
+        y, w, p = y if len(y) == 3 else (*y, None)
+        target = y if p is None else p
         if smoothing and isinstance(self.base, nn.CrossEntropyLoss):
-            per_row = F.cross_entropy(out, y, weight=self.base.weight, reduction="none", label_smoothing=smoothing)
+            per_row = F.cross_entropy(out, target, weight=self.base.weight, reduction="none", label_smoothing=smoothing)
         elif smoothing and isinstance(self.base, nn.BCEWithLogitsLoss):  # regression targets are never smoothed
-            per_row = self.rows(out, y * (1 - smoothing) + smoothing / 2)
+            per_row = self.rows(out, target * (1 - smoothing) + smoothing / 2)
         else:
-            per_row = self.rows(out, y)
+            per_row = self.rows(out, target)
         per_row = per_row.reshape(len(per_row), -1).mean(1)
-        total = w
+        total = None
         if isinstance(self.base, nn.CrossEntropyLoss) and self.base.weight is not None:
-            total = w * self.base.weight[y]  # class weights count in the denominator too, as in torch's weighted mean
-        return (per_row * w).sum() / total.sum().clamp_min(1e-12)  # a batch of weight-0 rows adds 0, not NaN
+            total = self.base.weight[y] if p is None else p @ self.base.weight  # as in torch's weighted mean
+        if w is not None:
+            per_row = per_row * w
+            total = w if total is None else w * total
+        if total is None:
+            return per_row.mean()
+        return per_row.sum() / total.sum().clamp_min(1e-12)  # a batch of weight-0 rows adds 0, not NaN
 
 
 def class_weights(spec: str, y_train, class_names: list[str]) -> torch.Tensor:
     """``--class-weight``: ``balanced`` gives class c the weight n / (k · count_c) (scikit-learn's rule: every class
-    weighs as much in total); ``"1,5"`` gives the weights in class order, one per class.
+    weighs as much in total; for soft targets, ``y_train`` rows of class probabilities, count_c is class c's total
+    probability); ``"1,5"`` gives the weights in class order, one per class.
 
     >>> class_weights("balanced", [0, 0, 0, 1, 1, 1, 1, 1], ["a", "b"]).tolist(), class_weights("1,5", [0, 1], ["a", "b"]).tolist()
     ([1.3333333730697632, 0.800000011920929], [1.0, 5.0])
     """
     k = len(class_names)
     if spec == "balanced":
-        counts = torch.bincount(torch.as_tensor(y_train).reshape(-1).long(), minlength=k).double()
+        y_train = torch.as_tensor(y_train)
+        counts = y_train.double().sum(0) if y_train.ndim == 2 else torch.bincount(y_train.reshape(-1).long(), minlength=k).double()
         if (counts == 0).any():
             missing = [class_names[i] for i in (counts == 0).nonzero().reshape(-1).tolist()]
             raise TrainwiseError(f"--class-weight balanced: class {', '.join(missing)} has no rows in the training split",

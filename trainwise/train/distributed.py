@@ -271,7 +271,8 @@ def check_distributed(cfg: RunConfig, prep: PreparedData) -> None:
     why = "--restarts (each restart is a run: train them stacked in one process, without --nproc)" if cfg.restarts > 1 else \
         "--lr auto (the LR finder runs in one process: run `trainwise lr-find`, then give --lr)" if cfg.lr == "auto" else \
         "data read through a DataLoader (image folders, torch Datasets): it shards in-memory arrays" \
-        if "train" not in prep.arrays else "sample weights (--weight-column, sample_weight; not sharded yet)" if prep.weights is not None else None
+        if "train" not in prep.arrays else "sample weights (--weight-column, sample_weight; not sharded yet)" if prep.weights is not None else \
+        "class probabilities as targets (soft targets; not sharded yet)" if prep.soft is not None else None
     if why:
         raise TrainwiseError(f"data-parallel training (--nproc, torchrun) does not take {why}",
                              hint="train in one process, or change the option named")

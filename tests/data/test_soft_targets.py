@@ -1,0 +1,184 @@
+"""Class probabilities as targets (soft targets): read from 2-D arrays whose rows sum to 1, trained on with
+cross-entropy against the probabilities, measured against each row's most probable class."""
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import trainwise
+from trainwise.config import RunConfig
+from trainwise.data import from_arrays, prepare
+from trainwise.errors import TrainwiseError
+from trainwise.pipeline import setup_run
+from trainwise.train.components import SampleWeighted, class_weights
+from trainwise.train.distributed import check_distributed
+from trainwise.vectorized import stack_reason
+
+
+def _blobs(n=300, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    X = rng.normal(size=(n, 4)) + np.eye(k, 4)[y] * 2.5
+    return X.astype(np.float32), y
+
+
+def _soft(y, k, keep=0.7):
+    return np.eye(k)[y] * keep + (1 - keep) / k
+
+
+def test_rows_of_probabilities_are_soft_targets_with_their_most_probable_class_as_label():
+    P = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3], [0.1, 0.1, 0.8]])
+    raw = from_arrays(np.zeros((3, 2)), P)
+    assert raw.y.tolist() == [1, 0, 2]
+    np.testing.assert_allclose(raw.soft, P, rtol=1e-6)
+    assert raw.soft.dtype == np.float32
+    assert raw.notes == ["y holds class probabilities (3 classes, rows summing to 1): trained on them as soft targets "
+                         "(cross-entropy); metrics, splits and the validation and test losses use each row's most probable class"]
+
+
+def test_values_between_0_and_1_that_do_not_sum_to_1_are_refused_naming_the_row():
+    with pytest.raises(TrainwiseError, match=re.escape("row 1 sums to 0.9), so they are neither class probabilities nor 0/1 labels")):
+        from_arrays(np.zeros((2, 3)), np.array([[0.5, 0.5], [0.4, 0.5]]))
+
+
+@pytest.mark.parametrize("class_weight", [None, torch.tensor([1.0, 3.0, 0.5])])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_one_hot_probabilities_give_exactly_the_hard_label_loss(class_weight, weighted):
+    out, y = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 2, 1, 0])
+    w = torch.tensor([1.0, 0.5, 2.0, 0.0, 1.0, 3.0]) if weighted else None
+    loss = SampleWeighted(nn.CrossEntropyLoss(weight=class_weight))
+    hard = loss(out, (y, w)) if weighted else nn.CrossEntropyLoss(weight=class_weight)(out, y)
+    soft = loss(out, (y, w, F.one_hot(y, 3).float()))
+    torch.testing.assert_close(soft, hard)
+
+
+def test_the_soft_loss_is_the_cross_entropy_against_the_probabilities_weighted_by_rows_and_classes():
+    out = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.0, 0.5, 0.5]])
+    w, cw = torch.tensor([1.0, 2.0, 0.5, 1.0]), torch.tensor([1.0, 2.0, 4.0])
+    per_row = -(p * cw * out.log_softmax(-1)).sum(1)
+    expected = (w * per_row).sum() / (w * (p @ cw)).sum()
+    got = SampleWeighted(nn.CrossEntropyLoss(weight=cw))(out, (p.argmax(1), w, p))
+    torch.testing.assert_close(got, expected)
+    plain = SampleWeighted(nn.CrossEntropyLoss())(out, (p.argmax(1), None, p))
+    torch.testing.assert_close(plain, -(p * out.log_softmax(-1)).sum(1).mean())
+
+
+def test_training_batches_carry_the_probabilities_and_a_binary_problem_gets_the_positive_class():
+    X, y = _blobs(k=2)
+    P = _soft(y, 2)
+    prep = prepare(from_arrays(X, P), seed=0)
+    assert prep.task == "classification" and prep.target.classes == [0, 1]
+    np.testing.assert_allclose(prep.soft, P[prep.indices["train"]], rtol=1e-6)
+    batches = prep.batches(kind="binary", device=torch.device("cpu"), batch_size=50, seed=0)
+    _, target = next(iter(batches["train"]))
+    labels, w, p = target
+    assert w is None and p.shape == (50, 1) and labels.shape == (50, 1)
+    torch.testing.assert_close(p[:, 0], torch.where(labels[:, 0] > 0.5, 0.85, 0.15))
+    _, val_target = next(iter(batches["val"]))
+    assert isinstance(val_target, torch.Tensor)  # validation is measured against the labels
+
+
+def test_fit_trains_on_the_probabilities_and_reports_against_the_most_probable_class(tmp_path):
+    X, y = _blobs()
+    P = _soft(y, 3)
+    soft = trainwise.fit(X, P, epochs=4, run_dir=tmp_path / "soft", quiet=True)
+    hard = trainwise.fit(X, y, epochs=4, run_dir=tmp_path / "hard", quiet=True)
+    # the loss is another one (against 0.8/0.1/0.1 rows, it cannot fall below their entropy), the labels the same
+    entropy = float(-(P * np.log(P)).sum(1).mean())
+    assert min(h["train/loss"] for h in soft.history) > entropy > max(h["train/loss"] for h in hard.history[-1:])
+    assert soft.summary["data"]["train_class_counts"] == hard.summary["data"]["train_class_counts"]
+    means = soft.summary["data"]["train_class_probabilities"]
+    indices = prepare(from_arrays(X, P), seed=0).indices  # the run's split (seed 0)
+    train = P[indices["train"]]
+    assert list(means) == ["0", "1", "2"] and list(means.values()) == pytest.approx(train.mean(0), abs=1e-6)
+    # test accuracy: the saved model's predictions against each test row's most probable class
+    model = trainwise.load(tmp_path / "soft")
+    test_rows = indices["test"]
+    accuracy = float((model.predict(X[test_rows]) == y[test_rows].astype(str)).mean())  # (labels named as in class_names)
+    assert soft.summary["test"]["test/accuracy"] == pytest.approx(accuracy)
+    assert json.loads((tmp_path / "soft" / "summary.json").read_text())["data"]["notes"][0].startswith("y holds class probabilities")
+
+
+def test_balanced_class_weights_count_each_class_by_its_total_probability():
+    P = np.array([[0.5, 0.5, 0.0], [0.9, 0.1, 0.0], [0.2, 0.2, 0.6], [1.0, 0.0, 0.0]])
+    w = class_weights("balanced", P, ["a", "b", "c"])
+    torch.testing.assert_close(w, torch.tensor(4 / (3 * np.array([2.6, 0.8, 0.6])), dtype=torch.float32))
+
+
+def test_what_soft_targets_do_not_take_is_refused_or_run_one_by_one(tmp_path):
+    X, y = _blobs()
+    P = _soft(y, 3)
+    with pytest.raises(TrainwiseError, match="y holds class probabilities .* but the task is regression"):
+        trainwise.fit(X, P, task="regression", quiet=True, run_dir=tmp_path / "r")
+    setup = setup_run(RunConfig(data="arrays", epochs=2), X, P)
+    with pytest.raises(TrainwiseError, match=re.escape("does not take class probabilities as targets (soft targets; not sharded yet)")):
+        check_distributed(setup.cfg, setup.prep)
+    assert stack_reason([setup, setup]) == "training on class probabilities (soft targets) is not vectorized yet"
+    r = trainwise.fit(X, P, epochs=2, restarts=2, run_dir=tmp_path / "restarts", quiet=True)
+    assert len(r.summary["restarts"]["runs"]) == 2
+
+
+def test_an_interrupted_run_resumes_exactly_and_only_with_the_same_probabilities(tmp_path):
+    class CtrlC(trainwise.Callback):
+        def on_epoch_end(self, trainer, *, epoch, logs):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    X, y = _blobs()
+    P = _soft(y, 3)
+    opts = dict(epochs=4, quiet=True, early_stopping=False)
+    full = trainwise.fit(X, P, run_dir=tmp_path / "full", **opts)
+    part = trainwise.fit(X, P, run_dir=tmp_path / "part", callbacks=[CtrlC()], **opts)
+    assert part.summary["status"] == "interrupted"
+    with pytest.raises(TrainwiseError, match="was trained on class probabilities .* but the targets given now differ"):
+        trainwise.fit(X, _soft(y, 3, keep=0.5), resume=tmp_path / "part", quiet=True)
+    with pytest.raises(TrainwiseError, match="but the targets given now are not probabilities"):
+        trainwise.fit(X, y, resume=tmp_path / "part", quiet=True)
+    done = trainwise.fit(X, P, resume=tmp_path / "part", quiet=True)
+    assert done.summary["status"] == "completed"
+    drop = lambda h: [{k: v for k, v in row.items() if not k.startswith("time/")} for row in h]  # noqa: E731
+    assert drop(done.history) == drop(full.history)
+
+
+def test_a_dataframe_takes_probabilities_one_hot_rows_and_label_columns_as_y():
+    import pandas as pd
+
+    from trainwise.data import from_table
+
+    X, y = _blobs(n=12)
+    df = pd.DataFrame(X, columns=list("abcd"))
+    df.loc[5, "b"] = np.nan
+    P = _soft(y, 3)
+    raw = from_table(df, P, missing="drop")
+    keep = np.arange(12) != 5
+    assert raw.y.tolist() == y[keep].tolist() and len(raw.X) == 11
+    np.testing.assert_allclose(raw.soft, P[keep], rtol=1e-6)
+    assert raw.notes[0].startswith("y holds class probabilities (3 classes")
+    one_hot = from_table(df.drop(index=5), np.eye(3)[y[keep]])
+    assert one_hot.soft is None and one_hot.y.tolist() == y[keep].tolist()
+    labels = from_table(df.drop(index=5), np.array([[1, 1], [0, 1], [0, 0]] * 3 + [[1, 0]] * 2))
+    assert labels.target_name == "label_0,label_1" and labels.y.shape == (11, 2)
+
+
+def test_csv_columns_of_probabilities_are_soft_targets_with_task_classification(tmp_path):
+    import pandas as pd
+
+    X, y = _blobs(n=200)
+    P = _soft(y, 3, keep=0.6)
+    path = tmp_path / "votes.csv"
+    pd.DataFrame(np.c_[X, P], columns=["a", "b", "c", "d", "cat", "dog", "bird"]).to_csv(path, index=False)
+    r = trainwise.fit(data=str(path), target="cat,dog,bird", task="classification", model="mlp:16", epochs=2,
+                      run_dir=tmp_path / "run", quiet=True)
+    data = r.summary["data"]
+    assert data["class_names"] == ["cat", "dog", "bird"]
+    train = prepare(from_arrays(X, P), seed=0).indices["train"]  # the same stratified split as the file's
+    assert data["train_class_counts"] == dict(zip(["cat", "dog", "bird"], np.bincount(y[train]).tolist()))
+    assert "the target columns cat,dog,bird hold class probabilities" in " ".join(data["notes"])
+    assert list(trainwise.load(tmp_path / "run").predict_proba(X[:2]).shape) == [2, 3]
+    regression = prepare(trainwise.data.load_source(str(path), target="cat,dog,bird"))  # without --task: several values
+    assert regression.task == "regression" and regression.soft is None
