@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python benchmarks/restarts.py [--ks 4 16 64] [--repeats 3] [--cli] [--memory] [--search]
 Workload (the populations issue's): digits, MLP 64-32-10 (``mlp:32``), 20 epochs, batch 32, Adam, the default
-dropout 0.1 and early stopping; in memory (no run directory), quiet. For each K the two ways alternate
+dropout (none since issue 14's defaults; it was 0.1) and early stopping; in memory (no run directory), quiet. For each K the two ways alternate
 ``--repeats`` times; the table gives the median wall time of each, the speed-up (median of the per-repeat
 ratios, with their min-max) and the time per member. Both ways give the same results (tests/test_vectorized.py).
 

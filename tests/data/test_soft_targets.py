@@ -182,3 +182,19 @@ def test_csv_columns_of_probabilities_are_soft_targets_with_task_classification(
     assert list(trainwise.load(tmp_path / "run").predict_proba(X[:2]).shape) == [2, 3]
     regression = prepare(trainwise.data.load_source(str(path), target="cat,dog,bird"))  # without --task: several values
     assert regression.task == "regression" and regression.soft is None
+
+
+def test_cross_validation_and_evaluate_take_probabilities(tmp_path):
+    from trainwise.tune.cv import cross_validate
+
+    X, y = _blobs(n=120)
+    P = _soft(y, 3)
+    r = cross_validate(X, P, folds=2, epochs=1, quiet=True, run_dir=tmp_path / "cv")
+    fold = json.loads((tmp_path / "cv" / "fold-1" / "summary.json").read_text())["data"]
+    assert len(r.folds) == 2 and sorted(fold["train_class_probabilities"]) == ["0", "1", "2"]
+    assert sum(fold["train_class_probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    np.savez(tmp_path / "soft.npz", X=X[:30], y=P[:30])
+    np.savez(tmp_path / "hard.npz", X=X[:30], y=y[:30])
+    scores = trainwise.evaluate(tmp_path / "cv" / "fold-1", str(tmp_path / "soft.npz"))
+    assert set(scores) == {"eval/loss", "eval/accuracy"}
+    assert trainwise.evaluate(tmp_path / "cv" / "fold-1", str(tmp_path / "hard.npz")) == scores  # the most probable class
