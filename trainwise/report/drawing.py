@@ -13,6 +13,7 @@ process closes the pipe or dies.
 from __future__ import annotations
 
 import atexit
+import io
 import os
 import pickle
 import select
@@ -184,7 +185,8 @@ def _serve(jobs: int, replies: int) -> None:
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run handles these; it closes the pipe when done
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        plots.pyplot()  # the import, while the run trains
+        os.nice(10)  # the run's own start (torch, its optimizer's imports) and training come first on a busy core
+        _warm_up(plots.pyplot())  # the import and a first figure (fonts, text layout), while the run trains
         while True:
             try:
                 name, args, kwargs = pickle.loads(_read(jobs))
@@ -200,6 +202,18 @@ def _serve(jobs: int, replies: int) -> None:
         code = 1
     finally:
         os._exit(code)
+
+
+def _warm_up(plt) -> None:
+    """A small figure drawn and thrown away: a process's first figure loads the font and sets up the text layout,
+    which the run's first figure then does not wait for."""
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot([0, 1], [1, 0], label="warm")
+    ax.set_xlabel("epoch")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(io.BytesIO(), format="png", dpi=50)
+    plt.close(fig)
 
 
 def _write(fd: int, data: bytes) -> None:
