@@ -97,6 +97,13 @@ def parse_augment(spec: str | None) -> dict[str, float]:
     return out
 
 
+def _whole(p) -> int:
+    """A whole number of pixels: an int, a float without a fraction, or its text."""
+    if isinstance(p, bool) or (isinstance(p, float) and not p.is_integer()):
+        raise ValueError(p)
+    return int(p)
+
+
 def parse_image_size(value) -> tuple[int, int] | None:
     """``28`` -> (28, 28); ``"64,48"`` -> (64, 48) as (height, width); None stays None."""
     if value is None:
@@ -104,8 +111,8 @@ def parse_image_size(value) -> tuple[int, int] | None:
     parts = [p for p in str(value).replace("x", ",").split(",") if p.strip()] if isinstance(value, str) else \
         list(value) if isinstance(value, (list, tuple)) else [value]
     try:
-        size = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
+        size = tuple(_whole(p) for p in parts)
+    except (TypeError, ValueError, OverflowError):  # (text, 28.5, .inf, NaN, true: not a size)
         size = ()
     if len(size) == 1:
         size = size * 2

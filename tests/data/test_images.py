@@ -153,3 +153,18 @@ def test_folder_errors(tmp_path):
     (tmp_path / "valid" / "a").mkdir(parents=True)
     with pytest.raises(TrainwiseError, match="no images .* in class subfolders of '.*train'"):
         load_image_folder(tmp_path)
+
+
+@pytest.mark.parametrize("value, size", [(28, (28, 28)), ("64,48", (64, 48)), ("64x48", (64, 48)), (32.0, (32, 32)), ([16, 24], (16, 24))])
+def test_an_image_size_is_one_or_two_whole_numbers(value, size):
+    from trainwise.options import parse_image_size
+
+    assert parse_image_size(value) == size
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 28.5, True, "big", "0", [28, 28, 3]])
+def test_a_size_that_is_not_whole_pixels_is_refused_with_a_hint(value):
+    from trainwise.options import parse_image_size
+
+    with pytest.raises(TrainwiseError, match=r"is not a size\. HINT: give one number \(28\) or height,width \(64,48\)"):
+        parse_image_size(value)
