@@ -1,11 +1,27 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from trainwise.cli import main
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on 2 cores: one torch thread each, not two (oversubscribed
+    torch.set_num_threads(1)               # OpenMP threads spin and wait: a test took 5x its time alone), and so
+    os.environ["OMP_NUM_THREADS"] = "1"    # do the processes tests start (their runs equal the in-process ones)
+
+
+@pytest.fixture(autouse=True)
+def _no_drawing_helpers(monkeypatch):
+    """The CLI run in-process draws its figures in-process: a drawing helper forked from a test process would
+    outlive the test (and write a later test's figures late). tests/report/test_drawing.py tests the helpers, in
+    processes of their own."""
+    from trainwise.report import drawing
+
+    monkeypatch.setattr(drawing, "start", lambda *a, **k: False)
 
 
 @pytest.fixture(autouse=True)

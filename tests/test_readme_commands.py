@@ -1,8 +1,8 @@
 """Every command line in the README's bash blocks is one the command line accepts: the subcommand and every
 option exist (argparse, as `trainwise` parses them), and the options of a run make a valid config (names,
 choices, values: RunConfig) with a model spec that resolves. Placeholders (``runs/<run>``) stand for a run folder
-and ``[...]`` for optional arguments, checked with and without them. Training itself is not repeated here: the
-suite runs each feature in its own tests; this catches a README that drifts from the options."""
+and ``[...]`` for optional arguments, checked with and without them. This is the quick check (no training) that a
+README line names real options; tests/test_readme_run.py runs every line."""
 import re
 import shlex
 from pathlib import Path

@@ -234,14 +234,15 @@ def test_training_options_block(tmp_path, monkeypatch, capsys):
             if epoch == 2:
                 raise KeyboardInterrupt
 
-    stopped = trainwise.fit(data="digits", schedule="step", run_dir="runs/stopped", callbacks=[CtrlC()], quiet=True)
-    assert stopped.summary["status"] == "interrupted"
-    sh.runs["stopped"] = "stopped"
+    for name in ("stopped", "stopped-too"):
+        stopped = trainwise.fit(data="digits", schedule="step", run_dir=f"runs/{name}", callbacks=[CtrlC()], quiet=True)
+        assert stopped.summary["status"] == "interrupted"
+        sh.runs[name] = name
     sh.run(lines[8], run="stopped")
     done = json.loads((tmp_path / "runs" / "stopped" / "summary.json").read_text())
     assert done["status"] in ("completed", "early_stopped") and done["epochs_run"] > 2
-    sh.run(lines[9], run="stopped")  # a finished run trained longer (its step schedule allows another budget)
-    assert yaml.safe_load((tmp_path / "runs" / "stopped" / "config.yaml").read_text())["epochs"] == 300
+    sh.run(lines[9], run="stopped-too")  # with another budget (its step schedule allows one)
+    assert yaml.safe_load((tmp_path / "runs" / "stopped-too" / "config.yaml").read_text())["epochs"] == 300
 
 
 def test_images_block(tmp_path, monkeypatch, capsys):

@@ -98,6 +98,14 @@ def test_checkpoint_encoding_round_trips_without_pickle():
         encode_state({"x": object()})
 
 
+def test_an_early_stopped_run_is_not_resumed_and_the_hint_says_start_one_with_more_patience(tmp_path):
+    r = trainwise.fit("iris", run_dir=tmp_path / "early", epochs=60, patience=1, quiet=True, schedule="none")
+    assert r.summary["status"] == "early_stopped"
+    with pytest.raises(TrainwiseError, match=r"already finished \(early_stopped.*HINT: early stopping ended it, so more epochs "
+                                             r"would end at once; .*--run-dir NEW_DIR --patience N \(or --no-early-stopping\)"):
+        trainwise.fit(resume=tmp_path / "early", epochs=200)
+
+
 def test_resume_errors_say_what_to_do(tmp_path):
     r = trainwise.fit("iris", run_dir=tmp_path / "done", epochs=3, quiet=True, schedule="none")  # resumed with other --epochs
     with pytest.raises(TrainwiseError, match=r"already finished \(completed.*HINT: .*give --epochs above 3"):

@@ -232,8 +232,11 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data
     done = read_summary(summary_path) if summary_path.is_file() else None
     if done and (done.get("status") == "early_stopped" or (done.get("status") == "completed" and cfg.epochs <= (done.get("epochs_run") or 0))):
         raise TrainwiseError(f"run '{run_dir}' already finished ({done['status']}: {done.get('stop_reason')})",
-                             hint="resume continues interrupted or killed runs; to train longer give --epochs "
-                                  f"above {done.get('epochs_run')}, or start a new run")
+                             hint="early stopping ended it, so more epochs would end at once; to train on, start a new "
+                                  f"run with more patience: trainwise fit --config {run_dir / 'config.yaml'} --run-dir NEW_DIR "
+                                  "--patience N (or --no-early-stopping)" if done.get("status") == "early_stopped" else
+                             "resume continues interrupted or killed runs; to train longer give --epochs "
+                             f"above {done.get('epochs_run')}, or start a new run")
     if done and done.get("status") == "failed" and done.get("diverged_at"):
         raise TrainwiseError(f"run '{run_dir}' failed ({done.get('stop_reason')}); continuing it would continue the failure",
                              hint="fix the cause and start a new run (trainwise fit --config "
