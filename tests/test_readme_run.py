@@ -10,12 +10,14 @@ from __future__ import annotations
 import io
 import json
 import re
+import select
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,6 +112,7 @@ class Shell:
     def __init__(self, root: Path, monkeypatch, capsys):
         self.root, self.capsys, self.runs = root, capsys, {}
         monkeypatch.chdir(root)
+        monkeypatch.setenv("MPLCONFIGDIR", matplotlib.get_cachedir())  # HOME moves below: keep matplotlib's font cache
         monkeypatch.setenv("TRAINWISE_CACHE", str(root / "cache"))
         monkeypatch.setenv("HOME", str(root / "home"))
         self.monkeypatch = monkeypatch
@@ -289,8 +292,9 @@ def test_tensorboard_serves_the_runs_folder(tmp_path):
                          stderr=subprocess.STDOUT, text=True)
     try:
         deadline, seen = time.time() + 60, ""
-        while time.time() < deadline and "http://" not in seen:
-            seen += p.stdout.readline()
+        while time.time() < deadline and "http://" not in seen and p.poll() is None:
+            if select.select([p.stdout], [], [], max(0.0, deadline - time.time()))[0]:  # never a read that blocks for good
+                seen += p.stdout.readline()
         assert "http://" in seen, seen
     finally:
         p.kill()

@@ -234,7 +234,8 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data
         raise TrainwiseError(f"run '{run_dir}' already finished ({done['status']}: {done.get('stop_reason')})",
                              hint="early stopping ended it, so more epochs would end at once; to train on, start a new "
                                   f"run with more patience: trainwise fit --config {run_dir / 'config.yaml'} --run-dir NEW_DIR "
-                                  "--patience N (or --no-early-stopping)" if done.get("status") == "early_stopped" else
+                                  "--patience N (or --no-early-stopping; in Python: trainwise.fit(..., run_dir=NEW_DIR, patience=N))"
+                             if done.get("status") == "early_stopped" else
                              "resume continues interrupted or killed runs; to train longer give --epochs "
                              f"above {done.get('epochs_run')}, or start a new run")
     if done and done.get("status") == "failed" and done.get("diverged_at"):
@@ -265,8 +266,9 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data
         raise TrainwiseError(f"run '{run_dir}' was trained {'with' if weighted else 'without'} sample weights {weighted or ''}, "
                              f"but {'other' if weighted and sample_weight is not None else 'none' if weighted else ''} weights were given now",
                              hint="pass the same sample_weight as when it started")
-    probabilities = (done or {}).get("data", {}).get("train_class_probabilities")
-    if done and probabilities != setup.prep.describe().get("train_class_probabilities"):
+    probabilities, now = (done or {}).get("data", {}), setup.prep.describe()
+    if done and any(probabilities.get(k) != now.get(k) for k in ("train_class_probabilities", "train_probabilities_sha256")):
+        probabilities = probabilities.get("train_class_probabilities")
         raise TrainwiseError(f"run '{run_dir}' was trained {'on' if probabilities else 'without'} class probabilities (soft targets), "
                              "but the targets given now " + ("differ" if probabilities and setup.prep.soft is not None else
                                                              "are not probabilities" if probabilities else "are"),

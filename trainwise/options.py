@@ -8,6 +8,8 @@ the error messages and the modules that implement a choice all read them from he
 """
 from __future__ import annotations
 
+import numbers
+
 from .errors import TrainwiseError, check_choice
 
 __all__ = ["ACTIVATIONS", "LOSSES", "CLASSIFICATION_LOSSES", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "INITS", "TASKS",
@@ -98,10 +100,14 @@ def parse_augment(spec: str | None) -> dict[str, float]:
 
 
 def _whole(p) -> int:
-    """A whole number of pixels: an int, a float without a fraction, or its text."""
-    if isinstance(p, bool) or (isinstance(p, float) and not p.is_integer()):
+    """A whole number of pixels (at most 65,536): an integer, a float without a fraction (numpy's too), or its text."""
+    fraction = isinstance(p, numbers.Real) and not isinstance(p, numbers.Integral) and not float(p).is_integer()
+    if type(p).__name__ in ("bool", "bool_") or fraction:  # (numpy's bool too: no numpy import for --help)
         raise ValueError(p)
-    return int(p)
+    size = int(p)
+    if size > 65536:
+        raise ValueError(p)
+    return size
 
 
 def parse_image_size(value) -> tuple[int, int] | None:

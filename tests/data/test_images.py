@@ -155,14 +155,16 @@ def test_folder_errors(tmp_path):
         load_image_folder(tmp_path)
 
 
-@pytest.mark.parametrize("value, size", [(28, (28, 28)), ("64,48", (64, 48)), ("64x48", (64, 48)), (32.0, (32, 32)), ([16, 24], (16, 24))])
+@pytest.mark.parametrize("value, size", [(28, (28, 28)), ("64,48", (64, 48)), ("64x48", (64, 48)), (32.0, (32, 32)), ([16, 24], (16, 24)),
+                                         (np.int64(28), (28, 28)), (np.float32(32.0), (32, 32))])
 def test_an_image_size_is_one_or_two_whole_numbers(value, size):
     from trainwise.options import parse_image_size
 
     assert parse_image_size(value) == size
 
 
-@pytest.mark.parametrize("value", [float("inf"), float("nan"), 28.5, True, "big", "0", [28, 28, 3]])
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 28.5, np.float32(28.5), True, np.bool_(True), 10**30, "big", "0",
+                                   [28, 28, 3]])
 def test_a_size_that_is_not_whole_pixels_is_refused_with_a_hint(value):
     from trainwise.options import parse_image_size
 

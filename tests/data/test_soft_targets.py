@@ -4,6 +4,7 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -198,3 +199,40 @@ def test_cross_validation_and_evaluate_take_probabilities(tmp_path):
     scores = trainwise.evaluate(tmp_path / "cv" / "fold-1", str(tmp_path / "soft.npz"))
     assert set(scores) == {"eval/loss", "eval/accuracy"}
     assert trainwise.evaluate(tmp_path / "cv" / "fold-1", str(tmp_path / "hard.npz")) == scores  # the most probable class
+
+
+def test_split_files_of_probabilities_train_on_them(tmp_path):
+    X, y = _blobs(n=240)
+    P = _soft(y, 3)
+    np.savez(tmp_path / "train.npz", X=X[:180], y=P[:180])
+    np.savez(tmp_path / "val.npz", X=X[180:], y=y[180:])  # labels in the validation file: measured on them as they are
+    r = trainwise.fit(data=str(tmp_path / "train.npz"), val_data=str(tmp_path / "val.npz"), epochs=2, quiet=True,
+                      run_dir=tmp_path / "run")
+    data = r.summary["data"]
+    assert "train_class_probabilities" in data and data["sizes"]["val"] == 60
+    assert data["sizes"]["train"] + data["sizes"]["test"] == 180  # the test split carved from train.npz
+    assert sum(data["train_class_probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    np.savez(tmp_path / "bad.npz", X=X[180:], y=np.full(60, 7))
+    with pytest.raises(TrainwiseError, match=r"--val-data '.*bad.npz' holds labels that are not class indices 0..2"):
+        trainwise.fit(data=str(tmp_path / "train.npz"), val_data=str(tmp_path / "bad.npz"), epochs=1, quiet=True,
+                      run_dir=tmp_path / "bad")
+
+
+def test_evaluate_and_cross_validation_take_csv_columns_of_probabilities(tmp_path):
+    from trainwise.tune.cv import cross_validate
+
+    X, y = _blobs(n=150)
+    P = np.round(_soft(y, 3, keep=0.67), 2)  # as text with two decimals: rows sum to 0.99..1.01
+    path = tmp_path / "votes.csv"
+    pd.DataFrame(np.c_[X, P], columns=["a", "b", "c", "d", "cat", "dog", "bird"]).to_csv(path, index=False)
+    opts = dict(target="cat,dog,bird", task="classification", model="mlp:16", epochs=1, quiet=True)
+    trainwise.fit(data=str(path), run_dir=tmp_path / "run", **opts)
+    scores = trainwise.evaluate(tmp_path / "run", str(path))
+    model = trainwise.load(tmp_path / "run")
+    frame = pd.read_csv(path)
+    assert model.evaluate(frame) == scores == trainwise.evaluate(tmp_path / "run", X, P)
+    assert scores["eval/accuracy"] == pytest.approx(float((model.predict(X) == np.array(["cat", "dog", "bird"])[y]).mean()))
+    cv = cross_validate(data=str(path), folds=2, run_dir=tmp_path / "cv", **opts)
+    assert len(cv.folds) == 2
+    with pytest.raises(TrainwiseError, match="has 2 values per row, which are not class probabilities for the model's 3 classes"):
+        model.evaluate(X, P[:, :2] / P[:, :2].sum(1, keepdims=True))

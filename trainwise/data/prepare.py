@@ -1,6 +1,7 @@
 """source -> split -> preprocess (fit on train) -> arrays per split. The one-way data path of a run."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,9 +13,8 @@ from ..errors import TrainwiseError
 from ..frames import is_frame, pandas
 from .batching import DeviceLoader, TensorBatches, to_tensors
 from .columns import weights_summary
-from .preprocess import Preprocessor, TargetEncoder, label_matrix
+from .preprocess import Preprocessor, TargetEncoder, label_matrix, probability_rows
 from .raw import RawData
-from .sources import probability_rows
 from .splits import split_indices
 
 __all__ = ["PreparedData", "PreparedDataset", "prepare", "prepare_dataset", "infer_task"]
@@ -86,6 +86,7 @@ class PreparedData:
             d["train_class_counts"] = dict(zip(self.class_names, counts.tolist()))
         if self.soft is not None:  # soft targets: the counts above are of each row's most probable class
             d["train_class_probabilities"] = dict(zip(self.class_names, np.round(self.soft.astype(np.float64).mean(0), 6).tolist()))
+            d["train_probabilities_sha256"] = hashlib.sha256(np.ascontiguousarray(self.soft, dtype=np.float32).tobytes()).hexdigest()
         if self.weights is not None:
             d["train_weights"] = weights_summary(self.weights)
         if self.notes:
@@ -116,8 +117,9 @@ def _several_targets(raw: RawData, task: str) -> tuple[str, bool]:
         return "classification", True
     if task == "classification":
         raise TrainwiseError(f"{raw.name}: several target columns '{raw.target_name}' are a multi-label classification, "
-                             f"so each must hold 0/1 labels: {why}", hint="give 0/1 (true/false, yes/no) label columns, "
-                             "or one target column with the class labels")
+                             f"so each must hold 0/1 labels, or together each row's class probabilities: {why.message}",
+                             hint="give 0/1 (true/false, yes/no) label columns, columns of class probabilities (numbers >= 0, each "
+                             "row summing to 1), or one target column with the class labels")
     numeric = np.issubdtype(y.dtype, np.number) or all(pd.api.types.is_number(v) for v in y.ravel()[:1000])
     if not numeric:
         raise TrainwiseError(f"{raw.name}: the targets '{raw.target_name}' hold text, but several targets are a regression "

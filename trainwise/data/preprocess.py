@@ -13,7 +13,7 @@ from .columns import as_categories
 if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
     import pandas as pd
 
-__all__ = ["Preprocessor", "TargetEncoder", "soft_clip"]
+__all__ = ["probability_rows", "Preprocessor", "TargetEncoder", "soft_clip"]
 
 
 # a text column with more than MANY_LEVELS levels would become as many one-hot inputs that each see a handful of rows.
@@ -321,6 +321,24 @@ def _image_stats(X: np.ndarray, norm: str) -> tuple[list[float], list[float]]:
     return [0.0] * C, [1.0] * C
 
 
+def probability_rows(y: np.ndarray) -> np.ndarray | None:
+    """``y`` (rows x classes) as float32 class probabilities, each row scaled to sum to exactly 1, when its rows are
+    numbers ≥ 0 that sum to 1 (within 0.02: probabilities written as text with two decimals) and not all 0/1
+    (one-hot rows are labels); None otherwise.
+
+    >>> probability_rows(np.array([[0.25, 0.75]])).tolist(), probability_rows(np.array([[0, 1]])), probability_rows(np.array([[0.5, 0.6]]))
+    ([[0.25, 0.75]], None, None)
+    """
+    try:
+        v = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if v.ndim != 2 or not np.isfinite(v).all() or np.isin(v, (0.0, 1.0)).all() or (v < 0).any():
+        return None
+    sums = v.sum(axis=1)
+    return (v / sums[:, None]).astype(np.float32) if np.allclose(sums, 1.0, atol=0.02) else None
+
+
 class TargetEncoder:
     """Class labels <-> indices for classification; standardization for a regression target. ``multilabel``:
     several 0/1 label columns (``classes``: their names), encoded as a float 0/1 per label."""
@@ -348,6 +366,14 @@ class TargetEncoder:
             values = label_matrix(y, self.classes, what)
             return values.astype(np.float32)
         if self.task == "classification":
+            y = np.asarray(y)
+            if y.ndim == 2 and y.shape[1] > 1:  # rows of class probabilities: each row's most probable class
+                probs = probability_rows(y)
+                if probs is None or probs.shape[1] != len(self.classes):
+                    raise TrainwiseError(f"{what} has {y.shape[1]} values per row, which are not class probabilities for the model's "
+                                         f"{len(self.classes)} classes", hint="give one label per row, or rows of class probabilities "
+                                         "(numbers >= 0 summing to 1), one column per class in the model's order")
+                return probs.argmax(axis=1).astype(np.int64)
             index = {c: i for i, c in enumerate(self.classes)}
             unknown = sorted({v for v in y.tolist() if v not in index}, key=str)
             if unknown:

@@ -14,12 +14,13 @@ from ..options import BUILTIN_DATA, NA_VALUES, parse_na_values
 from .builtin import SKLEARN_SETS, load_builtin
 from .columns import ColumnRoles, apply_roles, check_weights
 from .images import load_idx_set, load_image_folder
+from .preprocess import probability_rows
 from .raw import RawData
 
 if TYPE_CHECKING:  # annotations only: pandas loads on first use (frames.pandas)
     import pandas as pd
 
-__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "weigh_rows", "from_table", "check_table", "probability_rows",
+__all__ = ["RawData", "BUILTINS", "load_source", "from_arrays", "weigh_rows", "from_table", "check_table",
            "read_table", "open_npz", "read_npz_array"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: a larger number would become inf
@@ -176,23 +177,6 @@ def _multi_hot(y: np.ndarray) -> bool:
     return bool(np.isin(v, (0.0, 1.0)).all() and ((v == 1).sum(axis=1) != 1).any())
 
 
-def probability_rows(y: np.ndarray) -> np.ndarray | None:
-    """``y`` (rows x classes) as float32 class probabilities, each row scaled to sum to exactly 1, when its rows are
-    numbers ≥ 0 that sum to 1 (within 1e-4) and not all 0/1 (one-hot rows are labels); None otherwise.
-
-    >>> probability_rows(np.array([[0.25, 0.75]])).tolist(), probability_rows(np.array([[0, 1]])), probability_rows(np.array([[0.5, 0.6]]))
-    ([[0.25, 0.75]], None, None)
-    """
-    try:
-        v = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    if v.ndim != 2 or not np.isfinite(v).all() or np.isin(v, (0.0, 1.0)).all() or (v < 0).any():
-        return None
-    sums = v.sum(axis=1)
-    return (v / sums[:, None]).astype(np.float32) if np.allclose(sums, 1.0, atol=1e-4) else None
-
-
 def _class_targets(y: np.ndarray, name: str) -> tuple[np.ndarray, str, np.ndarray | None]:
     """Class indices from rows of one target per class, a note saying how they were read, and the rows of class
     probabilities (soft targets) where they are not one-hot. One-hot rows (Keras' ``to_categorical`` form: one 1
@@ -222,8 +206,8 @@ def _class_targets(y: np.ndarray, name: str) -> tuple[np.ndarray, str, np.ndarra
     sums = v.sum(axis=1)
     if (v >= 0).all() and (v <= 1).all() and not binary:
         raise TrainwiseError(f"{name}: y has shape {y.shape} and values between 0 and 1 whose rows do not sum to 1 (row "
-                             f"{int(np.flatnonzero(~np.isclose(sums, 1.0, atol=1e-4))[0])} sums to "
-                             f"{float(sums[~np.isclose(sums, 1.0, atol=1e-4)][0]):.4g}), so they are neither class probabilities nor 0/1 labels",
+                             f"{int(np.flatnonzero(~np.isclose(sums, 1.0, atol=0.02))[0])} sums to "
+                             f"{float(sums[~np.isclose(sums, 1.0, atol=0.02)][0]):.4g}), so they are neither class probabilities nor 0/1 labels",
                              hint="give rows of class probabilities that sum to 1 (e.g. a softmax), one-hot rows, or 0/1 label columns")
     raise TrainwiseError(f"{name}: y has shape {y.shape}, but trainwise trains one target per row",
                          hint="give y as a 1-D array (class labels or values), e.g. y[:, 0], or one model per target column")
@@ -414,6 +398,28 @@ def _table(df: pd.DataFrame, path: str, target: str, missing: str, roles: Column
     return raw
 
 
+def _split_probabilities(parts: dict[str, RawData]) -> np.ndarray | None:
+    """The class probabilities of split files, one row per row of them all (None: no file holds probabilities); a
+    file of labels among them has its labels as one-hot rows (only the training rows' are trained on)."""
+    first = next((r.soft for r in parts.values() if r.soft is not None), None)
+    if first is None:
+        return None
+    k, rows = first.shape[1], []
+    for name, r in parts.items():
+        flag = "--data" if name == "train" else f"--{name}-data"
+        if r.soft is not None and r.soft.shape[1] != k:
+            raise TrainwiseError(f"{flag} '{r.name}' holds probabilities of {r.soft.shape[1]} classes, another split file of {k}",
+                                 hint="give every split file the same class columns")
+        if r.soft is None:
+            labels = np.asarray(r.y)
+            if not np.issubdtype(labels.dtype, np.integer) or len(labels) and (labels.min() < 0 or labels.max() >= k):
+                raise TrainwiseError(f"{flag} '{r.name}' holds labels that are not class indices 0..{k - 1}, while another split "
+                                     f"file holds class probabilities of {k} classes",
+                                     hint="give every split file probabilities, or class indices 0..K-1")
+        rows.append(r.soft if r.soft is not None else np.eye(k, dtype=np.float32)[np.asarray(r.y)])
+    return np.concatenate(rows)
+
+
 def load_split_files(data: str, val_data: str | None, test_data: str | None, **options) -> RawData:
     """``data`` with separate validation and/or test files (``--val-data``, ``--test-data``): one `RawData` whose
     given splits are the files. The files must have the same columns (tables) or feature shape (arrays); without
@@ -442,7 +448,8 @@ def load_split_files(data: str, val_data: str | None, test_data: str | None, **o
     raw = RawData(X, y, first.name, task=first.task, class_names=first.class_names, target_name=first.target_name,
                   notes=[n for r in parts.values() for n in r.notes], categorical=first.categorical,
                   dropped_rows=sum(r.dropped_rows for r in parts.values()),
-                  weights=np.concatenate([r.weights for r in parts.values()]) if first.weights is not None else None)
+                  weights=np.concatenate([r.weights for r in parts.values()]) if first.weights is not None else None,
+                  soft=_split_probabilities(parts))
     raw.given_splits = {name: np.arange(bounds[i], bounds[i + 1]) for i, name in enumerate(parts)}
     raw.carve_test = "test" not in parts
     raw.notes.append("splits from files: " + ", ".join(f"{k} {r.name} ({len(r)} rows)" for k, r in parts.items()))

@@ -185,7 +185,8 @@ def _serve(jobs: int, replies: int) -> None:
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run handles these; it closes the pipe when done
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        os.nice(10)  # the run's own start (torch, its optimizer's imports) and training come first on a busy core
+        os.nice(5)  # the run's own start (torch, its optimizer's imports) and training come first on a busy core (not 10:
+        # on a machine kept busy by other jobs a nice-10 helper gets a tenth of a core, and the run waits for its figures)
         _warm_up(plots.pyplot())  # the import and a first figure (fonts, text layout), while the run trains
         while True:
             try:
