@@ -102,7 +102,8 @@ def test_an_early_stopped_run_is_not_resumed_and_the_hint_says_start_one_with_mo
     r = trainwise.fit("iris", run_dir=tmp_path / "early", epochs=60, patience=1, quiet=True, schedule="none")
     assert r.summary["status"] == "early_stopped"
     with pytest.raises(TrainwiseError, match=r"already finished \(early_stopped.*HINT: early stopping ended it, so more epochs "
-                                             r"would end at once; .*--run-dir NEW_DIR --patience N \(or --no-early-stopping\)"):
+                                             r"would end at once; .*--run-dir NEW_DIR --patience N \(or --no-early-stopping; in Python: "
+                                             r"trainwise.fit\(\.\.\., run_dir=NEW_DIR, patience=N\)\)"):
         trainwise.fit(resume=tmp_path / "early", epochs=200)
 
 
