@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import select
 import shlex
@@ -289,13 +290,18 @@ def test_tensorboard_serves_the_runs_folder(tmp_path):
     (tmp_path / "runs").mkdir()
     exe = Path(sys.executable).with_name("tensorboard")
     p = subprocess.Popen([str(exe), "--logdir", "runs/", "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+                         stderr=subprocess.STDOUT, bufsize=0)
     try:
-        deadline, seen = time.time() + 60, ""
-        while time.time() < deadline and "http://" not in seen and p.poll() is None:
-            if select.select([p.stdout], [], [], max(0.0, deadline - time.time()))[0]:  # never a read that blocks for good
-                seen += p.stdout.readline()
-        assert "http://" in seen, seen
+        deadline, seen, fd = time.time() + 60, b"", p.stdout.fileno()
+        while time.time() < deadline and b"http://" not in seen:
+            if select.select([fd], [], [], 0.5)[0]:  # the pipe itself, unbuffered: nothing waits in a reader's buffer
+                chunk = os.read(fd, 4096)
+                if not chunk:  # it exited
+                    break
+                seen += chunk
+            elif p.poll() is not None:
+                break
+        assert b"http://" in seen, seen.decode(errors="replace")
     finally:
         p.kill()
         p.wait()
