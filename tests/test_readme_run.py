@@ -254,6 +254,7 @@ def test_images_block(tmp_path, monkeypatch, capsys):
     lines = _block("--data bitmoji/")
     assert len(lines) == 5
     sh.run(lines[0])
+    assert sh.config()["model"] == "cnn:16,32" and json.loads((sh.last() / "summary.json").read_text())["data"]["sizes"]["test"] == 80
     sh.run(lines[1])
     assert str(sh.config()["data_dir"]).endswith("data/fashion")
     sh.run(lines[2])
@@ -276,12 +277,16 @@ def test_diagnostics_block(tmp_path, monkeypatch, capsys):
     lines = _block("--activation sigmoid")
     sh.run(lines[0])
     assert "vanishing_gradients" in json.dumps(json.loads((sh.last() / "summary.json").read_text())["diagnostics"])
-    assert "params" in sh.run(lines[1]).lower()
-    sh.run(lines[2])
-    for line in lines[3:-2]:
-        sh.run(line)
-    sh.run(lines[-2], run="last")
-    assert (sh.last() / "report.html").is_file()
+    assert "Total params: 17,226" in sh.run(lines[1])  # mlp:128,64 on 64 inputs, 10 classes
+    assert re.search(r"PASS: largest relative error \S+ \(tolerance 1e-05\)", sh.run(lines[2]))  # gradcheck
+    by_hand = sh.run(lines[3])  # backprop: the hand step equals torch.optim.SGD's
+    assert "the hand step and torch.optim.SGD match (largest difference 0.0e+00)" in by_hand
+    as_json = json.loads(sh.run(lines[4]))  # backprop --json --w3 0.5 --lr 0.01
+    assert as_json["params"]["w3"] == 0.5
+    assert all(g["value"] == pytest.approx(g["autograd"]) for g in as_json["gradients"].values())
+    (sh.last() / "report.html").unlink()
+    sh.run(lines[-2], run="last")  # report runs/<run>: rebuilt
+    assert "<html" in (sh.last() / "report.html").read_text().lower()
     sh.run(lines[-1].split(" && ")[0])
     assert list((sh.last() / "tensorboard").glob("events.out.tfevents.*"))
 

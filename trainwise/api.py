@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from .config import RunConfig, load_config
-from .data import PreparedData, weights_summary
+from .data import PreparedData
 from .errors import TrainwiseError
 from .inference import SavedModel, evaluate, load, predict
 from .models import is_builtin_spec
@@ -260,19 +260,15 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, writer: RunWriter | None, data
     state = load_trainer_state(last, map_location=resolve_device(cfg.device))
     _check_epochs(state["epoch"], last, cfg.epochs, previous.epochs)
     setup = setup_run(cfg, data, y, recipe=recipe, world=world, sample_weight=sample_weight)
-    weighted = (done or {}).get("data", {}).get("train_weights")
-    if done and weighted != weights_summary(getattr(setup.prep, "weights", None)):
-        # an in-memory run's weights are not in its files: the summary of the stopped run has their sum
-        raise TrainwiseError(f"run '{run_dir}' was trained {'with' if weighted else 'without'} sample weights {weighted or ''}, "
-                             f"but {'other' if weighted and sample_weight is not None else 'none' if weighted else ''} weights were given now",
-                             hint="pass the same sample_weight as when it started")
-    probabilities, now = (done or {}).get("data", {}), setup.prep.describe()
-    if done and any(probabilities.get(k) != now.get(k) for k in ("train_class_probabilities", "train_probabilities_sha256")):
-        probabilities = probabilities.get("train_class_probabilities")
-        raise TrainwiseError(f"run '{run_dir}' was trained {'on' if probabilities else 'without'} class probabilities (soft targets), "
-                             "but the targets given now " + ("differ" if probabilities and setup.prep.soft is not None else
-                                                             "are not probabilities" if probabilities else "are"),
-                             hint="pass the same y as when it started")
+    recorded, now = (done or {}).get("data", {}), setup.prep.describe()
+    for key, what, given in (("train_weights", "sample weights", "sample_weight"),
+                             ("train_probabilities_sha256", "class probabilities as targets (soft targets)", "y")):
+        # an in-memory run's rows are not in its files: the stopped run's summary records what they were
+        was, is_now = recorded.get(key), now.get(key)
+        if done and was != is_now:
+            raise TrainwiseError(f"run '{run_dir}' was trained {'with' if was else 'without'} {what}, but "
+                                 f"{('other' if is_now else 'none') if was else 'some'} were given now",
+                                 hint=f"pass the same {given} as when it started")
     if recipe is not None and recipe["builder"] != "import" and recipe != model_recipe(
             cfg, setup.prep, setup.output_size, setup.kind):
         raise TrainwiseError(f"'{run_dir / 'model.json'}' does not describe the model of '{run_dir / 'config.yaml'}' "

@@ -104,3 +104,24 @@ def test_sample_weight_beside_a_dataframe_and_its_refusals():
     dataset = torch.utils.data.TensorDataset(torch.zeros(60, 2), torch.zeros(60, dtype=torch.long))
     with pytest.raises(trainwise.TrainwiseError, match="not a torch Dataset"):
         trainwise.fit(dataset, sample_weight=w, epochs=1, quiet=True)
+
+
+def test_an_interrupted_weighted_run_resumes_only_with_the_same_weights(tmp_path):
+    class CtrlC(trainwise.Callback):
+        def on_epoch_end(self, trainer, *, epoch, logs):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 4)).astype(np.float32)
+    y, w = (X[:, 0] > 0).astype(int), rng.random(150) + 0.5
+    opts = dict(epochs=4, quiet=True, early_stopping=False)
+    trainwise.fit(X, y, sample_weight=w, run_dir=tmp_path / "weighted", callbacks=[CtrlC()], **opts)
+    trainwise.fit(X, y, run_dir=tmp_path / "plain", callbacks=[CtrlC()], **opts)
+    for weights, run, said in ((None, "weighted", "with sample weights, but none were given now"),
+                               (w[::-1].copy(), "weighted", "with sample weights, but other were given now"),
+                               (w, "plain", "without sample weights, but some were given now")):
+        with pytest.raises(trainwise.TrainwiseError, match=re.escape(said) + r"\. HINT: pass the same sample_weight"):
+            trainwise.fit(X, y, sample_weight=weights, resume=tmp_path / run, quiet=True)
+    done = trainwise.fit(X, y, sample_weight=w, resume=tmp_path / "weighted", quiet=True)
+    assert done.summary["status"] == "completed" and done.summary["data"]["train_weights"]["sum"] > 0

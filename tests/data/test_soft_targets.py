@@ -136,9 +136,9 @@ def test_an_interrupted_run_resumes_exactly_and_only_with_the_same_probabilities
     full = trainwise.fit(X, P, run_dir=tmp_path / "full", **opts)
     part = trainwise.fit(X, P, run_dir=tmp_path / "part", callbacks=[CtrlC()], **opts)
     assert part.summary["status"] == "interrupted"
-    with pytest.raises(TrainwiseError, match="was trained on class probabilities .* but the targets given now differ"):
+    with pytest.raises(TrainwiseError, match=r"targets \(soft targets\), but other were given now\. HINT: pass the same y"):
         trainwise.fit(X, _soft(y, 3, keep=0.5), resume=tmp_path / "part", quiet=True)
-    with pytest.raises(TrainwiseError, match="but the targets given now are not probabilities"):
+    with pytest.raises(TrainwiseError, match=r"was trained with class probabilities as targets \(soft targets\), but none were given now"):
         trainwise.fit(X, y, resume=tmp_path / "part", quiet=True)
     done = trainwise.fit(X, P, resume=tmp_path / "part", quiet=True)
     assert done.summary["status"] == "completed"

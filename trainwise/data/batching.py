@@ -65,23 +65,13 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         X, y, B, n, w, p = self.X, self.y, self.batch_size, len(self.y), self.weights, self.soft
-        if p is not None:
-            yield from self._with_soft(X, y, B, n, w, p)
-            return
-        if not self.shuffle:
-            for i in range(0, n, B):
-                yield X[i:i + B], y[i:i + B] if w is None else (y[i:i + B], w[i:i + B])
-            return
-        perm = self.permutation()
+        order = self.permutation() if self.shuffle else None
         for i in range(0, n, B):
-            idx = perm[i:i + B]
-            yield X[idx], y[idx] if w is None else (y[idx], w[idx])
-
-    def _with_soft(self, X, y, B, n, w, p):
-        order = self.permutation() if self.shuffle else torch.arange(n, device=X.device)
-        for i in range(0, n, B):
-            idx = order[i:i + B]
-            yield X[idx], (y[idx], None if w is None else w[idx], p[idx])
+            idx = slice(i, i + B) if order is None else order[i:i + B]
+            if p is not None:
+                yield X[idx], (y[idx], None if w is None else w[idx], p[idx])
+            else:
+                yield X[idx], y[idx] if w is None else (y[idx], w[idx])
 
     def permutation(self) -> torch.Tensor:
         """The next epoch's order of the rows (drawn on the CPU: the same on every device), on the data's device."""

@@ -203,11 +203,11 @@ def _class_targets(y: np.ndarray, name: str) -> tuple[np.ndarray, str, np.ndarra
         return (soft.argmax(axis=1).astype(np.int64),
                 f"y holds class probabilities ({y.shape[1]} classes, rows summing to 1): trained on them as soft targets "
                 "(cross-entropy); metrics, splits and the validation and test losses use each row's most probable class", soft)
-    sums = v.sum(axis=1)
     if (v >= 0).all() and (v <= 1).all() and not binary:
+        sums = v.sum(axis=1)
+        row = int(np.flatnonzero(~np.isclose(sums, 1.0, atol=0.02))[0])
         raise TrainwiseError(f"{name}: y has shape {y.shape} and values between 0 and 1 whose rows do not sum to 1 (row "
-                             f"{int(np.flatnonzero(~np.isclose(sums, 1.0, atol=0.02))[0])} sums to "
-                             f"{float(sums[~np.isclose(sums, 1.0, atol=0.02)][0]):.4g}), so they are neither class probabilities nor 0/1 labels",
+                             f"{row} sums to {float(sums[row]):.4g}), so they are neither class probabilities nor 0/1 labels",
                              hint="give rows of class probabilities that sum to 1 (e.g. a softmax), one-hot rows, or 0/1 label columns")
     raise TrainwiseError(f"{name}: y has shape {y.shape}, but trainwise trains one target per row",
                          hint="give y as a 1-D array (class labels or values), e.g. y[:, 0], or one model per target column")
