@@ -91,6 +91,29 @@ def test_workers_share_one_study_a_killed_one_is_failed_and_the_same_command_res
     assert third.returncode == 2 and "was finished already" in third.stderr
 
 
+def _claiming_search(trials, worker_only, sampler_seed, claims, log, pause):
+    """A stand-in for `tune` in a worker: takes trials from ``claims`` until none is left, ``pause`` s each."""
+    assert worker_only and trials == 40
+    while claims.take():
+        time.sleep(pause)
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+def test_workers_take_trials_on_demand_so_a_slow_one_runs_fewer(tmp_path):
+    from trainwise.tune.workers import run_workers
+
+    log = tmp_path / "taken.txt"
+    # this process's worker is 25x slower than the other: with fixed shares each would run 20 of the 40 trials
+    dead = run_workers(_claiming_search, 40, 2, {"log": str(log), "pause": 0.01}, sampler_seeds=[1, 2],
+                       here=lambda claims, seed: _claiming_search(40, True, seed, claims, str(log), 0.25))
+    assert dead == []
+    taken = log.read_text().split()
+    here, other = taken.count(str(os.getpid())), len(taken) - taken.count(str(os.getpid()))
+    assert len(taken) == 40 and len(set(taken)) == 2  # every trial run once, by both workers
+    assert 1 <= here < other / 2, (here, other)
+
+
 @pytest.fixture(scope="module")
 def postgres():
     """A real PostgreSQL server on a loopback port (scripts/postgres.sh installs it from the distribution's packages)."""

@@ -40,6 +40,7 @@ from ..train.callbacks import tie_breaker
 from ..train.trainer import Callback, Trainer
 from .workers import (
     HEARTBEAT_S,
+    Claims,
     check_shared,
     claim_test_look,
     counted,
@@ -200,7 +201,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
          storage: str | None = None, study_name: str | None = None, seed: int = 0, retrain: bool = True,
          timeout: float | None = None, enqueue: list[dict[str, Any]] = (), console=None, workers: int = 1,
          worker_only: bool = False, finish: bool = False, heartbeat: float = HEARTBEAT_S, sampler_seed: int | None = None,
-         pruner: str = "median", **options: Any) -> dict[str, Any]:
+         pruner: str = "median", claims: Claims | None = None, **options: Any) -> dict[str, Any]:
     """Search ``space`` with ``method``; returns {"results": rows, "best": params, "best_config": path,
     "test": metrics of the retrained best (or None)}. ``options`` are fixed `fit` options (data, epochs, ...).
     ``trials``: how many (default: every point of a grid, 10 for random and optuna; a grid with more points
@@ -215,6 +216,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
     look (one of several machines); ``finish``: run none, retrain and test the shared study's best trial, once.
     ``heartbeat``: seconds between a running trial's heartbeats (a dead worker's trial is failed after 3).
     ``pruner`` (optuna): 'median' (Optuna's median pruner, after 3 trials and 3 epochs) or 'none'.
+    ``claims``: set by a ``workers`` search for its workers: the trials they share, taken on demand.
     """
     pd = pandas()
     check_choice("method", method, METHODS)
@@ -319,15 +321,14 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
             for params in enqueue:  # tried first, by whichever worker asks first
                 study.enqueue_trial(params)
         remaining = max(0, trials - counted(study))
-        quotas = [remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)]
         # each worker its own sampler seed, new ones on a resume (the study's size is in it): distinct trials
         seeds = [seed * 1000 + 97 * len(study.trials) + i + 1 for i in range(workers)]
         job = dict(space=given_space, method="optuna", out=str(out_dir), storage=storage, study_name=study_name, seed=seed,
                    timeout=timeout, heartbeat=heartbeat, pruner=pruner, **options)
         try:
-            dead = run_workers(tune, quotas, job, sampler_seeds=seeds, console=console,
-                               here=lambda quota, own_seed: _optuna(space, run, quota, storage, study_name, own_seed, mode,
-                                                                    monitor, timeout, (), heartbeat, pruner))
+            dead = run_workers(tune, remaining, workers, job, sampler_seeds=seeds, console=console,
+                               here=lambda own_claims, own_seed: _optuna(space, run, remaining, storage, study_name, own_seed, mode,
+                                                                         monitor, timeout, (), heartbeat, pruner, own_claims))
         except KeyboardInterrupt:
             if console is not None:
                 console.print(f"interrupted: the study '{study_name}' is kept in {storage}; the same command goes on with it")
@@ -345,7 +346,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
         # this process's id): two workers with one seed would propose the same trials
         own_seed = sampler_seed if sampler_seed is not None else seed if not storage else \
             int.from_bytes(hashlib.sha256(f"{seed}:{worker_id()}".encode()).digest()[:4], "little")
-        _optuna(space, run, trials, storage, study_name, own_seed, mode, monitor, timeout, enqueue, heartbeat, pruner)
+        _optuna(space, run, trials, storage, study_name, own_seed, mode, monitor, timeout, enqueue, heartbeat, pruner, claims)
         rows = _optuna_rows(storage, study_name, rows, monitor) if storage else rows
     else:  # every point known up front: trials that differ only in per-member values train as one stacked model
         points = list(enqueue) + (grid if method == "grid" else sample_random(space, trials, seed))
@@ -398,7 +399,7 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
 
 
 def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeout=None, enqueue=(),
-            heartbeat: float = HEARTBEAT_S, pruner: str = "median") -> None:
+            heartbeat: float = HEARTBEAT_S, pruner: str = "median", claims: Claims | None = None) -> None:
     import optuna  # heavy and optional: loaded only for --method optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -439,14 +440,18 @@ def _optuna(space, run, trials, storage, study_name, seed, mode, monitor, timeou
     if not storage:
         study.optimize(objective, n_trials=trials, timeout=timeout, catch=(RuntimeError,))
         return
-    # a shared study: ``trials`` trials of this worker that count (a retried dead worker's trial may be one)
+    # a shared study: ``trials`` trials of this worker that count (a retried dead worker's trial may be one), or
+    # with ``claims`` (the workers of one machine) trials taken one at a time from those the workers share
     deadline = time.perf_counter() + timeout if timeout else math.inf
     done = 0
-    while done < trials and time.perf_counter() < deadline:
+    while done < trials and time.perf_counter() < deadline and (claims is None or claims.take()):
         refuse_finished(rdb, study.study_name, storage, after_look, study)  # finished while this worker ran: it stops
         study.optimize(objective, n_trials=1, catch=(RuntimeError,))
         last = max((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == me), key=lambda t: t.number)
-        done += last.state.name in ("COMPLETE", "PRUNED") or "error" in last.user_attrs
+        counts = last.state.name in ("COMPLETE", "PRUNED") or "error" in last.user_attrs
+        done += counts
+        if claims is not None and not counts:
+            claims.give_back()
 
 
 def _optuna_rows(storage, study_name, rows, monitor) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ import torch
 
 from ..errors import TrainwiseError
 
-__all__ = ["open_storage", "load_or_create", "counted", "worker_id", "run_workers", "fail_dead", "HEARTBEAT_S", "finished_at",
+__all__ = ["open_storage", "load_or_create", "counted", "worker_id", "run_workers", "Claims", "fail_dead", "HEARTBEAT_S", "finished_at",
            "refuse_finished", "claim_test_look", "release_test_look", "mark_finished", "check_shared", "ready_to_finish", "may_finish"]
 
 HEARTBEAT_S = 10  # seconds between a running trial's heartbeats; stale after 3 of them
@@ -159,37 +159,61 @@ def _worker(search: Callable[..., Any], kwargs: dict[str, Any], threads: int) ->
         raise SystemExit(130) from None
 
 
-def run_workers(search: Callable[..., Any], quotas: list[int], kwargs: dict[str, Any], *, sampler_seeds: list[int],
-                here: Callable[[int, int], None] | None = None, console=None) -> list[str]:
-    """Run one worker per quota: ``search(**kwargs, trials=quota, worker_only=True)`` (`tune`) with its own
-    sampler seed, each in a fresh process; with ``here``, the first quota runs in this process instead
-    (``here(quota, seed)``, while the others start: a process start costs seconds, mostly importing torch).
-    Waits for all; returns the ids (``host:pid``) of the worker processes that died (killed, or failed).
-    Interrupted (Ctrl-C), the workers are interrupted too and waited for; the interrupt goes on."""
-    threads = max(1, (os.cpu_count() or 1) // len(quotas))
+class Claims:
+    """The trials a ``--workers`` search has still to start, shared by its processes on one machine: a worker
+    takes the next one when it is free, so one whose trials end early (pruned, early-stopped) runs more of them
+    and none waits idle at the end while another works through a fixed share."""
+
+    def __init__(self, ctx, trials: int):
+        self._left = ctx.Value("i", trials)
+
+    def take(self) -> bool:
+        """Claim one trial; False when none is left."""
+        with self._left.get_lock():
+            if self._left.value <= 0:
+                return False
+            self._left.value -= 1
+            return True
+
+    def give_back(self) -> None:
+        """A claimed trial that does not count (it ended without a result): it is claimed again."""
+        with self._left.get_lock():
+            self._left.value += 1
+
+
+def run_workers(search: Callable[..., Any], trials: int, workers: int, kwargs: dict[str, Any], *, sampler_seeds: list[int],
+                here: Callable[[Claims, int], None] | None = None, console=None) -> list[str]:
+    """Run ``workers`` workers, ``search(**kwargs, trials=trials, worker_only=True, claims=...)`` (`tune`), each with
+    its own sampler seed and in a process of its own, sharing ``trials`` trials on demand (`Claims`); with
+    ``here``, one worker runs in this process instead (``here(claims, seed)``, while the others start: a process
+    start costs seconds, mostly importing torch). Waits for all; returns the ids (``host:pid``) of the worker
+    processes that died (killed, or failed). Interrupted (Ctrl-C), the workers are interrupted too and waited
+    for; the interrupt goes on."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
     # A forked worker starts at once; a spawned one is a fresh interpreter that imports torch again (~2.5 s here,
     # a quarter of 16 short trials). Forking is safe where each worker computes on one thread, as torch's
     # DataLoader workers do (no OpenMP pool is used after the fork), no other thread runs in this process and CUDA
     # is not in use (a forked process cannot use it); Linux only (macOS forks are unsafe, Python spawns there).
     forked = sys.platform.startswith("linux") and threads == 1 and threading.active_count() == 1 and not torch.cuda.is_initialized()
     ctx = multiprocessing.get_context("fork" if forked else "spawn")
+    claims = Claims(ctx, trials)
     procs = []
-    own = quotas[0] if here is not None else 0
-    for quota, seed in list(zip(quotas, sampler_seeds))[1 if here is not None else 0:]:
-        if quota > 0:
-            p = ctx.Process(target=_worker, args=(search, {**kwargs, "trials": quota, "worker_only": True, "sampler_seed": seed}, threads),
-                            daemon=False)
-            p.start()
-            procs.append(p)
+    own = here is not None and trials > 0
+    for seed in sampler_seeds[1 if here is not None else 0:workers] if trials > 0 else []:
+        job = {**kwargs, "trials": trials, "worker_only": True, "sampler_seed": seed, "claims": claims}
+        p = ctx.Process(target=_worker, args=(search, job, threads), daemon=False)
+        p.start()
+        procs.append(p)
     if console is not None:
-        console.print(f"{len(procs) + bool(own)} workers ({'this process and ' if own else ''}pids "
-                      f"{', '.join(str(p.pid) for p in procs) or '-'}), {sum(quotas)} trials between them")
+        console.print(f"{len(procs) + own} workers ({'this process and ' if own else ''}pids "
+                      f"{', '.join(str(p.pid) for p in procs) or '-'}), {trials} trials between them, each "
+                      "taken by the next free worker")
     try:
         if own:
             before = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                here(own, sampler_seeds[0])
+                here(claims, sampler_seeds[0])
             finally:
                 torch.set_num_threads(before)
         for p in procs:
