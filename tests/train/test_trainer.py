@@ -320,3 +320,30 @@ def test_checkpoint_is_a_snapshot_of_the_epoch_end_written_while_training_goes_o
     assert all(torch.equal(state["model"][k], v) for k, v in bump.seen.items())
     assert not any(torch.equal(state["model"][k], v) for k, v in t.model.state_dict().items())
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_gradients_are_cleared_after_every_step_and_an_optimizers_own_zero_grad_is_called():
+    X, y = _data()
+
+    class Counting(torch.optim.SGD):  # an optimizer class with a zero_grad of its own: the Trainer calls it
+        calls = 0
+
+        def zero_grad(self, set_to_none=True):
+            type(self).calls += 1
+            super().zero_grad(set_to_none=set_to_none)
+
+    torch.manual_seed(0)
+    model = MLP(4, [16], 3)
+    t = Trainer(model, optimizer=Counting(model.parameters(), lr=0.1))
+    t.fit(TensorBatches(X, y, batch_size=16, shuffle=True, seed=0), epochs=2)
+    assert Counting.calls == 2 * (1 + 6)  # at each epoch's start and after each of its 6 steps
+    assert all(p.grad is None for p in model.parameters())
+    # torch's own optimizers: the same effect without their per-call wrappers, and the same weights as the plain loop
+    ref = _plain_loop(lambda p: torch.optim.Adam(p, lr=0.01), X, y)
+    torch.manual_seed(0)
+    model = MLP(4, [16], 3)
+    t = Trainer(model, optimizer=torch.optim.Adam(model.parameters(), lr=0.01))
+    t.fit(TensorBatches(X, y, batch_size=16, shuffle=True, seed=0), epochs=3)
+    assert all(p.grad is None for p in model.parameters())
+    for a, b in zip(model.parameters(), ref.parameters()):
+        assert torch.equal(a, b)

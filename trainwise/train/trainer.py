@@ -218,7 +218,7 @@ class Trainer:
     def train_epoch(self, batches: Iterable) -> dict[str, float]:
         """One pass over ``batches``; metrics are summed on the device and read once at the end."""
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         acc = self.metrics(self.kind, self.device, target_std=self.target_std)
         last = len(batches) if hasattr(batches, "__len__") else -1
         for i, (x, y) in enumerate(batches, 1):
@@ -267,8 +267,19 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         self.step += 1
+
+    def _zero_grad(self) -> None:
+        """``optimizer.zero_grad(set_to_none=True)``: done here for torch's own optimizers, whose method does
+        just this inside a profiler scope and a ``torch._dynamo`` wrapper, ~40 us a step on CPU (5% of a small
+        model's step); an optimizer class with a ``zero_grad`` of its own is asked to do it."""
+        if type(self.optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+            self.optimizer.zero_grad(set_to_none=True)
+            return
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = None
 
     def _autocast(self):
         if self.precision == "32":
