@@ -2,9 +2,9 @@
 a folder that holds small stand-ins for the files the README names (houses.csv, churn.csv, the Fashion-MNIST
 files in the cache, an image folder, ...). A placeholder (``runs/<run>``) becomes the run folder a line before it
 made; ``[...]`` parts run without and with them; ``~`` is the test's home folder. Each line must exit 0 and
-leave what the README says it leaves. Not run here: the set-up lines (what CI runs), the two-machine `torchrun`
-line (needs two machines; its single-machine form is tests/train/test_distributed.py's) and the TensorBoard
-server after `trainwise fit --tensorboard` (started and stopped by its own test below)."""
+leave what the README says it leaves. Not run with the others: the set-up lines (what CI runs), the two-machine
+`torchrun` line and the TensorBoard server after `trainwise fit --tensorboard` (each started and stopped by its own
+test below; the torchrun line as two launchers on the loopback address)."""
 from __future__ import annotations
 
 import io
@@ -310,3 +310,30 @@ def test_tensorboard_serves_the_runs_folder(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def test_the_two_machine_torchrun_line_runs_as_two_launchers_on_loopback(tmp_path):
+    """The README's multi-node line as printed, two torchrun launchers standing in for the two machines: the
+    rendezvous host becomes this machine's loopback address on a free port, 4 processes per node become 1 (this
+    machine has 2 cores) and the shared folder a local one."""
+    import socket
+
+    [line] = [ln for b in (b for _, b in BLOCKS if "torchrun --nnodes" in b)
+              for ln in (re.sub(r"(^|\s)#.*$", "", x).strip() for x in b.replace("\\\n", " ").splitlines()) if ln]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    line = (line.replace("HOST0:29500", f"127.0.0.1:{port}").replace("--nproc-per-node 4", "--nproc-per-node 1")
+            .replace("/shared/runs/myjob", str(tmp_path / "runs" / "myjob")))
+    args = shlex.split(line)
+    assert args[0] == "torchrun" and "--config" in args
+    args[0] = str(Path(sys.executable).with_name("torchrun"))
+    (tmp_path / "run.yaml").write_text("data: digits\nmodel: mlp:32\nepochs: 3\nquiet: true\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], outs
+    summary = json.loads((tmp_path / "runs" / "myjob" / "summary.json").read_text())
+    assert summary["distributed"] == {"nproc": 2, "backend": "gloo", "batch_per_rank": 32, "global_batch": 64}
+    assert summary["epochs_run"] == 3 and summary["test_evaluations"] == 1 and summary["test"]["test/accuracy"] > 0.75
