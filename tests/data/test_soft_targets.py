@@ -236,3 +236,50 @@ def test_evaluate_and_cross_validation_take_csv_columns_of_probabilities(tmp_pat
     assert len(cv.folds) == 2
     with pytest.raises(TrainwiseError, match="has 2 values per row, which are not class probabilities for the model's 3 classes"):
         model.evaluate(X, P[:, :2] / P[:, :2].sum(1, keepdims=True))
+
+
+def test_sanity_trains_on_the_probabilities_and_judges_the_loss_against_their_entropy():
+    from trainwise.tune.sanity import sanity
+
+    X, y = _blobs(200, 3)
+    P = np.tile(np.array([[0.7, 0.2, 0.1]], dtype=np.float32), (200, 1))  # every row the same: no model reaches 0
+    entropy = float(-(P[0] * np.log(P[0])).sum())  # 0.8018...
+    r = sanity(X, P, task="classification", batch_size=16, lr=0.01)
+    assert r.lowest_loss == pytest.approx(entropy, abs=1e-6)
+    assert r.can_learn and entropy <= r.final_loss <= entropy + 0.05 and r.initial_loss > entropy + 0.1
+    assert f"above the lowest loss these targets allow, {entropy:.3g}" in r.verdict
+    no = sanity(X, P, task="classification", batch_size=16, lr=0.01, steps=1, tol=1e-6)
+    assert not no.can_learn and "more than 1e-06 above that lowest loss" in no.verdict
+    # labels instead: the floor is 0 and the loss gets there
+    hard = sanity(X, y, task="classification", batch_size=16, lr=0.01)
+    assert hard.lowest_loss == 0.0 and hard.can_learn and hard.final_loss <= 0.05
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary"])
+def test_the_lowest_soft_loss_is_the_minimum_of_the_weighted_loss(kind):
+    from trainwise.tune.sanity import lowest_soft_loss
+
+    g = torch.Generator().manual_seed(0)
+    if kind == "binary":
+        p = torch.rand(12, 1, generator=g)
+        base, y = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0])), (p > 0.5).float()
+    else:
+        p = torch.softmax(torch.randn(12, 4, generator=g) * 2, dim=1)
+        base, y = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5, 4.0])), p.argmax(1)
+    loss, w = SampleWeighted(base), torch.rand(12, generator=g) + 0.5
+    floor = lowest_soft_loss(loss, kind, y, w, p)
+    out = torch.zeros_like(p, requires_grad=True)  # the loss minimized directly over free outputs
+    opt = torch.optim.LBFGS([out], max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-12)
+
+    def closure():
+        opt.zero_grad()
+        value = loss(out, (y, w, p))
+        value.backward()
+        return value
+
+    opt.step(closure)
+    reached = float(loss(out, (y, w, p)).detach())
+    assert reached == pytest.approx(floor, abs=5e-5) and reached >= floor - 1e-6  # no outputs do better
+    if kind == "multiclass":  # unweighted: the mean entropy of the rows
+        plain = lowest_soft_loss(SampleWeighted(nn.CrossEntropyLoss()), kind, y, None, p)
+        assert plain == pytest.approx(float(-(p * p.log()).sum(1).mean()), abs=1e-6)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from ..config import RunConfig
-from ..data import TensorBatches, to_tensors
+from ..data import TensorBatches
 from ..errors import TrainwiseError
 from ..pipeline import auto_lr, build_model, build_trainer, in_memory_name, setup_run
 from ..train import Callback, Trainer
@@ -16,7 +18,9 @@ __all__ = ["sanity", "SanityResult"]
 
 @dataclass
 class SanityResult:
-    """``can_learn`` and the plain-words ``verdict``; ``curve`` holds (step, loss on the subset) pairs."""
+    """``can_learn`` and the plain-words ``verdict``; ``curve`` holds (step, loss on the subset) pairs;
+    ``lowest_loss``: the lowest loss the subset's targets allow (0, or with class probabilities as targets
+    their entropy: the model can learn when its loss gets within ``tol`` of it)."""
 
     can_learn: bool
     verdict: str
@@ -25,6 +29,7 @@ class SanityResult:
     steps: int
     samples: int
     curve: list[tuple[int, float]] = field(default_factory=list)
+    lowest_loss: float = 0.0
 
 
 class _StopWhenLearned(Callback):
@@ -41,7 +46,9 @@ class _StopWhenLearned(Callback):
 def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 200, tol: float = 0.05,
            config: RunConfig | None = None, **options: Any) -> SanityResult:
     """Train the configured model on the first ``batches`` training batches for up to ``steps`` optimizer
-    steps (rounded up to whole passes over the subset), with dropout, penalties and weight decay off, and say whether the loss got below ``tol``.
+    steps (rounded up to whole passes over the subset), with dropout, penalties and weight decay off, and say whether the loss got below ``tol``
+    (with class probabilities as targets: within ``tol`` of the lowest loss they allow, their entropy). The subset's
+    loss is the run's training loss: its rows' weights and probabilities count as in `trainwise fit`.
 
     >>> r = sanity("iris", batches=1, steps=300, batch_size=8, lr=0.01)
     >>> r.can_learn, r.verdict.split(":")[0]
@@ -59,13 +66,18 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
     cfg = cfg.model_copy(update={"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "l2": 0.0, "quiet": True, "compile": False})
     setup = setup_run(cfg, data, y)
     cfg = setup.cfg  # with its auto settings resolved
-    X, yy = setup.prep.arrays["train"]
-    n = min(batches * cfg.batch_size, len(yy))
-    Xt, yt = to_tensors(X[:n], yy[:n], setup.kind, setup.device)
+    # the first training rows, with what the run's loss reads from them (their weights, their class probabilities)
+    full = setup.prep.batches(kind=setup.kind, device=setup.device, batch_size=cfg.batch_size, seed=cfg.seed)["train"]
+    n = min(batches * cfg.batch_size, len(full.y))
+    rows = {"weights": None if full.weights is None else full.weights[:n], "soft": None if full.soft is None else full.soft[:n]}
     model, _ = build_model(setup, cfg.seed)
+    floor = 0.0
     trainer = build_trainer(setup, model, [_StopWhenLearned(tol, steps)])
-    subset_eval = TensorBatches(Xt, yt, batch_size=4096, shuffle=False)
-    train = TensorBatches(Xt, yt, batch_size=cfg.batch_size, seed=cfg.seed)
+    subset_eval = TensorBatches(full.X[:n], full.y[:n], batch_size=4096, shuffle=False, **rows)
+    train = TensorBatches(full.X[:n], full.y[:n], batch_size=cfg.batch_size, seed=cfg.seed, **rows)
+    if full.soft is not None:  # probabilities as targets: the loss cannot go below their own entropy
+        floor = lowest_soft_loss(trainer.loss_fn, setup.kind, full.y[:n], rows["weights"], rows["soft"])
+        trainer.callbacks[0].tol = floor + tol
     if cfg.lr == "auto":
         auto_lr(trainer, train)
     lr = trainer.optimizer.param_groups[0]["lr"]
@@ -75,10 +87,31 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
     final = trainer.history[-1]["val/loss"]
     per_epoch = trainer.step / max(trainer.epoch, 1)
     curve = [(0, initial)] + [(round((i + 1) * per_epoch), row["val/loss"]) for i, row in enumerate(trainer.history)]
-    ok = final <= tol
+    ok = final <= floor + tol
     where = f"{trainer.step} steps on {n} training samples (from {initial:.3g})"
+    if full.soft is not None:
+        where += (f", {final - floor:.3g} above the lowest loss these targets allow, {floor:.3g} (they are class "
+                  "probabilities: a model that predicts them exactly still has their entropy as its loss)")
+    target = f"the target {tol:g}" if full.soft is None else f"{tol:g} above that lowest loss"
     verdict = (f"the model can learn: training loss {final:.3g} after {where}" if ok else
-               f"it cannot: training loss {final:.3g} after {where}, above the target {tol:g}. A model that cannot "
+               f"it cannot: training loss {final:.3g} after {where}, more than {target}. A model that cannot "
                f"overfit {n} samples will not fit the full data; check the learning rate (--lr {lr:g} may be too "
                "low or too high), the labels (do they match the rows?), the loss, and the model's size")
-    return SanityResult(ok, verdict, initial, final, trainer.step, n, curve)
+    return SanityResult(ok, verdict, initial, final, trainer.step, n, curve, floor)
+
+
+@torch.no_grad()
+def lowest_soft_loss(loss_fn, kind: str, y: torch.Tensor, w: torch.Tensor | None, p: torch.Tensor) -> float:
+    """The lowest value ``loss_fn`` (a `SampleWeighted` loss) can take on rows whose targets are class
+    probabilities ``p``: its value at the best outputs, the probabilities themselves (each class scaled by its
+    class weight where the loss weighs classes: the minimum of a class-weighted cross-entropy is there)."""
+    base = getattr(loss_fn, "base", loss_fn)
+    tiny = torch.finfo(p.dtype).tiny
+    if kind == "binary":  # one logit per row, p the positive class's probability
+        pos_weight = getattr(base, "pos_weight", None)
+        positive = p * (pos_weight if pos_weight is not None else 1.0)
+        best = positive.clamp_min(tiny).log() - (1 - p).clamp_min(tiny).log()
+    else:
+        weight = getattr(base, "weight", None)
+        best = (p * (weight if weight is not None else 1.0)).clamp_min(tiny).log()
+    return float(loss_fn(best, (y, w, p)))
