@@ -221,7 +221,7 @@ CLI_CASES = [
     (["lr-find", "--data", "iris", "--out", "ok.csv"], "--run-dir 'ok.csv' is a file", "folder path"),
     (["sanity", "--data", "iris", "--batches", "0"], "batches >= 1", "--batches 2"),
     (["auto", "--data", "iris", "--budget-minutes", "0", "--out", "OUT"], "budget_minutes must be > 0", "--budget-minutes 5"),
-    (["auto", "--data", "iris", "--monitor", "val/acc", "--out", "OUT"], "monitor 'val/acc'", "val/accuracy"),
+    (["auto", "--data", "iris", "--monitor", "val/acc", "--run-dir", "OUT"], "monitor 'val/acc'", "val/accuracy"),
     (["summary", "--data", "iris", "--model", "mlp:"], "no hidden layer sizes", "linear"),
     (["evaluate", "not_a_run"], "'not_a_run' is not a finished trainwise run", "the run directory"),
     (["evaluate", "RUN"], "already evaluated 1 time(s)", "--force-test"),

@@ -337,3 +337,24 @@ def test_the_two_machine_torchrun_line_runs_as_two_launchers_on_loopback(tmp_pat
     summary = json.loads((tmp_path / "runs" / "myjob" / "summary.json").read_text())
     assert summary["distributed"] == {"nproc": 2, "backend": "gloo", "batch_per_rank": 32, "global_batch": 64}
     assert summary["epochs_run"] == 3 and summary["test_evaluations"] == 1 and summary["test"]["test/accuracy"] > 0.75
+
+
+def test_the_search_space_block_is_a_space_tune_runs(tmp_path, monkeypatch, capsys):
+    """The README's YAML block, saved as printed, is the space of a random search (two trials, 2 epochs)."""
+    from trainwise.tune import grid_points, load_space
+
+    [block] = re.findall(r"^```yaml\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+    (tmp_path / "space.yaml").write_text(block)
+    space, fixed = load_space(tmp_path / "space.yaml")
+    assert set(space) == {"lr", "momentum", "batch_size", "model"} and fixed == {"optimizer": "sgd", "epochs": 40}
+    assert len(grid_points(space)) == 3 * 3 * 4 * 2  # lr and momentum 3 points each, batch 16..64 by 16, 2 models
+    monkeypatch.chdir(tmp_path)
+    code = main(["tune", "--space", "space.yaml", "--method", "random", "--trials", "2", "--epochs", "2", "--no-retrain",
+                 "--run-dir", "search"])
+    assert code == 0, capsys.readouterr().err
+    results = pd.read_csv(tmp_path / "search" / "results.csv")
+    assert len(results) == 2 and results["lr"].between(1e-4, 1e-2).all() and results["momentum"].between(0.85, 0.99).all()
+    assert results["batch_size"].isin([16, 32, 48, 64]).all() and results["model"].isin(["mlp:128,64", "mlp:256,128"]).all()
+    for trial in results["trial"]:
+        cfg = yaml.safe_load((tmp_path / "search" / f"trial-{trial}" / "config.yaml").read_text())
+        assert cfg["optimizer"] == "sgd" and cfg["epochs"] == 2  # fixed from the block, epochs from the command line

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--study-name", metavar="NAME", help="the shared study's name (with --storage)")
     tu.add_argument("--no-retrain", action="store_true", help="do not retrain the best configuration and test it")
     tu.add_argument("--workers", type=int, default=1, metavar="N",
-                    help="N worker processes on one Optuna study (--storage, default a journal file in --out); "
+                    help="N worker processes on one Optuna study (--storage, default a journal file in --run-dir); "
                          "the test split is looked at once, after them; the same command resumes the study")
     tu.add_argument("--worker-only", action="store_true",
                     help="run --trials trials of the shared study (--storage, --study-name) and stop: no test look")

@@ -136,7 +136,8 @@ def test_monitor_an_extra_metric_for_early_stopping(cli, tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--metrics", "f1,aucroc"], "unknown metrics 'aucroc'"),
+    (["--metrics", "f1,aucroc"], "unknown metrics 'aucroc'; valid: balanced_accuracy, f1, "),
+    (["--metrics", "f1,aucroc"], "HINT: did you mean 'auroc'?"),
     (["--metrics", "mape"], "--metrics mape: not a classification metric"),
     (["--monitor", "val/f1"], "monitor 'val/f1' is not a metric this run logs"),
     (["--class-weight", "1,2"], "--class-weight 1,2: 2 weight(s) for 3 classes (class_0, class_1, class_2)"),

@@ -83,7 +83,7 @@ def test_lr_auto_in_fit_uses_the_suggestion_and_saves_the_curve(tmp_path):
 
 
 def test_cli_lr_find_and_bad_lr(tmp_path, cli):
-    code, out, err = cli("lr-find", "--data", "iris", "--out", str(tmp_path / "lf"), "--steps", "40")
+    code, out, err = cli("lr-find", "--data", "iris", "--run-dir", str(tmp_path / "lf"), "--steps", "40")
     assert code == 0, err
     assert out.startswith("suggested lr ") and (tmp_path / "lf" / "lr_find.png").is_file()
     assert len(pd.read_csv(tmp_path / "lf" / "lr_find.csv")) <= 40

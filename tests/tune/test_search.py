@@ -1,4 +1,5 @@
 """Search spaces, grid/random/Optuna search, and a study shared by two worker processes over SQLite."""
+import json
 import subprocess
 import sys
 
@@ -224,3 +225,19 @@ def test_failing_a_trial_that_ended_meanwhile_is_not_an_error(tmp_path, monkeypa
         raise UpdateFinishedTrialError("finished")
     monkeypatch.setattr(study._storage, "set_trial_state_values", ended)
     assert fail_dead(study, {"gone:1"}) == []
+
+
+def test_a_search_ranks_trials_by_an_extra_metric_it_monitors(tmp_path, cli):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    code, out, err = cli("tune", "--space", str(path), "--method", "random", "--trials", "3", "--run-dir", str(tmp_path / "f1"),
+                         "--metrics", "f1_macro", "--monitor", "val/f1_macro", "--no-retrain")
+    assert code == 0, err
+    results = pd.read_csv(tmp_path / "f1" / "results.csv")
+    assert "best_val/f1_macro" in results and results["best_val/f1_macro"].between(0, 1).all()
+    best = yaml.safe_load((tmp_path / "f1" / "best_config.yaml").read_text())
+    top = results.loc[results["best_val/f1_macro"].idxmax()]  # f1: higher is better
+    assert best["lr"] == pytest.approx(top["lr"]) and best["dropout"] == top["dropout"]
+    for trial in results["trial"]:  # each trial's run watched the metric the search ranks by
+        summary = json.loads((tmp_path / "f1" / f"trial-{trial}" / "summary.json").read_text())
+        assert summary["monitor"] == "val/f1_macro" and "val/f1_macro" in summary["best"]
