@@ -37,8 +37,9 @@ def test_regression_outputs_are_in_the_targets_units(tmp_path):
     (tmp_path / "out").mkdir()
     path = export(run, tmp_path / "out" / "reg.onnx")
     assert path == tmp_path / "out" / "reg.onnx" and (tmp_path / "out" / "reg.onnx.json").is_file()
+    assert not (tmp_path / "out" / "reg.preprocess.json").exists()  # all folded in: nothing beside
     got = check_onnx(path, X)
-    np.testing.assert_allclose(got[:, 0], trainwise.load(run).predict(X), atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(got[:, 0], trainwise.load(run).predict(X), atol=0, rtol=1e-5)  # float32 at ~50: 1e-5 relative
     assert abs(got.mean() - 50.0) < 5  # the target's units, not standardized ones
 
 
@@ -65,6 +66,10 @@ def test_text_columns_export_the_encoded_features(tmp_path, small_csv):
     desc = json.loads(path.with_name(path.name + ".json").read_text())
     assert desc["input_is"].startswith("encoded features") and desc["folded"] == []
     assert desc["features"] == ["a", "b", "color=blue", "color=green", "color=red"]
+    # the preprocessing not folded in is saved beside the model, as the run's own data
+    assert desc["preprocess"] == "model.preprocess.json"
+    assert (run / "model.preprocess.json").read_bytes() == (run / "preprocess.json").read_bytes()
+    assert "blue" in json.dumps(json.loads((run / "model.preprocess.json").read_text()))  # the categories, in plain data
     m = trainwise.load(run)
     df = pd.read_csv(small_csv)
     np.testing.assert_allclose(check_onnx(path, m.preprocess.transform(df.drop(columns="label"))), m.predict_proba(df), atol=1e-5)

@@ -4,8 +4,10 @@ user's terms (class probabilities; regression values in the target's own units).
 
 Text columns are one-hot (or target) encoded from strings, which an ONNX graph of numbers cannot take as they are: a run with
 such columns is exported taking the *encoded* feature vector, and ``<name>.json`` beside the model says so and
-names the features in order (``SavedModel.preprocess.transform`` makes them). The ONNX model and its JSON
-description are written atomically; nothing is pickled.
+names the features in order (``SavedModel.preprocess.transform`` makes them); the preprocessing that was not
+folded in is saved beside the model too, ``<name>.preprocess.json`` (the run's preprocess.json: every column's
+categories, fill values and statistics, plain data). The ONNX model and its JSON files are written atomically;
+nothing is pickled.
 """
 from __future__ import annotations
 
@@ -92,6 +94,10 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, format: str
         raise TrainwiseError(f"--output '{output}' does not end in .onnx", hint="name the file e.g. model.onnx")
     check_output_file(output)
     wrapper = ExportedModel(saved).eval()
+    beside = None if wrapper.raw else output.with_name(output.name[:-len(output.suffix)] + ".preprocess.json")
+    for path in (output.with_name(output.name + ".json"), beside):
+        if path is not None:
+            check_output_file(path, "--output")  # every file it writes, before the first is written
     pre = saved.preprocess
     shape = saved.summary.get("data", {}).get("input_shape")
     n_inputs = len(pre.columns_) if pre.columns_ is not None and wrapper.raw else None
@@ -109,6 +115,9 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, format: str
         "folded": [name for name, on in (("median fill", wrapper.fill.numel() > 0), ("standardization", wrapper.standardize),
                                           ("robust scaling and soft clip", wrapper.clip.numel() > 0)) if on],
     }
+    if beside is not None:  # not folded in: the preprocessing goes beside the model, as data
+        atomic_write(beside, (saved.path / "preprocess.json").read_bytes())
+        describe["preprocess"] = beside.name
     atomic_write(output.with_name(output.name + ".json"), json.dumps(describe, indent=2) + "\n")
     return output
 
