@@ -28,6 +28,8 @@ def test_runs_lists_every_run_with_its_results(cli, two_runs):
     assert rows["b"]["test"] == f"test/accuracy {b.summary['test']['test/accuracy']:.4f}"
     monitor = b.summary["monitor"]
     assert rows["b"]["best validation"] == f"{monitor} {b.summary['best'][monitor]:.4f}"
+    for name, r in (("a", a), ("b", b)):
+        assert rows[name]["time"] == f"{r.summary['wall_time_s']:.1f} s"
     code, out, _ = cli("runs", str(d))
     assert code == 0 and re.search(r"\ba\s+iris\s+mlp:128,64", out) and "best validation" in out.splitlines()[0]
     code, _, err = cli("runs", str(d / "missing"))
@@ -72,3 +74,28 @@ def test_compare_refuses_what_is_not_a_run(cli, two_runs, tmp_path):
     assert code == 2 and "not-a-run' is not a trainwise run" in err and not (tmp_path / "x.html").exists()
     code, _, err = cli("compare", str(d / "a"))
     assert code == 2 and "at least two runs" in err
+
+
+def test_the_overlaid_curves_draw_every_runs_own_epochs(two_runs, tmp_path, monkeypatch):
+    import matplotlib.axes
+    import pandas as pd
+
+    from trainwise.report.compare import compare_runs
+
+    d, _, _ = two_runs
+    drawn, plot = {}, matplotlib.axes.Axes.plot
+
+    def spy(ax, x, y, *args, label=None, **kwargs):
+        panel = ("loss", "accuracy")[ax.get_subplotspec().colspan.start]  # the figure's panels, left to right
+        drawn[(panel, label)] = (list(x), list(y))
+        return plot(ax, x, y, *args, label=label, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    compare_runs([d / "a", d / "b"], tmp_path / "cmp.html")
+    for name in ("a", "b"):
+        m = pd.read_csv(d / name / "metrics.csv")
+        for panel in ("loss", "accuracy"):
+            for split in ("train", "val"):
+                x, y = drawn[(panel, f"{name} ({split})")]
+                assert x == pytest.approx(m["epoch"].tolist()) and y == pytest.approx(m[f"{split}/{panel}"].tolist())
+    assert len(drawn) == 2 * 2 * 2  # each run's train and validation loss and accuracy, once
