@@ -71,6 +71,9 @@ def _workspace(root: Path) -> Path:
     churn = pd.DataFrame({"tenure": rng.integers(1, 60, n), "charges": 50 + 10 * b, "plan": rng.choice(["basic", "plus", "pro"], n),
                           "churn": np.where(b + (city == "east") > 0.4, "yes", "no")})
     churn.to_csv(root / "churn.csv", index=False)
+    pd.DataFrame({"length": 200 + 80 * a, "links": rng.integers(0, 8, n), "hour": rng.integers(0, 24, n),
+                  "spam": (a > 0.3).astype(int), "urgent": (b > 0).astype(int), "work": (c + 0.5 * a > 0).astype(int)}
+                 ).to_csv(root / "mail.csv", index=False)
     churn.head(40).to_csv(root / "labelled.csv", index=False)
     churn.head(40).drop(columns="churn").to_csv(root / "new_rows.csv", index=False)
     X = rng.normal(size=(240, 8)).astype(np.float32)
@@ -163,8 +166,9 @@ def _block(containing: str) -> list[str]:
 
 
 def test_the_blocks_this_module_runs_are_all_the_readme_has():
-    blocks = ["trainwise fit --data houses.csv", "--data visits.csv", "--metrics f1_macro", "trainwise sanity --data digits",
-              "--data bitmoji/", "resmlp:128,4", "--activation sigmoid"]
+    blocks = ["trainwise fit --data houses.csv --target price --missing", "--data visits.csv", "--metrics f1_macro",
+              "trainwise sanity --data digits", "--data bitmoji/", "resmlp:128,4", "--activation sigmoid", "--target spam,urgent,work",
+              "--data breast-cancer --mlflow"]
     ran = {i for i, (_, b) in enumerate(BLOCKS) for key in blocks if key in b}
     skipped = {i for i, (_, b) in enumerate(BLOCKS) if not _lines(b)}
     assert ran | skipped == set(range(len(BLOCKS))) and len(ran) == len(blocks)
@@ -172,7 +176,7 @@ def test_the_blocks_this_module_runs_are_all_the_readme_has():
 
 def test_quick_start_block(tmp_path, monkeypatch, capsys):
     sh = Shell(_workspace(tmp_path), monkeypatch, capsys)
-    lines = _block("trainwise fit --data houses.csv")
+    lines = _block("trainwise fit --data houses.csv --target price --missing")
     assert len(lines) == 15
     sh.run(lines[0])
     sh.runs["a"] = sh.runs["last"]
@@ -214,6 +218,32 @@ def test_columns_and_splits_block(tmp_path, monkeypatch, capsys):
                                           ("weight_column", "exposure"))):
         sh.run(line)
         assert str(sh.config()[key]).endswith(value), line
+
+
+def test_several_targets_block(tmp_path, monkeypatch, capsys):
+    sh = Shell(_workspace(tmp_path), monkeypatch, capsys)
+    regression, labels = _block("--target spam,urgent,work")
+    sh.run(regression)
+    s = json.loads((sh.last() / "summary.json").read_text())
+    assert s["data"]["target"] == "price,rooms" and s["model"]["recipe"]["out_features"] == 2
+    assert {"test/r2", "test/mae"} <= set(s["test"])
+    sh.run(labels)
+    s = json.loads((sh.last() / "summary.json").read_text())
+    assert s["data"]["labels"] == ["spam", "urgent", "work"] and "test/exact_match" in s["test"]
+    assert [r["label"] for r in s["test_per_class"]] == ["spam", "urgent", "work"]
+
+
+def test_mlflow_block(tmp_path, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    sh = Shell(_workspace(tmp_path), monkeypatch, capsys)
+    [line] = _block("--data breast-cancer --mlflow")
+    sh.run(line)
+    assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "mlruns").is_dir()
+    info = json.loads((sh.last() / "mlflow.json").read_text())
+    run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(info["run_id"])
+    summary = json.loads((sh.last() / "summary.json").read_text())
+    assert run.data.params["data"] == "breast-cancer" and run.data.metrics["test/accuracy"] == pytest.approx(summary["test"]["test/accuracy"])
 
 
 def test_metrics_block(tmp_path, monkeypatch, capsys):
