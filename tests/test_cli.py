@@ -169,3 +169,14 @@ def test_the_command_waits_for_a_running_non_daemon_thread_before_exiting():
                   "threading.Thread(target=lambda: (time.sleep(0.5), print('thread finished', flush=True))).start()\n"
                   "sys.argv = ['trainwise', '--version']\nfrom trainwise.cli import run\nrun()")
     assert p.returncode == 0 and "thread finished" in p.stdout
+
+
+def test_every_command_that_writes_a_folder_lists_one_name_for_it():
+    from trainwise.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in ("fit", "cv", "lr-find", "tune", "auto"):
+        help_ = commands[name].format_help()
+        assert "--run-dir" in help_ and "--out" not in help_.replace("--output", ""), name  # (--out still works: test_bad_input)
+    for name in ("predict", "export", "compare"):  # one file: --output
+        assert "--output" in commands[name].format_help() and "--run-dir" not in commands[name].format_help(), name

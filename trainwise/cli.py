@@ -53,7 +53,8 @@ def _add_config_options(p: argparse.ArgumentParser, *, run_dir: str | None = Non
                            help=help_)
             continue
         if name == "run_dir" and run_dir:
-            p.add_argument(flag, "--out", dest=name, metavar="DIR", default=argparse.SUPPRESS, help=run_dir)
+            p.add_argument(flag, dest=name, metavar="DIR", default=argparse.SUPPRESS, help=run_dir)
+            p.add_argument("--out", dest=name, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old name: works, unlisted
             continue
         if field.annotation is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_)
