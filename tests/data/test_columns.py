@@ -78,7 +78,7 @@ def test_time_ordered_split_trains_on_the_past(csv):
         cross_validate(str(csv), target="label", time_column="day", exclude="patient", folds=3, epochs=1, quiet=True)
 
 
-def test_group_column_keeps_each_group_in_one_split_and_one_fold(csv, tmp_path):
+def test_group_column_keeps_each_group_in_one_split_and_one_fold(csv, tmp_path, monkeypatch):
     from trainwise.tune import cross_validate
 
     groups = pd.read_csv(csv)["patient"].astype(str).to_numpy()
@@ -86,14 +86,23 @@ def test_group_column_keeps_each_group_in_one_split_and_one_fold(csv, tmp_path):
     sets = {k: set(groups[v]) for k, v in r.data.indices.items()}
     assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"])
     assert "patient" not in r.data.preprocessor.columns_
+    import trainwise.tune.cv as cv_module
+
+    used, fold_indices = [], cv_module.fold_indices
+
+    def recording(*args, **kwargs):  # the folds the cv run itself trains on
+        used.extend(fold_indices(*args, **kwargs))
+        return used
+
+    monkeypatch.setattr(cv_module, "fold_indices", recording)
     cv = cross_validate(str(csv), target="label", group_column="patient", exclude="day", folds=3, epochs=1, quiet=True,
                         run_dir=str(tmp_path / "cv"))
-    assert len(cv.folds) == 3
-    from trainwise.data import fold_indices
-
-    for run in fold_indices(len(groups), 3, groups=groups):
+    assert len(cv.folds) == len(used) == 3
+    for run, row in zip(used, cv.folds):
         train, val, test = (set(groups[run[k]]) for k in ("train", "val", "test"))
         assert not (train & val) and not (train & test) and not (val & test)
+        assert (row["train_rows"], row["val_rows"], row["test_rows"]) == tuple(len(run[k]) for k in ("train", "val", "test"))
+    assert set().union(*(set(groups[run["val"]]) for run in used)) | set(groups[used[0]["test"]]) == set(groups)
 
 
 def test_separate_validation_and_test_files(tmp_path):
