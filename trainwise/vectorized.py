@@ -333,16 +333,20 @@ class _Driver(Callback):
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
         stopped, n = [], self.train.X.shape[0]
+        own: list[dict[str, float]] = [{} for _ in self.active]  # member j's values, ``name[j]`` -> name: one pass
+        for k, v in logs.items():
+            if k.endswith("]"):
+                name, _, j = k[:-1].rpartition("[")
+                own[int(j)][name] = v
         for j, m in enumerate(self.active):
             t = m.trainer
             m.take(self.stacked.member_state(j))
-            suffix = f"[{j}]"
             lr = logs["lr"] * (self.steps.lr_of(j) if self.steps is not None else 1.0)
             row = {"epoch": epoch, "lr": lr}
-            row |= {k[:-len(suffix)]: v for k, v in logs.items() if k.endswith(suffix) and "/finite_batches" not in k
-                    and not (k.startswith("train/penalty[") and not self.penalty.penalized(j))}
+            row |= {k: v for k, v in own[j].items() if not k.endswith("/finite_batches")
+                    and not (k == "train/penalty" and not self.penalty.penalized(j))}
             row["time/epoch_s"] = logs["time/epoch_s"]
-            broke = logs.get(f"train/finite_batches{suffix}")
+            broke = own[j].get("train/finite_batches")
             if broke is not None and t.non_finite_at is None:
                 t.non_finite_at = (epoch, int(broke) + 1)
             t.step += trainer.step - self._step0
