@@ -114,6 +114,24 @@ def test_workers_take_trials_on_demand_so_a_slow_one_runs_fewer(tmp_path):
     assert 1 <= here < other / 2, (here, other)
 
 
+def test_spawned_workers_share_the_trials_too(tmp_path):
+    import threading
+
+    from trainwise.tune.workers import run_workers
+
+    log, busy = tmp_path / "taken.txt", threading.Event()
+    other_thread = threading.Thread(target=busy.wait, daemon=True)  # another thread running: workers are spawned, not forked
+    other_thread.start()
+    try:
+        dead = run_workers(_claiming_search, 40, 2, {"log": str(log), "pause": 0.01}, sampler_seeds=[1, 2],
+                           here=lambda claims, seed: _claiming_search(40, True, seed, claims, str(log), 0.05))
+    finally:
+        busy.set()
+    taken = log.read_text().split()
+    assert dead == [] and len(taken) == 40  # every trial once: the count is shared with a fresh interpreter too
+    assert taken.count(str(os.getpid())) >= 1
+
+
 @pytest.fixture(scope="module")
 def postgres():
     """A real PostgreSQL server on a loopback port (scripts/postgres.sh installs it from the distribution's packages)."""
