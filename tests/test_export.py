@@ -10,6 +10,7 @@ import trainwise
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
+from trainwise.errors import TrainwiseError  # noqa: E402
 from trainwise.export import check_onnx, export  # noqa: E402
 
 
@@ -66,6 +67,10 @@ def test_text_columns_export_the_encoded_features(tmp_path, small_csv):
     desc = json.loads(path.with_name(path.name + ".json").read_text())
     assert desc["input_is"].startswith("encoded features") and desc["folded"] == []
     assert desc["features"] == ["a", "b", "color=blue", "color=green", "color=red"]
+    (tmp_path / "out.preprocess.json").mkdir()  # a folder where a file beside the model goes: refused before any write
+    with pytest.raises(TrainwiseError, match=r"the file written beside it, '.*out.preprocess.json', is a folder"):
+        export(run, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists() and not (tmp_path / "out.onnx.json").exists()
     # the preprocessing not folded in is saved beside the model, as the run's own data
     assert desc["preprocess"] == "model.preprocess.json"
     assert (run / "model.preprocess.json").read_bytes() == (run / "preprocess.json").read_bytes()

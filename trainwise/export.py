@@ -95,9 +95,10 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, format: str
     check_output_file(output)
     wrapper = ExportedModel(saved).eval()
     beside = None if wrapper.raw else output.with_name(output.name[:-len(output.suffix)] + ".preprocess.json")
-    for path in (output.with_name(output.name + ".json"), beside):
-        if path is not None:
-            check_output_file(path, "--output")  # every file it writes, before the first is written
+    for path in (output.with_name(output.name + ".json"), beside):  # every file it writes, before the first is written
+        if path is not None and path.is_dir():
+            raise TrainwiseError(f"--output '{output}': the file written beside it, '{path}', is a folder",
+                                 hint="remove or rename that folder, or give --output another name")
     pre = saved.preprocess
     shape = saved.summary.get("data", {}).get("input_shape")
     n_inputs = len(pre.columns_) if pre.columns_ is not None and wrapper.raw else None

@@ -283,3 +283,19 @@ def test_the_lowest_soft_loss_is_the_minimum_of_the_weighted_loss(kind):
     if kind == "multiclass":  # unweighted: the mean entropy of the rows
         plain = lowest_soft_loss(SampleWeighted(nn.CrossEntropyLoss()), kind, y, None, p)
         assert plain == pytest.approx(float(-(p * p.log()).sum(1).mean()), abs=1e-6)
+
+
+def test_sanity_finds_the_lowest_loss_inside_the_tabular_models_loss_and_says_when_it_cannot_tell():
+    from trainwise.tune.sanity import sanity
+
+    X, _ = _blobs(200, 3)
+    P = np.tile(np.array([[0.7, 0.2, 0.1]], dtype=np.float32), (200, 1))
+    q = P[0] * np.array([1.0, 2.0, 8.0]) / (P[0] * np.array([1.0, 2.0, 8.0])).sum()  # the weighted loss's best outputs
+    lowest = float(-(q * np.log(q)).sum())  # 1.06..., above the targets' own entropy 0.80
+    for model in ("mlp:32", "tabular"):  # the tabular model wraps its loss per member: the floor is the same
+        r = sanity(X, P, task="classification", model=model, class_weight="1,2,8", batch_size=16, lr=0.01, tol=0.01)
+        assert r.lowest_loss == pytest.approx(lowest, abs=1e-5), model
+        assert r.final_loss >= lowest - 1e-5, model  # no model goes below it
+    near = np.tile(np.array([[0.34, 0.33, 0.33]], dtype=np.float32), (200, 1))  # what an untrained model predicts
+    r = sanity(X, near, task="classification", batch_size=16, lr=0.01, tol=0.05)
+    assert not r.can_learn and r.verdict.startswith("cannot tell: the untrained model's loss") and "--tol" in r.verdict

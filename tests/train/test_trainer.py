@@ -338,6 +338,10 @@ def test_gradients_are_cleared_after_every_step_and_an_optimizers_own_zero_grad_
     t.fit(TensorBatches(X, y, batch_size=16, shuffle=True, seed=0), epochs=2)
     assert Counting.calls == 2 * (1 + 6)  # at each epoch's start and after each of its 6 steps
     assert all(p.grad is None for p in model.parameters())
+    opt, calls = torch.optim.SGD(model.parameters(), lr=0.1), []  # one set on the optimizer itself: called too
+    opt.zero_grad = lambda set_to_none=True: calls.append(set_to_none)
+    Trainer(model, optimizer=opt).fit(TensorBatches(X, y, batch_size=16, shuffle=True, seed=0), epochs=1)
+    assert calls == [True] * 7
     # torch's own optimizers: the same effect without their per-call wrappers, and the same weights as the plain loop
     ref = _plain_loop(lambda p: torch.optim.Adam(p, lr=0.01), X, y)
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
 """Search spaces, grid/random/Optuna search, and a study shared by two worker processes over SQLite."""
+import io
 import json
 import subprocess
 import sys
@@ -241,3 +242,22 @@ def test_a_search_ranks_trials_by_an_extra_metric_it_monitors(tmp_path, cli):
     for trial in results["trial"]:  # each trial's run watched the metric the search ranks by
         summary = json.loads((tmp_path / "f1" / f"trial-{trial}" / "summary.json").read_text())
         assert summary["monitor"] == "val/f1_macro" and "val/f1_macro" in summary["best"]
+
+
+def test_a_worker_that_died_holding_no_trial_leaves_the_search_complete(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from rich.console import Console
+
+    import trainwise.tune.search as search
+    from trainwise.tune.workers import Claims
+
+    def one_died_early(_search, trials, workers, job, *, sampler_seeds, here, console):
+        here(Claims(multiprocessing.get_context("fork"), trials), sampler_seeds[0])  # this process ran every trial
+        return ["elsewhere:12345"]  # and the other worker died (at its start: it held no trial)
+
+    monkeypatch.setattr(search, "run_workers", one_died_early)
+    out = io.StringIO()
+    r = tune(SPACE, method="optuna", trials=2, workers=2, out=tmp_path / "s", console=Console(file=out, width=300))
+    assert r["incomplete"] is None and r["test"] is not None  # nothing missing: the best is retrained and tested
+    assert "1 of 2 workers stopped early; the others ran all 2 trials" in out.getvalue()

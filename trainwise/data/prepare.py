@@ -62,12 +62,19 @@ class PreparedData:
     def batches(self, *, kind: str, device, batch_size: int, seed: int, num_workers: int = 0) -> dict[str, TensorBatches]:
         """Per split: in-memory device tensors; train shuffled (seeded, with its rows' weights if any), val/test in
         large ordered batches."""
-        w, p = (None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device) for a in (self.weights, self.soft))
+        extras = self.loss_extras(kind=kind, device=device)
+        return {k: TensorBatches(*to_tensors(X, y, kind, device), batch_size=batch_size if k == "train" else 4096,
+                                 shuffle=k == "train", seed=seed, **(extras if k == "train" else {}))
+                for k, (X, y) in self.arrays.items()}
+
+    def loss_extras(self, *, kind: str, device, rows: int | None = None) -> dict[str, torch.Tensor | None]:
+        """What the training loss reads beside the labels, for the first ``rows`` training rows (all: None), as
+        `TensorBatches` takes them: ``weights`` (a weight per row) and ``soft`` (class probabilities; binary: the
+        positive class's, for its one logit), None where the run has none."""
+        w, p = (None if a is None else torch.as_tensor(a[:rows], dtype=torch.float32, device=device) for a in (self.weights, self.soft))
         if p is not None and kind == "binary":  # one logit: the soft target is the positive class's probability
             p = p[:, 1:]
-        return {k: TensorBatches(*to_tensors(X, y, kind, device), batch_size=batch_size if k == "train" else 4096,
-                                 shuffle=k == "train", seed=seed, **({"weights": w, "soft": p} if k == "train" else {}))
-                for k, (X, y) in self.arrays.items()}
+        return {"weights": w, "soft": p}
 
     def _train_labels(self) -> np.ndarray:
         return self.arrays["train"][1]

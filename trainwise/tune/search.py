@@ -337,9 +337,12 @@ def tune(space: str | Path | dict, *, method: str = "random", trials: int | None
         if lost and console is not None:
             console.print(f"trials {', '.join(map(str, lost))} ran in a worker that died: marked failed (their parameters "
                           "are tried again once on the next run)")
-        if dead:
-            incomplete = (f"{len(dead)} of {workers} workers stopped early ({counted(study)} of {trials} trials done): run "
+        done = counted(study)
+        if dead and done < trials:
+            incomplete = (f"{len(dead)} of {workers} workers stopped early ({done} of {trials} trials done): run "
                           "the same command to train the missing ones; the best is retrained and tested after that")
+        elif dead and console is not None:  # the others took the trials it would have run: nothing is missing
+            console.print(f"{len(dead)} of {workers} workers stopped early; the others ran all {trials} trials")
         rows = _optuna_rows(storage, study_name, [], monitor)
     elif method == "optuna":
         # a worker on a shared study samples with a seed of its own (given by the coordinator, or drawn from

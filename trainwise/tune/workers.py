@@ -168,7 +168,9 @@ class Claims:
         self._left = ctx.Value("i", trials)
 
     def take(self) -> bool:
-        """Claim one trial; False when none is left."""
+        """Claim one trial; False when none is left. (A worker killed inside this microsecond-long lock would leave it
+        held and the others waiting: the kill a search is tested with lands in a trial, where the claim is simply
+        lost and the run reported incomplete.)"""
         with self._left.get_lock():
             if self._left.value <= 0:
                 return False
@@ -199,7 +201,7 @@ def run_workers(search: Callable[..., Any], trials: int, workers: int, kwargs: d
     claims = Claims(ctx, trials)
     procs = []
     own = here is not None and trials > 0
-    for seed in sampler_seeds[1 if here is not None else 0:workers] if trials > 0 else []:
+    for seed in sampler_seeds[1 if here is not None else 0:min(workers, trials)]:  # no more workers than trials
         job = {**kwargs, "trials": trials, "worker_only": True, "sampler_seed": seed, "claims": claims}
         p = ctx.Process(target=_worker, args=(search, job, threads), daemon=False)
         p.start()
@@ -304,7 +306,7 @@ def check_shared(url: str, study_name: str, direction: str, *, heartbeat: float 
     if study.direction.name.lower() != direction:
         raise TrainwiseError(f"study '{study_name}' in {url} was created to {study.direction.name.lower()}, but this search "
                              f"would {direction}", hint="give another --study-name, or the --monitor the study was created with")
-    refuse_finished(storage, study_name, url, "start a new search with another --study-name (or --out): the test split "
+    refuse_finished(storage, study_name, url, "start a new search with another --study-name (or --run-dir): the test split "
                                               "was looked at once; trials chosen after that look would not be honest", study)
 
 
