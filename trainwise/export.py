@@ -94,8 +94,9 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, format: str
         raise TrainwiseError(f"--output '{output}' does not end in .onnx", hint="name the file e.g. model.onnx")
     check_output_file(output)
     wrapper = ExportedModel(saved).eval()
-    beside = None if wrapper.raw else output.with_name(output.name[:-len(output.suffix)] + ".preprocess.json")
-    for path in (output.with_name(output.name + ".json"), beside):  # every file it writes, before the first is written
+    description = output.with_name(output.name + ".json")
+    beside = None if wrapper.raw else output.with_suffix(".preprocess.json")
+    for path in (description, beside):  # every file it writes, before the first is written
         if path is not None and path.is_dir():
             raise TrainwiseError(f"--output '{output}': the file written beside it, '{path}', is a folder",
                                  hint="remove or rename that folder, or give --output another name")
@@ -119,7 +120,7 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, format: str
     if beside is not None:  # not folded in: the preprocessing goes beside the model, as data
         atomic_write(beside, (saved.path / "preprocess.json").read_bytes())
         describe["preprocess"] = beside.name
-    atomic_write(output.with_name(output.name + ".json"), json.dumps(describe, indent=2) + "\n")
+    atomic_write(description, json.dumps(describe, indent=2) + "\n")
     return output
 
 

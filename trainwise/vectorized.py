@@ -333,11 +333,12 @@ class _Driver(Callback):
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, logs: dict[str, float]) -> None:
         stopped, n = [], self.train.X.shape[0]
-        own: list[dict[str, float]] = [{} for _ in self.active]  # member j's values, ``name[j]`` -> name: one pass
-        for k, v in logs.items():
-            if k.endswith("]"):
-                name, _, j = k[:-1].rpartition("[")
-                own[int(j)][name] = v
+        # member j's values (``name[j]`` -> name) go to its record; the stack's own history keeps the population's
+        # means only
+        own: list[dict[str, float]] = [{} for _ in self.active]
+        for k in [k for k in logs if k.endswith("]")]:
+            name, _, j = k[:-1].rpartition("[")
+            own[int(j)][name] = logs.pop(k)
         for j, m in enumerate(self.active):
             t = m.trainer
             m.take(self.stacked.member_state(j))
@@ -365,8 +366,6 @@ class _Driver(Callback):
                     self.console.print(f"seed {m.seed}: {t.status} after epoch {epoch}: {t.stop_reason}")
         if self.console is not None:
             self._show(epoch, logs)
-        for k in [k for k in logs if k.endswith("]")]:  # the members' values are in their records now: the
-            del logs[k]                                  # stack's own history keeps the population's means only
         if stopped:
             keep = [j for j in range(len(self.active)) if j not in stopped]
             if not keep:
