@@ -16,6 +16,7 @@ writing its trial folders, no retraining of the best.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -34,14 +35,33 @@ def timed_fit(k: int, vectorize: bool, **extra) -> float:
     return time.perf_counter() - t0
 
 
-def table(ks: list[int], repeats: int, **extra) -> None:
+_FRESH = """
+import json, sys, time, trainwise
+options, k, vectorize, extra = json.loads(sys.argv[1])
+trainwise.fit(**options, restarts=1, vectorize=False)  # warm-up: imports, the data set's cache, first calls
+t0 = time.perf_counter()
+trainwise.fit(**options, restarts=k, vectorize=vectorize, **extra)
+print(time.perf_counter() - t0)
+"""
+
+
+def timed_fresh(k: int, vectorize: bool, **extra) -> float:
+    """`timed_fit` in a process of its own (after a warm-up fit of one member): neither way runs in a process the
+    other has used (sixteen runs one by one leave the allocator's heap in a state that slowed the stacked run after
+    them by up to a fifth when both shared one process)."""
+    out = subprocess.run([sys.executable, "-c", _FRESH, json.dumps([OPTIONS, k, vectorize, extra])], check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def table(ks: list[int], repeats: int, timer=timed_fresh, **extra) -> None:
     print(f"{'K':>4}  {'one by one':>11}  {'vectorized':>11}  {'speed-up':>18}  {'per member (vec)':>16}"
           + (f"   ({', '.join(f'{k}={v}' for k, v in extra.items())})" if extra else ""))
     for k in ks:
         seq, vec = [], []
         for _ in range(repeats):
-            seq.append(timed_fit(k, False, **extra))
-            vec.append(timed_fit(k, True, **extra))
+            seq.append(timer(k, False, **extra))
+            vec.append(timer(k, True, **extra))
         ratios = [s / v for s, v in zip(seq, vec)]
         print(f"{k:>4}  {statistics.median(seq):>10.2f}s  {statistics.median(vec):>10.2f}s  "
               f"{statistics.median(ratios):>6.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]  "
@@ -97,6 +117,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ks", type=int, nargs="+", default=[4, 16, 64])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--same-process", action="store_true",
+                    help="time both ways in this one process (each way's runs after the other's), not each in its own")
     ap.add_argument("--cli", action="store_true")
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--search", action="store_true", help="add the search case: 16 random trials over lr x weight decay")
@@ -104,10 +126,11 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-          f"digits mlp:32, 20 epochs, batch 32, Adam; {args.repeats} alternating repeats")
-    timed_fit(2, True)  # warm-up: imports, data set cache
-    table(args.ks, args.repeats)
-    table([16], args.repeats, dropout=0.0)
+          f"digits mlp:32, 20 epochs, batch 32, Adam; {args.repeats} alternating repeats, "
+          + ("both ways in this process" if args.same_process else "each timed fit in a fresh process after a warm-up fit"))
+    if args.same_process:
+        timed_fit(2, True)  # warm-up: imports, data set cache
+    table(args.ks, args.repeats, timer=timed_fit if args.same_process else timed_fresh)
     if args.search:
         search_case(args.repeats)
     if args.cli:

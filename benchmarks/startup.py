@@ -10,7 +10,11 @@ runs, so a busy machine slows both) and the ratio is printed, median and [min-ma
 
 Rows: `trainwise --help`; `import torch` (the floor); `import trainwise` (names load on first use);
 `import trainwise; trainwise.fit` (what a script that trains pays before its first epoch); the digits main job
-(`trainwise fit --quiet`, wall time, and the run's own wall_time_s from summary.json for comparison).
+(`trainwise fit --quiet`, wall time, and the run's own wall_time_s from summary.json for comparison), and that
+job against the floor measured just before it in the same repetition (`import torch` in a fresh process): the time
+beyond it and the ratio. The everyday-use issue set its goal (main job <= 3.5 s) on a machine where torch imported
+in 1.05 s: 2.45 s beyond that floor, 3.3x it. On a slower (or busier) machine the absolute goal moves with torch's
+own import; the paired rows show the job's share of the time, which does not.
 """
 from __future__ import annotations
 
@@ -63,13 +67,19 @@ def main() -> None:
         t = timed(cmd, args.runs)
         print(f"{name:<34}{statistics.median(t):>10.2f}   {min(t):.2f}-{max(t):.2f}")
     if not args.no_fit:
-        walls, works = [], []
+        walls, works, floors = [], [], []
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as tmp:
+                floors += timed([PY, "-c", "import torch"], 1)  # paired: the same moment's floor
                 walls += timed([PY, "-m", "trainwise", "fit", "--quiet", "--run-dir", str(Path(tmp) / "r")], 1)
                 works.append(json.loads((Path(tmp) / "r" / "summary.json").read_text())["wall_time_s"])
         print(f"{'digits main job (wall)':<34}{statistics.median(walls):>10.2f}   {min(walls):.2f}-{max(walls):.2f}")
         print(f"{'  of which the run (wall_time_s)':<34}{statistics.median(works):>10.2f}   {min(works):.2f}-{max(works):.2f}")
+        beyond = [w - f for w, f in zip(walls, floors)]
+        ratio = [w / f for w, f in zip(walls, floors)]
+        print(f"{'  import torch just before it':<34}{statistics.median(floors):>10.2f}   {min(floors):.2f}-{max(floors):.2f}")
+        print(f"{'  beyond that (goal <= 2.45 s)':<34}{statistics.median(beyond):>10.2f}   {min(beyond):.2f}-{max(beyond):.2f}")
+        print(f"{'  ratio to it (goal <= 3.33x)':<34}{statistics.median(ratio):>9.2f}x   {min(ratio):.2f}-{max(ratio):.2f}")
     if args.before:
         before, after = [], []
         for _ in range(args.runs):  # alternating: each pair ran under the same load

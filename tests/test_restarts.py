@@ -199,3 +199,49 @@ def test_equal_accuracies_choose_the_restart_with_the_lower_validation_loss():
     top = [run for run, a in zip(runs, accs) if a == max(accs)]
     assert len(top) >= 2  # the case this test is about: several restarts share the best accuracy
     assert r.summary["restarts"]["chosen_seed"] == min(top, key=lambda run: run["metrics"]["val/loss"])["seed"]
+
+
+def test_a_population_checkpoint_of_the_old_weight_layout_resumes_as_the_new_one(tmp_path, cli):
+    """Stacked linear weights were held as (K, out, in) until 2026-12-06 (layout 1) and are (K, in, out) now: a
+    checkpoint without a layout is converted on resume (weights and Adam's moments), so an interrupted run of the
+    old release goes on exactly as one of this release. mlp:16,16 has a square 16x16 layer, where loading the
+    old layout unconverted would not fail but train on transposed weights."""
+    import shutil
+
+    from trainwise.runs import load_checkpoint, save_checkpoint
+
+    class CtrlC(trainwise.Callback):
+        def on_epoch_end(self, trainer, *, epoch, logs):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    new = tmp_path / "new"
+    with pytest.raises(KeyboardInterrupt):
+        trainwise.fit("iris", model="mlp:16,16", run_dir=new, restarts=2, epochs=5, quiet=True, callbacks=[CtrlC()],
+                      schedule="none", early_stopping=False)
+    old = tmp_path / "old"
+    shutil.copytree(new, old)
+    path = old / "checkpoints" / "population-0.safetensors"
+    state = load_checkpoint(path)
+    assert state["callbacks"]["0:_Driver"].pop("layout") == 2
+    keys = list(state["model"])  # no buffers here: the model's keys are its parameters, in the optimizer's order
+    flipped = 0
+    for i, key in enumerate(keys):
+        if key.endswith(".weight"):
+            state["model"][key] = state["model"][key].transpose(1, 2).contiguous()
+            for name, v in state["optimizer"]["state"][i].items():
+                if v.ndim == 3:
+                    state["optimizer"]["state"][i][name] = v.transpose(1, 2).contiguous()
+                    flipped += 1
+    assert flipped == 6 and state["model"]["layers.3.weight"].shape == (2, 16, 16)  # 3 layers x 2 moments; the square one
+    save_checkpoint(path, state)
+    for run in (new, old):
+        code, out, err = cli("fit", "--resume", str(run), "--quiet")
+        assert code == 0, err
+    a, b = (json.loads((r / "summary.json").read_text()) for r in (new, old))
+    assert a["epochs_run"] == b["epochs_run"] == 5
+    assert [r["best"] for r in a["restarts"]["runs"]] == [r["best"] for r in b["restarts"]["runs"]]
+    assert a["test"] == b["test"]
+    for seed in (0, 1):
+        assert (new / "restarts" / f"seed-{seed}" / "model.safetensors").read_bytes() == \
+               (old / "restarts" / f"seed-{seed}" / "model.safetensors").read_bytes()

@@ -32,7 +32,7 @@ from .train import Callback, Checkpoint, LRSchedule, Trainer
 from .train.callbacks import resolve_monitor
 from .train.components import make_loss
 from .train.member_steps import MemberSteps, StackedPenalty, clip_members
-from .train.stacked import PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, loss_reason, reindex_optimizer
+from .train.stacked import LAYOUT, PopulationLoss, PopulationMetrics, StackedBatches, StackedMLP, loss_reason, reindex_optimizer, upgrade_layout
 from .train.state import check_trainer_state
 
 __all__ = ["train_stacked", "stack_reason", "PER_MEMBER"]
@@ -199,6 +199,8 @@ def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: 
                                    decoupled=cfg.optimizer == "adamw",
                                    nesterov=cfg.nesterov and cfg.optimizer == "sgd" and with_momentum)  # RMSprop has none
     if resume_state is not None:
+        if saved.get("layout", 1) < LAYOUT:  # written before the stacked weights were held as (K, in, out)
+            resume_state = upgrade_layout(resume_state, stacked, pop.optimizer)
         pop.load_state_dict(resume_state, source=resume_source)
     results = [RunResult(m_setup, m.trainer, m.stopper, m.batches, m.seed) for m_setup, m in zip(setups, members)]
     try:
@@ -221,7 +223,9 @@ def _saved_population(state: Any, size: int, source: str) -> dict[str, Any]:
                         "dropout": (lambda v: isinstance(v, list) and all(isinstance(t, torch.Tensor) for t in v),
                                     "a list of generator states"),
                         "lrs": (lambda v: v is None or (isinstance(v, list) and all(is_number(x) for x in v)),
-                                "null or a list of learning rates")}, path=source, where="population.")
+                                "null or a list of learning rates"),
+                        "layout": (lambda v: is_int(v) and 1 <= v <= LAYOUT, f"a layout from 1 to {LAYOUT}")},
+                 path=source, where="population.", optional=["layout"])  # (absent: layout 1, written before 2026-12-07)
     if len(part["members"]) != size or len(part["ended"]) != size:
         raise damaged(source, f"it holds {len(part['members'])} members, but this population has {size}",
                       "the checkpoint belongs to another run (another --restarts): resume the run it came from, or start again")
@@ -296,7 +300,7 @@ class _Driver(Callback):
                                                          "non_finite_at": list(m.trainer.non_finite_at or []) or None}
                           for m in self.members],
                 "dropout": [g.get_state() for g in self.stacked.generators],
-                "lrs": list(self.steps.lrs) if self.steps is not None else None}
+                "lrs": list(self.steps.lrs) if self.steps is not None else None, "layout": LAYOUT}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # (which members, and their records, were restored when the population was built: `train_stacked`)
