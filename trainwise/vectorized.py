@@ -93,19 +93,15 @@ class _Member:
     def __init__(self, seed: int, trainer: Trainer, stopper, batches: dict[str, Any], writer):
         self.seed, self.trainer, self.stopper, self.batches, self.writer = seed, trainer, stopper, batches, writer
         self.health = next((c for c in trainer.callbacks if isinstance(c, HealthTracker)), None)
-        self._own: dict[str, torch.Tensor] | None = None
 
-    @torch.no_grad()
-    def take(self, state: dict[str, torch.Tensor]) -> None:
-        """Its model's weights and buffers from ``state`` (its slice of the stack): copied in place, as
-        ``load_state_dict`` would, without its per-call bookkeeping (this runs for every member every epoch)."""
-        if self._own is None:
-            self._own = self.trainer.model.state_dict(keep_vars=True)
-            if set(self._own) != set(state):
-                raise TrainwiseError(f"the stacked model's member state {sorted(state)} does not match the member's {sorted(self._own)}",
-                                     hint="this is a bug in trainwise: train with --no-vectorize and report it")
-        for name, v in state.items():
-            self._own[name].copy_(v)
+    def pairs(self, state: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(its model's tensor, the stack's view of it) for each of its weights and buffers, ``state`` being its
+        slice of the stack (`StackedMLP.member_state`)."""
+        own = self.trainer.model.state_dict(keep_vars=True)
+        if set(own) != set(state):
+            raise TrainwiseError(f"the stacked model's member state {sorted(state)} does not match the member's {sorted(own)}",
+                                 hint="this is a bug in trainwise: train with --no-vectorize and report it")
+        return [(own[name], v) for name, v in state.items()]
 
 
 def train_stacked(setups: Sequence[RunSetup], seeds: Sequence[int], *, writers: Sequence[Any] | None = None,
@@ -284,6 +280,7 @@ class _Driver(Callback):
         self.penalty = penalty
         self.plateau = plateau  # each member's plateau schedule runs in its record and sets its LR
         self.steps: MemberSteps | None = None  # the members' own lr / weight decay / momentum (set with the optimizer)
+        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (a member's tensor, the stack's view)
 
     def on_fit_start(self, trainer: Trainer) -> None:
         for m, ended in zip(self.members, self.ended):
@@ -343,9 +340,13 @@ class _Driver(Callback):
         for k in [k for k in logs if k.endswith("]")]:
             name, _, j = k[:-1].rpartition("[")
             own[int(j)][name] = logs.pop(k)
+        if self._pairs is None:  # (the stack's views are the same tensors until it shrinks: `_keep`)
+            self._pairs = [pair for j, m in enumerate(self.active) for pair in m.pairs(self.stacked.member_state(j))]
+        with torch.no_grad():  # each member's weights copied out of the stack, as `load_state_dict` would, without
+            for dst, src in self._pairs:  # its per-call bookkeeping (this runs for every member every epoch)
+                dst.copy_(src)
         for j, m in enumerate(self.active):
             t = m.trainer
-            m.take(self.stacked.member_state(j))
             lr = logs["lr"] * (self.steps.lr_of(j) if self.steps is not None else 1.0)
             row = {"epoch": epoch, "lr": lr}
             row |= {k: v for k, v in own[j].items() if not k.endswith("/finite_batches")
@@ -389,6 +390,7 @@ class _Driver(Callback):
             if part is not None:
                 part.keep(keep)
         self.active = [self.active[j] for j in keep]
+        self._pairs = None  # new, smaller stacked tensors
 
     def on_fit_end(self, trainer: Trainer) -> None:
         self._unhook()
