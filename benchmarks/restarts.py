@@ -38,7 +38,7 @@ def timed_fit(k: int, vectorize: bool, **extra) -> float:
 _FRESH = """
 import json, sys, time, trainwise
 options, k, vectorize, extra = json.loads(sys.argv[1])
-trainwise.fit(**options, restarts=1, vectorize=False)  # warm-up: imports, the data set's cache, first calls
+trainwise.fit(**{**options, "epochs": 2}, restarts=2, vectorize=vectorize)  # warm-up, the same way: imports, first calls
 t0 = time.perf_counter()
 trainwise.fit(**options, restarts=k, vectorize=vectorize, **extra)
 print(time.perf_counter() - t0)
@@ -46,7 +46,8 @@ print(time.perf_counter() - t0)
 
 
 def timed_fresh(k: int, vectorize: bool, **extra) -> float:
-    """`timed_fit` in a process of its own (after a warm-up fit of one member): neither way runs in a process the
+    """`timed_fit` in a process of its own, after a warm-up fit the same way (2 members, 2 epochs: each way's kernels
+    and code paths have run once, as the one-process table's first repeat had them): neither way runs in a process the
     other has used (sixteen runs one by one leave the allocator's heap in a state that slowed the stacked run after
     them by up to a fifth when both shared one process)."""
     out = subprocess.run([sys.executable, "-c", _FRESH, json.dumps([OPTIONS, k, vectorize, extra])], check=True,
@@ -127,7 +128,7 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"digits mlp:32, 20 epochs, batch 32, Adam; {args.repeats} alternating repeats, "
-          + ("both ways in this process" if args.same_process else "each timed fit in a fresh process after a warm-up fit"))
+          + ("both ways in this process" if args.same_process else "each timed fit in a fresh process after a warm-up fit the same way"))
     if args.same_process:
         timed_fit(2, True)  # warm-up: imports, data set cache
     table(args.ks, args.repeats, timer=timed_fit if args.same_process else timed_fresh)
