@@ -1,7 +1,7 @@
 """K models of one architecture trained as one: stacked weights, batched matrix products, one optimizer step.
 
 Small models spend most of a step in per-call overhead, not arithmetic, so K of them cost little more than
-one when their weights are stacked: a linear layer of K members is one ``baddbmm`` over ``(K, out, in)``
+one when their weights are stacked: a linear layer of K members is one ``baddbmm`` over ``(K, in, out)``
 weights, each member with its own batch ``(K, B, in)``. Every member keeps what it would have alone: its
 initialization (each is built alone, then stacked), its data order (`StackedBatches`), its dropout masks (its
 own generator, drawn exactly as ``F.dropout`` draws them), its batch-norm statistics, its loss (the sum of
