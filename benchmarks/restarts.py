@@ -48,8 +48,8 @@ print(time.perf_counter() - t0)
 def timed_fresh(k: int, vectorize: bool, **extra) -> float:
     """`timed_fit` in a process of its own, after a warm-up fit the same way (2 members, 2 epochs: each way's kernels
     and code paths have run once, as the one-process table's first repeat had them): neither way runs in a process the
-    other has used (sixteen runs one by one leave the allocator's heap in a state that slowed the stacked run after
-    them by up to a fifth when both shared one process)."""
+    other has used (sixteen runs one by one left the process in a state, the allocator's heap we suspect, that slowed
+    the stacked run after them by up to a fifth when both shared one process)."""
     out = subprocess.run([sys.executable, "-c", _FRESH, json.dumps([OPTIONS, k, vectorize, extra])], check=True,
                          capture_output=True, text=True).stdout
     return float(out.split()[-1])
