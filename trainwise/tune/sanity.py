@@ -77,13 +77,13 @@ def sanity(data: Any = None, y: Any = None, *, batches: int = 2, steps: int = 20
     rows = setup.prep.loss_extras(kind=setup.kind, device=setup.device, rows=n)
     soft = rows["soft"] is not None
     model, _ = build_model(setup, cfg.seed)
-    floor = 0.0
-    trainer = build_trainer(setup, model, [_StopWhenLearned(tol, steps)])
+    floor, stop = 0.0, _StopWhenLearned(tol, steps)
+    trainer = build_trainer(setup, model, [stop])
     subset_eval = TensorBatches(Xt, yt, batch_size=4096, shuffle=False, **rows)
     train = TensorBatches(Xt, yt, batch_size=cfg.batch_size, seed=cfg.seed, **rows)
     if soft:  # probabilities as targets: no model gets the loss below what they allow (unweighted: their entropy)
         floor = lowest_soft_loss(trainer.loss_fn, setup.kind, yt, rows["weights"], rows["soft"])
-        trainer.callbacks[0].tol = floor + tol
+        stop.tol = floor + tol
     if cfg.lr == "auto":
         auto_lr(trainer, train)
     lr = trainer.optimizer.param_groups[0]["lr"]
