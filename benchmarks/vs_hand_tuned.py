@@ -263,9 +263,11 @@ def method_fit(npz: Path, p: Problem, epochs: int, seed: int, threads: int, run_
             "best": summary["best"]}
 
 
-def method_auto(npz: Path, p: Problem, epochs: int, seed: int, threads: int, out: Path, key: str, minutes: float) -> dict:
+def method_auto(npz: Path, p: Problem, epochs: int, seed: int, threads: int, out: Path, key: str, minutes: float,
+                auto_args: tuple[str, ...] = ()) -> dict:
     summary, wall = run_trainwise(["auto", "--data", str(npz), "--model", p.model, "--epochs", str(epochs), "--seed", str(seed),
-                                   "--budget-minutes", f"{minutes:g}", "--run-dir", str(out)], threads, out / "summary.json")
+                                   "--budget-minutes", f"{minutes:g}", "--run-dir", str(out), *auto_args], threads,
+                                  out / "summary.json")
     if summary.get("status") != "done":
         return {"test": None, "wall_s": wall, "run_dir": str(out), "status": summary.get("status"), "reason": summary.get("reason")}
     search = next(s for s in summary["stages"] if s["stage"] == "search")
@@ -281,10 +283,18 @@ def mean_std(values: list[float]) -> str:
 
 
 def gap(rows: list[dict], rows_c: list[dict]) -> str:
-    """Mean over seeds of (method - hand grid), paired by seed."""
+    """Mean over seeds of (method - hand grid), paired by seed; from 4 seeds on also its standard error (the
+    seeds' spread / sqrt(seeds)) and on how many seeds the method is ahead / behind: at the ceiling (a few test rows
+    decide) a gap within about two standard errors is a tie. (c) computes in float32: differences under 1e-6 are ties."""
     by_seed = {r["seed"]: r["test"] for r in rows}
     diffs = [by_seed[r["seed"]] - r["test"] for r in rows_c if r["seed"] in by_seed]
-    return f"{round(statistics.mean(diffs), 4) + 0.0:+.4f}" if diffs else "-"  # (+ 0.0: no "-0.0000")
+    if not diffs:
+        return "-"
+    text = f"{round(statistics.mean(diffs), 4) + 0.0:+.4f}"  # (+ 0.0: no "-0.0000")
+    if len(diffs) >= 4:
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5
+        text += f" ± {se:.4f} ({sum(d > 1e-6 for d in diffs)}/{sum(d < -1e-6 for d in diffs)})"
+    return text
 
 
 def seconds(rows: list[dict], field: str = "wall_s") -> str:
@@ -292,8 +302,8 @@ def seconds(rows: list[dict], field: str = "wall_s") -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ("| problem | model | epochs | metric | seeds | (a) fit | (b) auto | (c) hand grid | gap (a)-(c) | (b)-(c) "
-            "| (a) s | (a) fit s | (b) s | (c) s | (c) winners: lr/batch/best epoch |")
+    head = ("| problem | model | epochs | metric | seeds | (a) fit | (b) auto | (c) hand grid | gap (a)-(c) | (b)-(c) [± se (ahead/behind)] "
+            "| (a) s | (a) fit s | (b) s | (c) s | (c) winners: lr/batch/best epoch (first 3 seeds) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for p in PROBLEMS:
         rows = [r for r in results if r["problem"] == p.name]
@@ -301,7 +311,7 @@ def table(results: list[dict]) -> str:
             continue
         by = {m: sorted((r for r in rows if r["method"] == m and r["test"] is not None), key=lambda r: r["seed"]) for m in "abc"}
         tests = {m: [r["test"] for r in by[m]] for m in "abc"}
-        winners = ", ".join(f"{r['lr']:g}/{r['batch_size']}/{r['best_epoch']}" for r in by["c"])
+        winners = ", ".join(f"{r['lr']:g}/{r['batch_size']}/{r['best_epoch']}" for r in by["c"][:3]) + (", ..." if len(by["c"]) > 3 else "")
         lines.append(f"| {p.name} | {p.model} | {rows[0]['epochs']} | {rows[0]['metric']} | {len({r['seed'] for r in rows})} "
                      f"| {mean_std(tests['a'])} | {mean_std(tests['b'])} | {mean_std(tests['c'])} | {gap(by['a'], by['c'])} "
                      f"| {gap(by['b'], by['c'])} | {seconds(by['a'])} | {seconds(by['a'], 'fit_s')} | {seconds(by['b'])} "
@@ -321,6 +331,7 @@ def main() -> None:
     ap.add_argument("--runs-dir", default=None, help="keep the (a)/(b) run directories here (default: a temporary folder)")
     ap.add_argument("--fit-args", default="", help="extra options for (a), e.g. \"--lr 1e-3 --batch-size 16\": how the "
                                                   "defaults were chosen (README: Results on data nobody tuned for)")
+    ap.add_argument("--auto-args", default="", help="extra options for (b), e.g. \"--ensemble 1\"")
     args = ap.parse_args()
     problems = [p for p in PROBLEMS if args.problems is None or p.name in args.problems or p.data in args.problems]
     unknown = set(args.problems or ()) - {p.name for p in PROBLEMS} - {p.data for p in PROBLEMS}
@@ -359,7 +370,8 @@ def main() -> None:
                         if m == "a":
                             out = method_fit(npz, p, epochs, seed, args.threads, run_dir, key, tuple(args.fit_args.split()))
                         elif m == "b":
-                            out = method_auto(npz, p, epochs, seed, args.threads, run_dir, key, p.auto_minutes * args.epochs_scale)
+                            out = method_auto(npz, p, epochs, seed, args.threads, run_dir, key, p.auto_minutes * args.epochs_scale,
+                                              tuple(args.auto_args.split()))
                         else:
                             out = hand_grid(split, p.model, epochs, seed, regression)
                             out["wall_s"] = time.perf_counter() - t0
@@ -375,7 +387,7 @@ def main() -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     import trainwise
 
-    meta = {"command": " ".join(sys.argv[1:]), "fit_args": args.fit_args, "threads": args.threads,
+    meta = {"command": " ".join(sys.argv[1:]), "fit_args": args.fit_args, "auto_args": args.auto_args, "threads": args.threads,
             "trainwise": f"{trainwise.__version__} from {Path(trainwise.__file__).parent}", "torch": torch.__version__,
             "python": platform.python_version(),
             "machine": platform.machine(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
