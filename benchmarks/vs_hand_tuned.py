@@ -63,6 +63,7 @@ import copy
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -336,6 +337,7 @@ def main() -> None:
                                                   "defaults were chosen (README: Results on data nobody tuned for)")
     ap.add_argument("--auto-args", default="", help="extra options for (b), e.g. \"--ensemble 1\"")
     args = ap.parse_args()
+    fit_args, auto_args = tuple(shlex.split(args.fit_args)), tuple(shlex.split(args.auto_args))  # quoted values stay whole
     problems = [p for p in PROBLEMS if args.problems is None or p.name in args.problems or p.data in args.problems]
     unknown = set(args.problems or ()) - {p.name for p in PROBLEMS} - {p.data for p in PROBLEMS}
     if unknown:
@@ -371,10 +373,10 @@ def main() -> None:
                     t0 = time.perf_counter()
                     try:
                         if m == "a":
-                            out = method_fit(npz, p, epochs, seed, args.threads, run_dir, key, tuple(args.fit_args.split()))
+                            out = method_fit(npz, p, epochs, seed, args.threads, run_dir, key, fit_args)
                         elif m == "b":
                             out = method_auto(npz, p, epochs, seed, args.threads, run_dir, key, p.auto_minutes * args.epochs_scale,
-                                              tuple(args.auto_args.split()))
+                                              auto_args)
                         else:
                             out = hand_grid(split, p.model, epochs, seed, regression)
                             out["wall_s"] = time.perf_counter() - t0
