@@ -14,12 +14,16 @@ def test_auto_runs_the_recipe_within_budget(tmp_path):
     assert [st["stage"] for st in s["stages"]] == ["sanity", "lr_finder", "search", "final"]
     assert s["stages"][0]["can_learn"] and s["test_evaluations"] == 1 and s["test"]["test/accuracy"] > 0.8
     low, high = s["stages"][1]["search_range"]
-    assert high == s["stages"][1]["suggestion"] and low == high / 10
+    top = s["stages"][1]["suggestion"]
+    assert (low, high) == (min(top / 10, 1e-3), max(top, 1e-2))  # below the suggestion, and Adam's usual rates
     trials = pd.read_csv(tmp_path / "a" / "search" / "results.csv")
-    assert len(trials) == s["stages"][2]["trials"] >= 2
+    assert len(trials) == s["stages"][2]["trials"] >= 4
     assert set(trials["model"]) <= {"mlp:128,64", "mlp:256,128", "mlp:256"}  # capacity is searched too
     first = trials[trials["trial"] == 0].iloc[0]
-    assert first["model"] == "mlp:128,64" and first["dropout"] == 0.0 and abs(first["lr"] - (low * high) ** 0.5) < 1e-12  # the regularized run
+    assert first["model"] == "mlp:128,64" and first["dropout"] == 0.0 and abs(first["lr"] - (top * top / 10) ** 0.5) < 1e-12  # the regularized run
+    plain = trials.set_index("trial").loc[[1, 2, 3]]  # then a practitioner's grid: Adam's usual rates, unregularized
+    assert plain["lr"].tolist() == [1e-3, 3e-3, 1e-2] and (plain["weight_decay"] == 0).all() and (plain["dropout"] == 0).all()
+    assert (plain[["model", "batch_size"]] == first[["model", "batch_size"]]).all().all()
     assert low <= trials["lr"].min() and trials["lr"].max() <= high
     for trial in trials["trial"]:
         assert json.loads((tmp_path / "a" / "search" / f"trial-{trial}" / "summary.json").read_text())["test"] is None
@@ -60,3 +64,12 @@ def test_ensemble_run_is_an_ordinary_run(tmp_path):
         trainwise.evaluate(tmp_path / "ens")
     assert (tmp_path / "ens" / "report.html").is_file() and s["test_confusion"] is not None
 
+
+
+def test_auto_starts_sgd_from_sgds_usual_rates(tmp_path):
+    s = auto("iris", budget_minutes=0.35, out=tmp_path / "a", epochs=3, optimizer="sgd", ensemble=1)
+    low, high = s["stages"][1]["search_range"]
+    assert low <= 1e-2 and high >= 1e-1
+    trials = pd.read_csv(tmp_path / "a" / "search" / "results.csv").set_index("trial")
+    assert trials.loc[[1, 2, 3], "lr"].tolist() == [1e-2, 3e-2, 1e-1]
+    assert (trials.loc[[1, 2, 3], "weight_decay"] == 0).all()

@@ -1,8 +1,9 @@
 """`trainwise auto`: the lecture's systematic approach in one command, within a time budget.
 
 1. prove the model can learn (overfit a tiny subset), 2. find a learning rate (range test), 3. a regularized
-run with early stopping, 4. a bounded Optuna search around it, 5. retrain the best and evaluate the test split
-once, 6. write the report. Stages 3-4 only ever see the train and validation splits.
+run with early stopping, 4. a bounded Optuna search around it, whose next trials are a practitioner's grid (the
+optimizer's usual rates, unregularized), 5. retrain the best and evaluate the test split once, 6. write the
+report. Stages 3-4 only ever see the train and validation splits.
 """
 from __future__ import annotations
 
@@ -22,9 +23,22 @@ from .ensemble import ensemble_run
 from .sanity import sanity
 from .search import plain, tune
 
-__all__ = ["auto", "capacity_choices"]
+__all__ = ["auto", "capacity_choices", "usual_rates"]
 
 _DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
+# A practitioner's first grid: the optimizer's usual rates, unregularized. Auto tries them right after trial 0,
+# so its search starts from where a hand-tuned script would (README: Results on data nobody tuned for).
+_USUAL_RATES = {"sgd": (1e-2, 3e-2, 1e-1)}
+_ADAPTIVE_RATES = (1e-3, 3e-3, 1e-2)  # adam, adamw, rmsprop
+
+
+def usual_rates(optimizer: str) -> tuple[float, ...]:
+    """The learning rates a practitioner's grid starts from for ``optimizer``.
+
+    >>> usual_rates("adam"), usual_rates("sgd")
+    ((0.001, 0.003, 0.01), (0.01, 0.03, 0.1))
+    """
+    return _USUAL_RATES.get(optimizer, _ADAPTIVE_RATES)
 
 
 def capacity_choices(model: str) -> list[str]:
@@ -98,12 +112,15 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
     top = found.suggestion or 1e-2
     low, high = top / 10, top  # the suggestion tends to sit near the edge of stability: search below it
     center = math.sqrt(low * high)
+    rates = usual_rates(cfg.optimizer)
+    low, high = min(low, rates[0]), max(high, rates[-1])  # the search range holds the usual rates too
     say(f"    suggested {top:.2e}; searching {low:.1e} .. {high:.1e}")
     stage("lr_finder", s0, suggestion=found.suggestion, search_range=[low, high])
 
     cfg = cfg.model_copy(update={k: getattr(setup.cfg, k) for k in ("model", "batch_size", "patience", "monitor")})  # autos resolved
     say(f"[bold]3/6 regularized run[/bold]: lr {center:.2e}, dropout {cfg.dropout}, early stopping (patience {cfg.patience})")
-    say("[bold]4/6 bounded search around it[/bold] (Optuna TPE, median pruning; train/val only)")
+    say("[bold]4/6 bounded search around it[/bold] (Optuna TPE, median pruning; train/val only); next, "
+        f"{cfg.optimizer}'s usual rates " + ", ".join(f"{r:g}" for r in rates) + " unregularized")
     space = {"lr": {"type": "loguniform", "low": low, "high": high},
              "dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
              "weight_decay": {"type": "categorical", "choices": list(_DECAYS)},
@@ -116,10 +133,12 @@ def auto(data: str | None = None, *, budget_minutes: float = 10.0, out: str | Pa
              else 0.0, "batch_size": cfg.batch_size, "model": cfg.model}
     first = {k: v for k, v in first.items() if k in space}
     fixed = {k: v for k, v in cfg.model_dump().items() if k not in space and k not in ("quiet", "checkpoint", "run_dir", "seed")}
+    plain_points = [{**first, "lr": lr, "weight_decay": 0.0, **({"dropout": 0.0} if "dropout" in space else {})}
+                    for lr in rates]
     reserve = 0.15 * (deadline - time.perf_counter()) + 10  # time kept for the final retrain and the report
     result = tune(space, method="optuna", trials=10_000, out=out_dir / "search", seed=cfg.seed,
-                  timeout=max(deadline - time.perf_counter() - reserve, 1.0), enqueue=[first], retrain=False,
-                  console=None, **fixed)
+                  timeout=max(deadline - time.perf_counter() - reserve, 1.0), enqueue=[first, *plain_points],
+                  retrain=False, console=None, **fixed)
     table = result["results"]
     base_row = table[table["trial"] == 0].iloc[0]
     key = [c for c in table.columns if c.startswith("best_")][0]
