@@ -12,7 +12,7 @@ fixed model for the same epoch budget, on the same rows:
              M minutes (per problem, below) on as many trials as fit, so it trains far more epochs than (a) or (c) in
              total: "the same budget" is the per-run epoch cap, and the time is its own. Test metric of its final model
              (by default an ensemble of its 5 best trials). After its first trial auto tries (c)'s three learning
-             rates, unregularized, at its own batch size: its search starts where (c) does.
+             rates, with dropout and weight decay 0, at its own batch size, schedule and early stopping.
   (c) hand   the best of a hand-written grid, written plainly below (`hand_grid`): Adam with lr in {1e-3, 3e-3, 1e-2} x
              batch size in {32, 128}, each run for all N epochs from the same seeded init (torch.manual_seed(seed)) with
              shuffled batches from a torch.Generator seeded by the seed; features standardized with train-split

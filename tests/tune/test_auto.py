@@ -65,11 +65,30 @@ def test_ensemble_run_is_an_ordinary_run(tmp_path):
     assert (tmp_path / "ens" / "report.html").is_file() and s["test_confusion"] is not None
 
 
+class _Searched(Exception):
+    pass
 
-def test_auto_starts_sgd_from_sgds_usual_rates(tmp_path):
-    s = auto("iris", budget_minutes=0.35, out=tmp_path / "a", epochs=3, optimizer="sgd", ensemble=1)
-    low, high = s["stages"][1]["search_range"]
-    assert low <= 1e-2 and high >= 1e-1
-    trials = pd.read_csv(tmp_path / "a" / "search" / "results.csv").set_index("trial")
-    assert trials.loc[[1, 2, 3], "lr"].tolist() == [1e-2, 3e-2, 1e-1]
-    assert (trials.loc[[1, 2, 3], "weight_decay"] == 0).all()
+
+@pytest.mark.parametrize(("options", "rates", "searched"), [
+    ({"optimizer": "sgd"}, [1e-2, 3e-2, 1e-1], {"lr", "dropout", "weight_decay", "batch_size", "model"}),
+    ({"optimizer": "adamw", "dropout": [0.3, 0.1]}, [1e-3, 3e-3, 1e-2], {"lr", "weight_decay", "batch_size"}),
+])
+def test_the_search_is_given_the_optimizers_usual_rates_as_valid_points(tmp_path, monkeypatch, options, rates, searched):
+    calls = {}
+
+    def tune(space, **kwargs):  # stands in for the search: records what auto asks of it
+        calls.update(space=space, **kwargs)
+        raise _Searched
+
+    monkeypatch.setattr("trainwise.tune.auto.tune", tune)
+    with pytest.raises(_Searched):
+        auto("iris", budget_minutes=1, out=tmp_path / "a", epochs=3, **options)
+    space, (first, *plain) = calls["space"], calls["enqueue"]
+    assert set(space) == set(first) == searched and [p["lr"] for p in plain] == rates
+    for p in plain:  # the rest of trial 0's settings, with no dropout or weight decay of auto's own
+        assert {k: v for k, v in p.items() if k not in ("lr", "dropout", "weight_decay")} == {
+            k: v for k, v in first.items() if k not in ("lr", "dropout", "weight_decay")}
+        assert p["weight_decay"] == 0.0 and p.get("dropout", 0.0) == 0.0 and set(p) == searched
+        assert space["lr"]["low"] <= p["lr"] <= space["lr"]["high"]
+        assert p["weight_decay"] in space["weight_decay"]["choices"] and p["batch_size"] in space["batch_size"]["choices"]
+    assert space["lr"]["low"] <= first["lr"] <= space["lr"]["high"]
