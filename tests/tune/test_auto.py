@@ -21,7 +21,7 @@ def test_auto_runs_the_recipe_within_budget(tmp_path):
     assert set(trials["model"]) <= {"mlp:128,64", "mlp:256,128", "mlp:256"}  # capacity is searched too
     first = trials[trials["trial"] == 0].iloc[0]
     assert first["model"] == "mlp:128,64" and first["dropout"] == 0.0 and abs(first["lr"] - (top * top / 10) ** 0.5) < 1e-12  # the regularized run
-    plain = trials.set_index("trial").loc[[1, 2, 3]]  # then a practitioner's grid: Adam's usual rates, unregularized
+    plain = trials.set_index("trial").loc[[1, 2, 3]]  # then a practitioner's grid: Adam's usual rates, dropout and weight decay 0
     assert plain["lr"].tolist() == [1e-3, 3e-3, 1e-2] and (plain["weight_decay"] == 0).all() and (plain["dropout"] == 0).all()
     assert (plain[["model", "batch_size"]] == first[["model", "batch_size"]]).all().all()
     assert low <= trials["lr"].min() and trials["lr"].max() <= high
